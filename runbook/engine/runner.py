@@ -1,0 +1,706 @@
+"""The run loop: one loop for every kind of step, every mode, and resume.
+
+Safety rules it enforces, whatever the front end:
+
+* every event is journaled (durably) before a front end hears of it;
+* a mutating step asks ``yes``, a destructive one asks for the target typed exactly; a playbook
+  can only raise that;
+* dry-run runs read-only steps for real and only shows mutating ones, resolved;
+* a step that was started but never finished (crash, kill, lost connection) is never re-run
+  without a person choosing retry, mark done or skip;
+* values reach commands as argv elements or API arguments; secrets are masked everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as pysecrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runbook.actions import get_action
+from runbook.actions.base import Effect, StepContext
+from runbook.engine import state as S
+from runbook.engine.frontend import Ask, Choice, Decision, Frontend, Journaled, OutputLine, Request, StepStatus
+from runbook.engine.redact import Redactor
+from runbook.errors import ActionError, NeedsHuman, RunbookError, UsageError
+from runbook.journal.logs import StepLog, step_log_path
+from runbook.journal.store import Event, Journal, JournalError, LostLockError
+from runbook.playbook import params as P
+from runbook.playbook.durations import parse_duration
+from runbook.playbook.model import ConfirmTyped, Mode, OutputSpec, Playbook, Step
+from runbook.playbook.refs import RefError, Unknown, contains_unknown, evaluate_condition, make_lookup, parse_condition, render
+from runbook.playbook.validate import Loaded, required_confirm, step_effect, validate_raw
+from runbook.stores.environment import Environment
+
+OUTPUT_JOURNAL_LIMIT = 64 * 1024  # chars of one output value kept in the journal
+TIMEOUT_GRACE = 5.0
+
+
+def new_incident_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{pysecrets.token_hex(2)}"
+
+
+@dataclass
+class Outcome:
+    """How a run ended: ``completed``, ``failed``, ``paused`` or ``needs-human``."""
+
+    incident: str
+    status: str
+    message: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return {"completed": 0, "failed": 1, "paused": 0, "needs-human": 3}.get(self.status, 1)
+
+
+class _Quit(Exception):
+    """The operator quit: pause the incident."""
+
+
+class _Stop(Exception):
+    """The incident ends as failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class Engine:
+    """Runs incidents. Front ends call :meth:`open` or :meth:`resume`, then :meth:`run`.
+
+    Args:
+        journal: Where events go.
+        frontend: Receives events and answers questions.
+        home: State directory (step logs, per-incident work directories).
+        environment: The store connections for the incident.
+    """
+
+    def __init__(self, journal: Journal, frontend: Frontend, *, home: Path, environment: Environment) -> None:
+        self.journal = journal
+        self.frontend = frontend
+        self.home = home
+        self.environment = environment
+        self.redactor = Redactor(environment.secret_values())
+        self.playbook: Playbook | None = None
+        self.state: S.IncidentState | None = None
+        self._cancel = threading.Event()
+        self._lock = threading.RLock()
+
+    # -- journaling --------------------------------------------------------------------------
+
+    def _append(self, type_: str, payload: dict[str, Any] | None = None, *, step: str | None = None) -> Event:
+        assert self.state is not None
+        ev = self.journal.append(self.state.id, type_, self.redactor.value(payload or {}), step=step)
+        S.apply(self.state, ev)
+        self.frontend.emit(Journaled(self.state.id, ev))
+        if step is not None and type_.startswith("step_"):
+            self.frontend.emit(StepStatus(self.state.id, step, self.state.step(step).status))
+        return ev
+
+    def add_note(self, text: str) -> Event:
+        """Journal a note from the operator (safe to call from any thread)."""
+        text = P.check_text("note", text.strip(), allow_newlines=True)
+        if not text:
+            raise UsageError("A note cannot be empty.")
+        with self._lock:
+            return self._append("note", {"text": text})
+
+    def cancel_current(self) -> None:
+        """Stop the running step (its command is terminated); the step is recorded as failed."""
+        self._cancel.set()
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def open(self, loaded: Loaded, given: dict[str, Any], *, mode: str = "live", drill: bool = False) -> S.IncidentState:
+        """Bind params and open a new incident (journaled), locked to this process.
+
+        Raises:
+            UsageError: Invalid playbook or parameter values (nothing is journaled or run).
+        """
+        if not loaded.ok or loaded.playbook is None:
+            first = loaded.diagnostics[0] if loaded.diagnostics else "invalid playbook"
+            raise UsageError(f"The playbook is not valid: {first}")
+        pb = loaded.playbook
+        try:
+            mode = Mode(mode).value
+        except ValueError:
+            raise UsageError(f"Unknown mode {mode!r}: use live, dry-run or drill.") from None
+        try:
+            bound = P.bind(pb.params, given, self.environment.lookup)
+        except P.ParamError as exc:
+            raise UsageError(_sentence(str(exc))) from None
+        for name, spec in pb.params.items():
+            if spec.secret and bound.get(name):
+                self.redactor.add(bound[name])
+        text = loaded.path.read_text(encoding="utf-8")
+        incident = new_incident_id()
+        self.playbook = pb
+        self.state = S.IncidentState(incident)
+        self.journal.acquire(incident)
+        started = datetime.now(UTC)
+        self._append(
+            "incident_opened",
+            {
+                "playbook": pb.id,
+                "playbook_path": str(loaded.path),
+                "playbook_text": text,
+                "title": pb.title,
+                "tier": pb.tier.value,
+                "level": pb.level,
+                "env": self.environment.name,
+                "mode": mode,
+                "rto": pb.rto_seconds,
+                "rpo": pb.rpo_seconds,
+                "started": f"{started:%Y%m%d_%H%M%S}",
+                "pid": __import__("os").getpid(),
+            },
+        )
+        for name, value in bound.items():
+            spec = pb.params[name]
+            if spec.secret:
+                self._append("param_bound", {"name": name, "secret": True, "provided": value is not None})
+            else:
+                self._append("param_bound", {"name": name, "value": value})
+        self._secret_values = {n: v for n, v in bound.items() if pb.params[n].secret}
+        return self.state
+
+    def resume(self, incident: str, *, take_over: bool = False, secrets: dict[str, str] | None = None) -> S.IncidentState:
+        """Load an incident from the journal and lock it to this process.
+
+        Raises:
+            LockedError: Another live process drives it (unless ``take_over``).
+            RunbookError: It is completed, or its playbook can no longer be read.
+        """
+        events = self.journal.events(incident)
+        if not events:
+            raise RunbookError(f"No incident {incident!r}.", exit_code=2)
+        st = S.fold(incident, events)
+        if st.status == "completed":
+            raise RunbookError(f"Incident {incident} is already completed; nothing to resume.")
+        raw = _load_text(st.playbook_text)
+        loaded = validate_raw(raw, Path(st.playbook_path or f"{st.playbook_id}.yaml"))
+        if loaded.playbook is None:
+            raise RunbookError(f"The playbook journaled with incident {incident} cannot be loaded: {loaded.diagnostics[0]}")
+        self.playbook = loaded.playbook
+        self.state = st
+        previous = self.journal.acquire(incident, take_over=take_over)
+        if previous is not None and previous.alive():
+            self._append("take_over", {"from": previous.holder, "from_pid": previous.pid, "since": previous.since})
+        else:
+            self._append("resumed", {"stale_lock": previous.holder if previous else None})
+        if st.closed is not None:
+            self._append("reopened", {"was": st.status})
+        self._secret_values = {}
+        for name in st.secret_params:
+            value = (secrets or {}).get(name)
+            if value is None:
+                d = self.frontend.decide(Request(Ask.SECRET, incident, None, title=f"Value of secret parameter {name!r}", choices=(Choice.VALUE, Choice.QUIT), extra={"param": name}))
+                if d.choice != Choice.VALUE or not d.value:
+                    self._pause("a secret parameter was not supplied")
+                    raise NeedsHuman(f"Incident {incident} needs the secret parameter {name!r}: set RUNBOOK_PARAM_{name.upper()} and resume.")
+                value = d.value
+            spec = self.playbook.params.get(name)
+            if spec is not None:
+                try:
+                    value = P.coerce(name, spec, value)
+                except P.ParamError as exc:
+                    raise UsageError(_sentence(str(exc))) from None
+            self.redactor.add(value)
+            self._secret_values[name] = value
+        return st
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Run from the first unfinished step to the end (or a pause/failure). Releases the lock."""
+        assert self.state is not None and self.playbook is not None
+        st = self.state
+        try:
+            for step in self.playbook.steps:
+                self._run_step(step)
+            return self._close()
+        except _Quit:
+            self._pause("operator quit")
+            return Outcome(st.id, "paused", f"Incident {st.id} paused; resume it with `runbook resume {st.id}`.")
+        except NeedsHuman as exc:
+            self._pause(str(exc))
+            return Outcome(st.id, "needs-human", str(exc))
+        except _Stop as exc:
+            self._append("incident_closed", self._closing("failed", str(exc)))
+            return Outcome(st.id, "failed", str(exc))
+        except LostLockError as exc:
+            return Outcome(st.id, "paused", str(exc))
+        except JournalError as exc:
+            # The disk may be full: stop cleanly; what is journaled stays.
+            return Outcome(st.id, "failed", str(exc))
+        finally:
+            self.journal.release(st.id)
+
+    def _pause(self, reason: str) -> None:
+        try:
+            self._append("paused", {"reason": reason})
+        except JournalError:
+            pass
+
+    def _closing(self, status: str, message: str = "") -> dict[str, Any]:
+        st = self.state
+        assert st is not None
+        elapsed = st.elapsed
+        out: dict[str, Any] = {"status": status, "elapsed": round(elapsed, 3), "rto_target": st.rto}
+        if st.rto is not None:
+            out["rto_met"] = elapsed <= st.rto
+        if message:
+            out["message"] = message
+        failed = [s.id for s in st.steps.values() if s.status == S.FAILED]
+        if failed:
+            out["failed_steps"] = failed
+        return out
+
+    def _close(self) -> Outcome:
+        st = self.state
+        assert st is not None
+        failed = [s.id for s in st.steps.values() if s.status == S.FAILED]
+        status = "failed" if failed else "completed"
+        msg = f"steps failed: {', '.join(failed)}" if failed else ""
+        self._append("incident_closed", self._closing(status, msg))
+        return Outcome(st.id, status, msg)
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def _lookup(self, *, unknown_outputs: bool = False) -> Any:
+        st = self.state
+        assert st is not None
+        params = dict(st.params)
+        params.update(getattr(self, "_secret_values", {}))
+        workdir = self.home / "incidents" / st.id
+        return make_lookup(
+            params=params,
+            outputs=st.outputs(),
+            incident={"id": st.id, "started": st.started_compact, "workdir": str(workdir), "operator": st.operator},
+            env=self.environment.lookup,
+            mode=st.mode,
+            unknown_outputs=unknown_outputs,
+        )
+
+    def _run_step(self, step: Step) -> None:
+        st = self.state
+        assert st is not None
+        ss = st.step(step.id)
+        if ss.status in S.RESOLVED or (ss.status == S.FAILED and ss.continued):
+            return
+        dry = st.mode == Mode.DRY_RUN
+        if ss.status == S.RUNNING:
+            self._resolve_interrupted(step, ss)
+            if ss.status in S.RESOLVED:
+                return
+        elif ss.status == S.FAILED:
+            # A failed incident was reopened: the failed step needs a decision.
+            self._after_failure(step, ss.error or "it failed", force_ask=True)
+            if ss.status in S.RESOLVED or ss.continued:
+                return
+
+        lookup = self._lookup(unknown_outputs=dry)
+        if step.when is not None:
+            try:
+                verdict = evaluate_condition(parse_condition(step.when), lookup)
+            except (RefError, ActionError) as exc:
+                self._fail_step(step, 0, f"its condition could not be evaluated: {exc}", 0.0, None, final=True)
+                self._after_failure(step, str(exc))
+                return
+            if isinstance(verdict, Unknown):
+                self._append("step_planned", {"reason": f"depends on {verdict.ref}", "when": step.when}, step=step.id)
+                return
+            if not verdict:
+                self._append("step_skipped", {"reason": f"condition is false: {step.when}", "by": "engine"}, step=step.id)
+                return
+
+        while True:  # until the step is resolved (run, skipped, failed-and-handled)
+            try:
+                call = self._resolve(step, lookup)
+            except (RefError, ActionError) as exc:
+                self._fail_step(step, ss.attempts + 1, _sentence(str(exc)), 0.0, None, final=True)
+                self._after_failure(step, str(exc))
+                return
+            if dry and (call["effect"] != Effect.READ_ONLY.value or step.kind == "manual"):
+                self._append("step_planned", {k: call[k] for k in ("action", "effect", "target", "confirm")}, step=step.id)
+                return
+            if dry and contains_unknown(call["params"]):
+                self._append("step_planned", {"action": call["action"], "effect": call["effect"], "reason": "needs outputs of steps that did not run"}, step=step.id)
+                return
+
+            decision = self.frontend.decide(self._request(Ask.BEFORE_STEP, step, call, choices=(Choice.RUN, Choice.SKIP, Choice.QUIT)))
+            if decision.choice == Choice.QUIT:
+                raise _Quit()
+            if decision.choice == Choice.SKIP:
+                self._skip(step, decision.reason)
+                return
+
+            if step.kind == "manual":
+                self._manual(step, call)
+                return
+
+            if not self._confirm(step, call):
+                continue  # refused: ask again what to do with this step
+
+            attempts_left = step.retries + 1
+            while attempts_left > 0:
+                attempts_left -= 1
+                ok, error = self._execute(step, call)
+                if ok:
+                    return
+                if attempts_left > 0:
+                    delay = parse_duration(step.retry_delay)
+                    if self._cancel.wait(delay):
+                        self._cancel.clear()
+                        break
+                    try:
+                        call = self._resolve(step, self._lookup())
+                    except (RefError, ActionError):
+                        pass
+            self._after_failure(step, error or "it failed")
+            return
+
+    def _resolve(self, step: Step, lookup: Any) -> dict[str, Any]:
+        return resolve_call(step, lookup, self.redactor)
+
+    def _request(self, ask: Ask, step: Step, call: dict[str, Any], **kw: Any) -> Request:
+        assert self.state is not None
+        return Request(
+            ask=ask,
+            incident=self.state.id,
+            step=step.id,
+            title=step.label,
+            description=step.description or "",
+            action=call.get("describe", ""),
+            effect=call.get("effect", ""),
+            target=call.get("target", ""),
+            confirm=call.get("confirm", "none"),
+            attempt=self.state.step(step.id).attempts,
+            **kw,
+        )
+
+    def _confirm(self, step: Step, call: dict[str, Any]) -> bool:
+        level = call["confirm"]
+        if level == "none":
+            return True
+        expected = call["expected"]
+        for _ in range(3):
+            self.frontend.emit(StepStatus(self.state.id, step.id, "needs-confirmation"))  # type: ignore[union-attr]
+            d = self.frontend.decide(
+                self._request(Ask.CONFIRM, step, call, expected=expected, choices=(Choice.CONFIRM, Choice.REFUSE, Choice.SKIP, Choice.QUIT))
+            )
+            if d.choice == Choice.QUIT:
+                raise _Quit()
+            if d.choice == Choice.SKIP:
+                self._skip(step, d.reason)
+                return False
+            if d.choice == Choice.REFUSE:
+                self._append("confirmation_refused", {"level": level, "action": call["describe"], "target": call["target"]}, step=step.id)
+                return False
+            if level == "typed":
+                typed = d.typed if d.typed is not None else ""
+                if typed != expected:
+                    self._append("confirmation_refused", {"level": level, "typed": typed, "expected": expected, "reason": "typed value does not match"}, step=step.id)
+                    continue
+                self._append("confirmation_given", {"level": level, "typed": typed, "action": call["describe"], "target": call["target"], "effect": call["effect"], "how": d.reason or "operator"}, step=step.id)
+                return True
+            self._append("confirmation_given", {"level": level, "action": call["describe"], "target": call["target"], "effect": call["effect"], "how": d.reason or "operator"}, step=step.id)
+            return True
+        raise NeedsHuman(f"Step {step.id!r} was not confirmed: the typed value did not match {expected!r}.")
+
+    def _skip(self, step: Step, reason: str | None) -> None:
+        reason = (reason or "").strip()
+        if not reason:
+            raise NeedsHuman(f"Skipping step {step.id!r} needs a reason.")
+        self._append("step_skipped", {"reason": P.check_text("reason", reason[:2000], allow_newlines=True), "by": "operator"}, step=step.id)
+
+    def _manual(self, step: Step, call: dict[str, Any]) -> None:
+        ss = self.state.step(step.id)  # type: ignore[union-attr]
+        self._append("step_started", {"attempt": ss.attempts + 1, "action": "manual", "effect": "manual"}, step=step.id)
+        d = self.frontend.decide(self._request(Ask.MANUAL, step, call, choices=(Choice.DONE, Choice.SKIP, Choice.QUIT)))
+        if d.choice == Choice.DONE:
+            self._append("step_finished", {"manual": True, "note": d.reason, "outputs": {}, "duration": None}, step=step.id)
+        elif d.choice == Choice.SKIP:
+            self._skip(step, d.reason)
+        else:
+            raise _Quit()
+
+    def _execute(self, step: Step, call: dict[str, Any]) -> tuple[bool, str | None]:
+        """Run one attempt. Returns (ok, error)."""
+        st = self.state
+        assert st is not None
+        ss = st.step(step.id)
+        attempt = ss.attempts + 1
+        log_path = step_log_path(self.home, st.id, step.id, attempt)
+        self._append(
+            "step_started",
+            {"attempt": attempt, "action": call["describe"], "effect": call["effect"], "target": call["target"], "log": str(log_path)},
+            step=step.id,
+        )
+        log = StepLog(log_path)
+        redact = self.redactor.text
+        incident_id = st.id
+
+        def emit_line(line: str) -> None:
+            clean = redact(line)
+            log.write(clean)
+            self.frontend.emit(OutputLine(incident_id, step.id, clean))
+
+        workdir = self.home / "incidents" / st.id
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        timeout = parse_duration(step.timeout) if step.timeout is not None else None
+        self._cancel.clear()
+        ctx = StepContext(
+            incident_id=st.id,
+            step_id=step.id,
+            mode=st.mode,
+            environment=self.environment,
+            workdir=workdir,
+            log=emit_line,
+            cancelled=threading.Event(),
+            timeout=timeout,
+            redact=redact,
+        )
+        result: dict[str, Any] = {}
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                result.update(call["impl"].run(ctx, call["params"]) or {})
+            except BaseException as exc:  # noqa: BLE001 - reported as the step's failure
+                failure.append(exc)
+
+        started = time.monotonic()
+        worker = threading.Thread(target=target, name=f"step-{step.id}", daemon=True)
+        worker.start()
+        timed_out = False
+        while worker.is_alive():
+            wait = 0.2 if timeout is None else max(0.0, min(0.2, timeout - (time.monotonic() - started)))
+            worker.join(wait)
+            if not worker.is_alive():
+                break
+            if self._cancel.is_set():
+                ctx.cancelled.set()
+                worker.join(TIMEOUT_GRACE)
+                break
+            if timeout is not None and time.monotonic() - started >= timeout:
+                timed_out = True
+                ctx.cancelled.set()
+                worker.join(TIMEOUT_GRACE)
+                break
+        duration = time.monotonic() - started
+        digest = log.close()
+        if timed_out:
+            error = f"it did not finish within its timeout of {step.timeout} and was stopped"
+        elif self._cancel.is_set():
+            self._cancel.clear()
+            error = "it was stopped by the operator"
+        elif failure:
+            exc = failure[0]
+            if timeout is not None and duration >= timeout:
+                timed_out = True
+                error = f"it did not finish within its timeout of {step.timeout} and was stopped"
+            elif isinstance(exc, RunbookError):
+                error = str(exc)
+            else:
+                error = f"{type(exc).__name__}: {exc}"
+        else:
+            error = None
+        if error is None:
+            try:
+                outputs = self._outputs(step, result, log_path)
+            except ActionError as exc:
+                error = str(exc)
+        if error is not None:
+            will_retry = attempt <= step.retries
+            self._fail_step(step, attempt, error, duration, (str(log_path), digest, log.lines), final=not will_retry, timed_out=timed_out)
+            return False, error
+        self._append(
+            "step_finished",
+            {"outputs": _journal_outputs(outputs), "duration": round(duration, 3), "log": str(log_path), "log_sha256": digest, "lines": log.lines},
+            step=step.id,
+        )
+        return True, None
+
+    def _fail_step(self, step: Step, attempt: int, error: str, duration: float, log: tuple[str, str, int] | None, *, final: bool, timed_out: bool = False) -> None:
+        payload: dict[str, Any] = {"attempt": attempt, "error": _sentence(error), "duration": round(duration, 3), "will_retry": not final}
+        if timed_out:
+            payload["timed_out"] = True
+        if log is not None:
+            payload.update({"log": log[0], "log_sha256": log[1], "lines": log[2]})
+        self._append("step_failed", payload, step=step.id)
+
+    def _after_failure(self, step: Step, error: str, *, force_ask: bool = False) -> None:
+        policy = "ask" if force_ask else step.on_failure
+        ss = self.state.step(step.id)  # type: ignore[union-attr]
+        if policy == "continue":
+            self._append("step_failure_accepted", {"policy": "continue", "error": _sentence(error)}, step=step.id)
+            ss.continued = True
+            return
+        if policy == "stop":
+            raise _Stop(f"Step {step.id!r} failed: {_sentence(error)}")
+        d = self.frontend.decide(
+            Request(Ask.FAILURE, self.state.id, step.id, title=step.label, description=step.description or "", error=_sentence(error), attempt=ss.attempts, choices=(Choice.RETRY, Choice.SKIP, Choice.STOP, Choice.QUIT))  # type: ignore[union-attr]
+        )
+        if d.choice == Choice.RETRY:
+            self._append("step_retry_requested", {"reason": d.reason or "operator chose retry"}, step=step.id)
+            self._run_step(step)
+        elif d.choice == Choice.SKIP:
+            self._skip(step, d.reason)
+        elif d.choice == Choice.QUIT:
+            raise _Quit()
+        else:
+            raise _Stop(f"Step {step.id!r} failed: {_sentence(error)}")
+
+    def _resolve_interrupted(self, step: Step, ss: S.StepState) -> None:
+        st = self.state
+        assert st is not None
+        last = _tail(ss.log, 20)
+        d = self.frontend.decide(
+            Request(
+                Ask.INTERRUPTED,
+                st.id,
+                step.id,
+                title=step.label,
+                description=step.description or "",
+                effect=step_effect(step).value,
+                attempt=ss.attempts,
+                choices=(Choice.RETRY, Choice.DONE, Choice.SKIP, Choice.QUIT),
+                extra={"started_at": ss.started, "last_output": last, "log": ss.log},
+            )
+        )
+        reason = (d.reason or "").strip()
+        if d.choice == Choice.QUIT:
+            raise _Quit()
+        if d.choice in (Choice.DONE, Choice.SKIP) and not reason:
+            raise NeedsHuman(f"Step {step.id!r} was interrupted: a reason is needed to mark it done or skip it.")
+        self._append("interrupted_resolved", {"choice": d.choice.value, "reason": reason or None, "started_at": ss.started}, step=step.id)
+        if d.choice == Choice.RETRY:
+            self._append("step_retry_requested", {"reason": reason or "retry after interruption"}, step=step.id)
+        elif d.choice == Choice.DONE:
+            self._append("step_marked_done", {"reason": reason}, step=step.id)
+        elif d.choice == Choice.SKIP:
+            self._append("step_skipped", {"reason": reason, "by": "operator"}, step=step.id)
+        else:
+            raise NeedsHuman(f"Step {step.id!r} was interrupted and needs a decision.")
+
+    def _outputs(self, step: Step, result: dict[str, Any], log_path: Path) -> dict[str, Any]:
+        outputs = dict(result)
+        for name, spec in step.outputs.items():
+            source = spec.source if isinstance(spec, OutputSpec) else spec
+            regex = spec.regex if isinstance(spec, OutputSpec) else None
+            if source in ("stdout", "last_line", "exit_code"):
+                text = result.get(source)
+                if text is None and source in ("stdout", "last_line"):
+                    text = log_path.read_text(encoding="utf-8", errors="replace")
+                    if source == "last_line":
+                        text = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
+            else:
+                text = result.get(source)
+            if regex is not None:
+                matches = [m for m in (re.search(regex, ln) for ln in str(text or "").splitlines()) if m]
+                if not matches:
+                    raise ActionError(f"output {name!r}: no line matched {regex!r}")
+                m = matches[-1]
+                text = m.group(1) if m.groups() else m.group(0)
+            elif isinstance(text, str) and source == "stdout":
+                text = text.strip()
+            outputs[name] = text
+        return outputs
+
+
+def resolve_call(step: Step, lookup: Any, redactor: Redactor) -> dict[str, Any]:
+    """The exact call: action, validated params, description, target, effect, confirmation."""
+    if step.kind == "manual":
+        return {"action": "manual", "params": None, "effect": Effect.READ_ONLY.value, "target": "", "confirm": "none", "describe": "manual step", "expected": None, "impl": None}
+    if step.kind == "shell":
+        action = get_action("shell")
+        raw = {"argv": render(step.shell, lookup), "env": render(step.env, lookup)}
+        if step.cwd:
+            raw["cwd"] = render(step.cwd, lookup)
+    else:
+        action = get_action(step.run or "")
+        if action is None:
+            raise ActionError(f"unknown action {step.run!r}")
+        raw = render(step.with_, lookup)
+    assert action is not None
+    if contains_unknown(raw):
+        return {"action": action.name, "params": raw, "effect": step_effect(step).value, "target": "", "confirm": required_confirm(step), "describe": _describe_unknown(action.name, raw), "expected": None, "impl": action}
+    try:
+        params = action.Params.model_validate(raw)
+    except Exception as exc:  # pydantic.ValidationError
+        raise ActionError(_pydantic_sentence(action.name, exc)) from None
+    target = action.target(params)
+    confirm = required_confirm(step)
+    expected = None
+    if confirm == "typed":
+        expected = render(step.confirm.typed, lookup) if isinstance(step.confirm, ConfirmTyped) else target
+        expected = str(expected)
+    return {
+        "action": action.name,
+        "params": params,
+        "effect": step_effect(step).value,
+        "target": redactor.text(str(target)),
+        "confirm": confirm,
+        "describe": redactor.text(action.describe(params)),
+        "expected": expected,
+        "impl": action,
+    }
+
+
+def _journal_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in outputs.items():
+        if isinstance(v, str) and len(v) > OUTPUT_JOURNAL_LIMIT:
+            v = v[-OUTPUT_JOURNAL_LIMIT:]
+        out[k] = v
+    return out
+
+
+def _tail(path: str | None, n: int) -> list[str]:
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            data = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return data.splitlines()[-n:]
+
+
+def _load_text(text: str) -> Any:
+    from runbook.playbook import yamlload
+
+    return yamlload.loads(text)
+
+
+def _describe_unknown(name: str, raw: Any) -> str:
+    if name == "shell" and isinstance(raw, dict):
+        return " ".join(str(a) for a in raw.get("argv", []))
+    return f"{name}({', '.join(f'{k}={v}' for k, v in (raw or {}).items())})"
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(str(text).split())
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _pydantic_sentence(action: str, exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        errs = errors()
+        if errs:
+            e = errs[0]
+            where = ".".join(str(p) for p in e.get("loc", ()))
+            return f"action {action}: {where}: {e.get('msg', 'invalid value').removeprefix('Value error, ')}"
+    return f"action {action}: {exc}"

@@ -1,0 +1,47 @@
+"""Per-step log files: the full output of a step, redacted, 0600, with its sha256 journaled."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+class StepLog:
+    """Append-only log of one step attempt; hashes what it writes so the digest costs no re-read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        self._f = os.fdopen(fd, "ab", buffering=1 << 16)
+        self._hash = hashlib.sha256()
+        self.lines = 0
+        self.bytes = 0
+
+    def write(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8", errors="replace")
+        self._f.write(data)
+        self._hash.update(data)
+        self.lines += 1
+        self.bytes += len(data)
+
+    def close(self) -> str:
+        """Flush to disk and return the hex sha256 of everything written."""
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+        return self._hash.hexdigest()
+
+
+def step_log_path(home: Path, incident: str, step: str, attempt: int) -> Path:
+    return home / "logs" / incident / f"{step}.{attempt}.log"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,1 @@
+"""The local sandbox: real local stand-ins for every store (see ../shared/STANDINS.md)."""
