@@ -478,8 +478,11 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        # One sentence, like every other error (click's usage banner is noise at 3 a.m.).
+        message = exc.format_message()
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            message += f" (see `{exc.ctx.command_path} --help`)"
+        _fail(message, 2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except RunbookError as exc:
         if _DEBUG:
             raise

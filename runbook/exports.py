@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from runbook.errors import UsageError
-from runbook.journal.store import GENESIS, Journal, chain_hash, canonical
+from runbook.journal.store import GENESIS, Journal, canonical, chain_hash
 
 
 def export_json(journal: Journal, incident: str) -> str:

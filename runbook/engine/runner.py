@@ -25,7 +25,15 @@ from typing import Any
 from runbook.actions import get_action
 from runbook.actions.base import Effect, StepContext
 from runbook.engine import state as S
-from runbook.engine.frontend import Ask, Choice, Decision, Frontend, Journaled, OutputLine, Request, StepStatus
+from runbook.engine.frontend import (
+    Ask,
+    Choice,
+    Frontend,
+    Journaled,
+    OutputLine,
+    Request,
+    StepStatus,
+)
 from runbook.engine.redact import Redactor
 from runbook.errors import ActionError, NeedsHuman, RunbookError, UsageError
 from runbook.journal.logs import StepLog, step_log_path
@@ -33,7 +41,15 @@ from runbook.journal.store import Event, Journal, JournalError, LostLockError
 from runbook.playbook import params as P
 from runbook.playbook.durations import parse_duration
 from runbook.playbook.model import ConfirmTyped, Mode, OutputSpec, Playbook, Step
-from runbook.playbook.refs import RefError, Unknown, contains_unknown, evaluate_condition, make_lookup, parse_condition, render
+from runbook.playbook.refs import (
+    RefError,
+    Unknown,
+    contains_unknown,
+    evaluate_condition,
+    make_lookup,
+    parse_condition,
+    render,
+)
 from runbook.playbook.validate import Loaded, required_confirm, step_effect, validate_raw
 from runbook.stores.environment import Environment
 
@@ -326,10 +342,10 @@ class Engine:
                 self._after_failure(step, str(exc))
                 return
             if dry and (call["effect"] != Effect.READ_ONLY.value or step.kind == "manual"):
-                self._append("step_planned", {k: call[k] for k in ("action", "effect", "target", "confirm")}, step=step.id)
+                self._append("step_planned", {"action": call["describe"], "run": call["action"], "effect": call["effect"], "target": call["target"], "confirm": call["confirm"]}, step=step.id)
                 return
             if dry and contains_unknown(call["params"]):
-                self._append("step_planned", {"action": call["action"], "effect": call["effect"], "reason": "needs outputs of steps that did not run"}, step=step.id)
+                self._append("step_planned", {"action": call["describe"], "run": call["action"], "effect": call["effect"], "reason": "needs outputs of steps that did not run"}, step=step.id)
                 return
 
             decision = self.frontend.decide(self._request(Ask.BEFORE_STEP, step, call, choices=(Choice.RUN, Choice.SKIP, Choice.QUIT)))

@@ -1,0 +1,132 @@
+"""Journal: durable hash chain, tamper detection, locks, permissions."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runbook.journal.store import Journal, LockedError, LostLockError
+
+
+def filled(tmp_path: Path) -> tuple[Journal, Path]:
+    path = tmp_path / "j.sqlite3"
+    j = Journal(path)
+    j.append("inc", "incident_opened", {"playbook": "x", "title": "T"})
+    for i in range(5):
+        j.append("inc", "step_started", {"attempt": 1, "i": i}, step=f"s{i}")
+        j.append("inc", "step_finished", {"outputs": {"n": i}}, step=f"s{i}")
+    j.append("other", "incident_opened", {"playbook": "y"})
+    return j, path
+
+
+def test_chain_verifies(tmp_path: Path) -> None:
+    j, _ = filled(tmp_path)
+    count, bad, _ = j.verify("inc")
+    assert (count, bad) == (11, None)
+    assert [e.n for e in j.events("inc")] == list(range(11))
+
+
+@pytest.mark.parametrize("column", ["payload", "ts", "actor", "type", "step"])
+def test_editing_any_field_of_any_event_fails_verify_at_that_event(tmp_path: Path, column: str) -> None:
+    j, path = filled(tmp_path)
+    for target_n in (0, 4, 10):
+        db = sqlite3.connect(path)
+        (orig,) = db.execute(f"SELECT {column} FROM events WHERE incident='inc' AND n=?", (target_n,)).fetchone()
+        changed = (orig or "x")[:-1] + ("Z" if not (orig or "x").endswith("Z") else "Y")
+        db.execute(f"UPDATE events SET {column}=? WHERE incident='inc' AND n=?", (changed, target_n))
+        db.commit()
+        _, bad, reason = Journal(path).verify("inc")
+        assert bad is not None and bad.n == target_n, (column, target_n, reason)
+        db.execute(f"UPDATE events SET {column}=? WHERE incident='inc' AND n=?", (orig, target_n))
+        db.commit()
+        db.close()
+    assert Journal(path).verify("inc")[1] is None
+
+
+def test_every_byte_of_an_event_payload_is_covered(tmp_path: Path) -> None:
+    j, path = filled(tmp_path)
+    db = sqlite3.connect(path)
+    (payload,) = db.execute("SELECT payload FROM events WHERE incident='inc' AND n=3").fetchone()
+    for i in range(len(payload)):
+        flipped = payload[:i] + chr(ord(payload[i]) ^ 1) + payload[i + 1 :]
+        db.execute("UPDATE events SET payload=? WHERE incident='inc' AND n=3", (flipped,))
+        db.commit()
+        _, bad, _ = Journal(path).verify("inc")
+        assert bad is not None and bad.n == 3, i
+    db.execute("UPDATE events SET payload=? WHERE incident='inc' AND n=3", (payload,))
+    db.commit()
+
+
+def test_deleting_an_event_is_detected(tmp_path: Path) -> None:
+    j, path = filled(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM events WHERE incident='inc' AND n=5")
+    db.commit()
+    _, bad, reason = Journal(path).verify("inc")
+    assert bad is not None and bad.n == 6 and "missing" in reason
+
+
+def test_cli_verify_names_the_bad_event(tmp_path: Path, rb_home: Path, rb) -> None:
+    j = Journal(rb_home / "journal.sqlite3")
+    for i in range(4):
+        j.append("20260101-000000-abcd", "note" if i else "incident_opened", {"text": f"n{i}"})
+    r = rb("verify", "20260101-000000-abcd")
+    assert r.returncode == 0 and "intact: 4 events" in r.stdout
+    db = sqlite3.connect(rb_home / "journal.sqlite3")
+    db.execute("UPDATE events SET payload='{\"text\":\"forged\"}' WHERE n=2")
+    db.commit()
+    r = rb("verify", "20260101-000000")  # a unique prefix works too
+    assert r.returncode == 1
+    assert "event 2 (note" in r.stderr and "does not match its hash" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_files_are_private(tmp_path: Path) -> None:
+    j, path = filled(tmp_path)
+    for p in tmp_path.glob("j.sqlite3*"):
+        assert p.stat().st_mode & 0o077 == 0, p
+
+
+def test_lock_refuses_second_live_process_and_take_over_is_explicit(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys,time; from runbook.journal.store import Journal; j=Journal(sys.argv[1]); j.acquire('inc'); print('locked', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        me = Journal(path)
+        with pytest.raises(LockedError, match="take it over"):
+            me.acquire("inc")
+        previous = me.acquire("inc", take_over=True)
+        assert previous is not None and previous.pid == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_stale_lock_of_dead_pid_is_taken(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    subprocess.run([sys.executable, "-c", "import sys; from runbook.journal.store import Journal; Journal(sys.argv[1]).acquire('inc')", str(path)], check=True)
+    me = Journal(path)
+    previous = me.acquire("inc")  # the holder is dead: no refusal
+    assert previous is not None and previous.pid != os.getpid() and not previous.alive()
+
+
+def test_taken_over_writer_stops(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    a = Journal(path)
+    a.acquire("inc")
+    a.append("inc", "incident_opened", {})
+    b = Journal(path)
+    b.acquire("inc", take_over=True)
+    with pytest.raises(LostLockError):
+        a.append("inc", "note", {"text": "late"})
+    b.append("inc", "take_over", {})
+    assert b.verify("inc")[1] is None
