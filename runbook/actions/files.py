@@ -41,7 +41,7 @@ def tree_size(path: Path) -> int:
         return path.stat().st_size
     total = 0
     seen: set[tuple[int, int]] = set()
-    for root, dirs, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             try:
                 st = os.lstat(os.path.join(root, name))

@@ -477,7 +477,7 @@ class Engine:
             environment=self.environment,
             workdir=workdir,
             log=emit_line,
-            cancelled=threading.Event(),
+            cancelled=self._cancel,  # cancel_current() reaches the running action directly
             timeout=timeout,
             redact=redact,
         )
@@ -491,26 +491,18 @@ class Engine:
                 failure.append(exc)
 
         started = time.monotonic()
-        worker = threading.Thread(target=target, name=f"step-{step.id}", daemon=True)
-        worker.start()
         timed_out = False
-        while worker.is_alive():
-            wait = 0.2 if timeout is None else max(0.0, min(0.2, timeout - (time.monotonic() - started)))
-            worker.join(wait)
-            if not worker.is_alive():
-                break
-            if self._cancel.is_set():
-                ctx.cancelled.set()
-                worker.join(TIMEOUT_GRACE)
-                break
-            if timeout is not None and time.monotonic() - started >= timeout:
-                timed_out = True
-                ctx.cancelled.set()
-                worker.join(TIMEOUT_GRACE)
-                break
+        if timeout is None:
+            # No deadline to enforce from outside: run inline (commands still stop on cancel,
+            # through their own watchdog), saving a thread per step.
+            target()
+        else:
+            self._watch(target, ctx, timeout, started)
+            timed_out = time.monotonic() - started >= timeout and ctx.cancelled.is_set()
         duration = time.monotonic() - started
         digest = log.close()
         if timed_out:
+            self._cancel.clear()
             error = f"it did not finish within its timeout of {step.timeout} and was stopped"
         elif self._cancel.is_set():
             self._cancel.clear()
@@ -541,6 +533,19 @@ class Engine:
             step=step.id,
         )
         return True, None
+
+    def _watch(self, target: Any, ctx: StepContext, timeout: float, started: float) -> None:
+        """Run ``target`` in a worker thread and stop it (via ctx.cancelled) at the deadline."""
+        worker = threading.Thread(target=target, name=f"step-{ctx.step_id}", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(max(0.0, min(0.2, timeout - (time.monotonic() - started))))
+            if not worker.is_alive():
+                return
+            if ctx.cancelled.is_set() or time.monotonic() - started >= timeout:
+                ctx.cancelled.set()
+                worker.join(TIMEOUT_GRACE)
+                return
 
     def _fail_step(self, step: Step, attempt: int, error: str, duration: float, log: tuple[str, str, int] | None, *, final: bool, timed_out: bool = False) -> None:
         payload: dict[str, Any] = {"attempt": attempt, "error": _sentence(error), "duration": round(duration, 3), "will_retry": not final}
