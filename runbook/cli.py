@@ -254,6 +254,23 @@ def plan(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None
 # --- run / resume ------------------------------------------------------------------------------
 
 
+def _environment_for(obj: _Ctx, env_name: str | None, playbook: Any) -> Any:
+    """The incident's environment; for the sandbox, the stores the playbook needs are started first."""
+    env = obj.config.environment(env_name)
+    if env.sandbox:
+        from runbook.sandbox.manager import Sandbox, playbook_components
+
+        Sandbox().ensure(playbook_components(playbook))
+        env = obj.config.environment(env_name)  # ports are known once the stores run
+    return env
+
+
+def _attach_notifications(obj: _Ctx, env: Any, engine: Any) -> None:
+    from runbook.notify import cli_hook
+
+    cli_hook(obj, env, engine)
+
+
 def _answers(yes: bool, confirms: tuple[str, ...], auto: bool = False, interrupted: str | None = None, reason: str | None = None) -> Any:
     from runbook.headless import HeadlessAnswers
 
@@ -288,7 +305,7 @@ def run(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None,
 
     loaded = _load_playbook(obj, playbook)
     given = _params_from_env(loaded, _parse_kv(params, "Parameter"))
-    env = obj.config.environment(env_name)
+    env = _environment_for(obj, env_name, loaded.playbook)
     if not headless and sys.stdin.isatty() and sys.stdout.isatty():
         try:
             from runbook.tui.app import run_incident_app  # type: ignore[import-not-found]
@@ -300,6 +317,7 @@ def run(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None,
     answers = _answers(yes, confirms)
     frontend = HeadlessFrontend(answers)
     engine = Engine(obj.journal, frontend, home=home(), environment=env)
+    _attach_notifications(obj, env, engine)
     st = engine.open(loaded, given, mode=mode)
     click.echo(f"incident: {st.id}")
     sys.stdout.flush()
@@ -330,7 +348,7 @@ def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool,
     journal = obj.journal
     incident = journal.find_incident(incident)
     st = S.fold(incident, journal.events(incident))
-    env = obj.config.environment(st.env or None)
+    env = _environment_for(obj, st.env or None, _journaled_playbook(st))
     if not headless and sys.stdin.isatty() and sys.stdout.isatty():
         try:
             from runbook.tui.app import resume_incident_app  # type: ignore[import-not-found]
@@ -341,6 +359,7 @@ def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool,
             return
     answers = _answers(yes, confirms, interrupted=choice, reason=reason)
     engine = Engine(journal, HeadlessFrontend(answers), home=home(), environment=env)
+    _attach_notifications(obj, env, engine)
     secrets = _parse_kv(params, "Parameter")
     for name in st.secret_params:
         value = os.environ.get(f"RUNBOOK_PARAM_{name.upper()}")
@@ -350,6 +369,17 @@ def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool,
     click.echo(f"incident: {incident}")
     sys.stdout.flush()
     _run_headless(obj, engine)
+
+
+def _journaled_playbook(st: Any) -> Any:
+    from runbook.playbook import yamlload
+    from runbook.playbook.validate import validate_raw
+
+    try:
+        loaded = validate_raw(yamlload.loads(st.playbook_text), Path(st.playbook_path or f"{st.playbook_id}.yaml"))
+    except yamlload.YamlError:
+        return None
+    return loaded.playbook
 
 
 # --- incidents / timeline / verify / export ---------------------------------------------------------

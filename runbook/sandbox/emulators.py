@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from runbook.sandbox.procs import LOCALHOST, ManagedProcess, free_port, http_probe, port_is_free
+from runbook.sandbox.procs import LOCALHOST, ManagedProcess, free_port, http_probe, wait_port_free
 
 SDK_PLATFORM = Path("/usr/lib/google-cloud-sdk/platform")
 PUBSUB_BIN = SDK_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
@@ -245,7 +245,10 @@ class BigQueryEmulator(ManagedProcess):
             self.data_dir.mkdir(parents=True, exist_ok=True)
         if "BQEMU_GCS_LOCAL_ROOT" in self.server_env:
             self.gcs_root.mkdir(parents=True, exist_ok=True)
-        if self._fixed_grpc_port is None and not port_is_free(self.grpc_port, self.host):
+        if self._fixed_grpc_port is None and not wait_port_free(self.grpc_port, self.host):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("a") as log:
+                log.write(f"--- gRPC port {self.grpc_port} is in use: moving to another port\n")
             self._grpc_port = free_port(self.host)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.grpc_port_path.write_text(f"{self.grpc_port}\n")

@@ -30,7 +30,9 @@ from runbook.sandbox.procs import (
     free_port,
     pid_alive,
     processes_with_cwd,
+    rotate_log,
     tail,
+    wait_port_free,
     wait_until,
 )
 
@@ -175,6 +177,7 @@ class PostgresCluster:
 
     def __init__(self, base_dir: Path | str, port: int | None = None) -> None:
         self.base_dir = Path(base_dir).absolute()
+        self._fixed_port = port
         self._port = port
 
     # -- paths and addresses -------------------------------------------------------------------
@@ -416,6 +419,12 @@ class PostgresCluster:
         if not self.is_initialized():
             raise SandboxError(f"No PostgreSQL cluster in {self.data_dir}; run init() first.")
         self._clear_stale()
+        if not wait_port_free(self.port):
+            if self._fixed_port is not None:
+                raise SandboxError(f"PostgreSQL: port {self.port} on {LOCALHOST} is already in use.")
+            self._port = free_port()  # the remembered port was taken meanwhile
+        (self.base_dir / "port").write_text(f"{self.port}\n")
+        rotate_log(self.log_path)
         self.log_path.touch()
         grant_to_postgres(self.log_path)
         self.socket_dir.mkdir(exist_ok=True)

@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ LOCALHOST = "127.0.0.1"
 POLL_SECONDS = 0.02
 STOP_GRACE_SECONDS = 5.0
 LOG_TAIL_LINES = 30
+LOG_MAX_BYTES = 8 << 20  # a server's log is rotated once, at start, beyond this
 
 Probe = Callable[[str, int], bool]
 
@@ -55,6 +55,20 @@ def port_is_free(port: int, host: str = LOCALHOST) -> bool:
         except OSError:
             return False
         return True
+
+
+def wait_port_free(port: int, host: str = LOCALHOST, timeout: float = 3.0) -> bool:
+    """Wait until ``port`` can be bound; False at once if a server listens there, or on timeout.
+
+    Right after a server is killed its port stays unbindable for a moment (its connections
+    linger in FIN-WAIT): waiting keeps a restarted server on the endpoint its clients know.
+    """
+    deadline = time.monotonic() + timeout
+    while not port_is_free(port, host):
+        if port_accepts(port, host) or time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_SECONDS * 2)
+    return True
 
 
 def port_accepts(port: int, host: str = LOCALHOST, timeout: float = 0.25) -> bool:
@@ -97,6 +111,15 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Move ``path`` to ``path.1`` once it exceeds ``max_bytes`` (call before a server starts)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            path.replace(path.with_name(path.name + ".1"))
+    except OSError:
+        pass
+
+
 def _proc_stat(pid: int) -> list[str] | None:
     """Fields of ``/proc/PID/stat`` after the command name (index 0 is the state)."""
     try:
@@ -113,13 +136,32 @@ def process_start_time(pid: int) -> str | None:
     return stat[19] if stat else None
 
 
+def _tasks(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+
+
+def _task_alive(pid: int, tid: str) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/task/{tid}/stat").read_bytes()
+    except OSError:
+        return False
+    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie."""
     if pid <= 0:
         return False
     stat = _proc_stat(pid)
     if stat is not None:
-        return stat[0] not in ("Z", "X")
+        if stat[0] not in ("Z", "X"):
+            return True
+        # A multi-threaded process's main thread shows as a zombie while the other threads are
+        # still exiting (and still hold its sockets): it is only dead once they are gone.
+        return any(_task_alive(pid, tid) for tid in _tasks(pid) if tid != str(pid))
     if Path("/proc/self/stat").exists():
         return False  # Linux: no /proc entry means no process
     try:  # elsewhere: the best we have (zombies count as alive)
@@ -148,7 +190,7 @@ def group_members(pgid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         stat = _proc_stat(int(entry.name))
-        if stat and stat[2] == str(pgid) and stat[0] not in ("Z", "X"):
+        if stat and stat[2] == str(pgid) and pid_alive(int(entry.name)):
             members.append(int(entry.name))
     return members
 
@@ -389,15 +431,21 @@ class ManagedProcess:
         """
         if self.is_alive():
             raise SandboxError(f"{self.name} is already running (pid {self.pid}).")
+        if self.pid_path.exists():
+            self.stop()  # a dead run: clear children it left in its process group
         self.directory.mkdir(parents=True, exist_ok=True)
-        if not port_is_free(self.port, self.host):
+        rotate_log(self.log_path)
+        note = ""
+        if not wait_port_free(self.port, self.host):
             if self._fixed_port is not None:
                 raise SandboxError(f"{self.name}: port {self.port} on {self.host} is already in use.")
             # The remembered port was taken by something else meanwhile: move to a new one.
+            note = f"--- port {self.port} is in use: moving to another port\n"
             self._port = free_port(self.host)
         argv = [str(a) for a in self.command(self.port)]
         child_env = {**os.environ, **self.server_env}
         with self.log_path.open("ab") as log:
+            log.write(note.encode())
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
             log.flush()
             try:
@@ -534,10 +582,9 @@ __all__ = [
     "port_accepts",
     "port_is_free",
     "processes_with_cwd",
+    "rotate_log",
     "start_all",
     "tail",
+    "wait_port_free",
     "wait_until",
 ]
-
-if sys.platform == "win32":  # pragma: no cover - the sandbox is POSIX only
-    raise ImportError("runbook.sandbox.procs needs a POSIX system (process groups, sessions).")

@@ -24,7 +24,13 @@ from runbook.sandbox.emulators import (
     BigtableEmulator,
     PubSubEmulator,
 )
-from runbook.sandbox.postgres import PostgresCluster, pg_ping, run_as_postgres_argv, server_bin
+from runbook.sandbox.postgres import (
+    PostgresCluster,
+    grant_to_postgres,
+    pg_ping,
+    run_as_postgres_argv,
+    server_bin,
+)
 from runbook.sandbox.procs import (
     ManagedProcess,
     SandboxError,
@@ -263,6 +269,20 @@ def test_postgres_wal_archiving(cluster: PostgresCluster) -> None:
     assert archived.stat().st_size == 1024 * 1024  # 1 MB segments when archiving
     assert cluster.restore_command().startswith("cp ")
 
+    # The base backup a PITR restore starts from, taken as the postgres user when root.
+    backups = cluster.base_dir / "backups"
+    backups.mkdir()
+    grant_to_postgres(backups)
+    target = backups / "base"
+    argv = [cluster.bin("pg_basebackup"), "-D", str(target), "-h", cluster.host, "-p", str(cluster.port)]
+    subprocess.run(
+        run_as_postgres_argv([*argv, "-U", "postgres", "-X", "none", "-c", "fast"]),
+        check=True,
+        timeout=60,
+        cwd=backups,
+    )
+    assert (target / "backup_label").exists() and (target / "PG_VERSION").exists()
+
 
 def test_run_as_postgres_argv() -> None:
     argv = run_as_postgres_argv(["pg_basebackup", "-D", "/x"])
@@ -308,6 +328,7 @@ def test_pubsub_emulator_publish(tmp_path: Path, monkeypatch, capsys) -> None:
 
 
 @needs_bigtable
+@pytest.mark.filterwarnings("ignore:Connecting to Bigtable emulator")
 def test_bigtable_emulator_write_read_and_restart_after_kill(tmp_path: Path, monkeypatch, capsys) -> None:
     emulator = BigtableEmulator(tmp_path / "bigtable")
     try:
@@ -342,7 +363,8 @@ def test_bigtable_emulator_write_read_and_restart_after_kill(tmp_path: Path, mon
     assert_gone(emulator, pid, port)
 
 
-def test_bigquery_emulator_offline_rows_persist_across_restart(tmp_path: Path, capsys) -> None:
+@pytest.mark.timeout(120)  # a client aimed at a dead endpoint retries for minutes
+def test_bigquery_emulator_offline_rows_persist_across_restart_and_crash(tmp_path: Path, capsys) -> None:
     base = tmp_path / "bigquery"
     emulator = BigQueryEmulator(base, project="sandbox-proj")
     pids: list[int] = []
@@ -373,6 +395,7 @@ def test_bigquery_emulator_offline_rows_persist_across_restart(tmp_path: Path, c
         count = "SELECT COUNT(*) AS n FROM `sandbox-proj.ops.events`"
         assert next(iter(client.query(count).result())).n == 3
 
+        endpoint = emulator.endpoint
         emulator.stop()
         assert_gone(emulator, pids[0], emulator.port)
         t1 = time.monotonic()
@@ -380,8 +403,18 @@ def test_bigquery_emulator_offline_rows_persist_across_restart(tmp_path: Path, c
         emulator.wait_ready()
         report(capsys, "bqemulator (restart)", time.monotonic() - t1)
         pids.append(emulator.pid)
+        assert emulator.endpoint == endpoint
         assert (base / "data" / "bqemulator.duckdb").exists()
         assert next(iter(client.query(count).result())).n == 3, "rows did not survive a restart"
+
+        # A crash too: DuckDB replays its WAL.
+        client.insert_rows_json("sandbox-proj.ops.events", [{"id": 9, "msg": "late"}])
+        os.kill(pids[-1], signal.SIGKILL)
+        assert wait_for(lambda: not emulator.is_healthy(), 5)
+        assert emulator.ensure_running() is True
+        pids.append(emulator.pid)
+        assert emulator.endpoint == endpoint, "the restarted emulator moved: its clients would lose it"
+        assert next(iter(client.query(count).result())).n == 4, "rows did not survive a SIGKILL"
     finally:
         emulator.stop()
     assert_gone(emulator, pids[-1], emulator.port)

@@ -1,0 +1,556 @@
+"""storage.* actions against real directories with the real rsync (no mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from runbook.actions import registry
+from runbook.actions.base import Effect, StepContext
+from runbook.actions.storage import MANIFEST, read_manifest
+from runbook.errors import ActionError
+from runbook.stores.environment import Environment
+
+pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+
+DAY = 86400
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+class Ctx:
+    """A StepContext whose log is a list; ``cancel_on`` cancels the step when a line contains it."""
+
+    def __init__(self, tmp_path: Path, cancel_on: str | None = None) -> None:
+        self.lines: list[str] = []
+        self.cancelled = threading.Event()
+
+        def log(line: str) -> None:
+            self.lines.append(line)
+            if cancel_on and cancel_on in line:
+                self.cancelled.set()
+
+        self.ctx = StepContext(
+            incident_id="inc-1",
+            step_id="step",
+            mode="live",
+            environment=Environment(name="test"),
+            workdir=tmp_path / "work",
+            log=log,
+            cancelled=self.cancelled,
+        )
+
+
+def act(action_name: str, tmp_path: Path, ctx: Ctx | None = None, /, **params: Any) -> dict[str, Any]:
+    action = registry()[action_name]
+    return action.run((ctx or Ctx(tmp_path)).ctx, action.Params(**params))
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_hashes(top: Path) -> dict[str, str]:
+    """Relative path → sha256 of every regular file (the manifest left out)."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            p = Path(dirpath, name)
+            rel = p.relative_to(top).as_posix()
+            if rel != MANIFEST and not p.is_symlink():
+                out[rel] = sha(p)
+    return out
+
+
+def seed(root: Path) -> None:
+    """Two tenants with two datasets each, like the seed's /var/www/varlor/storage/datasets."""
+    for tenant in ("tenant-a", "tenant-b"):
+        for ds in ("ds1", "ds2"):
+            d = root / tenant / ds
+            d.mkdir(parents=True)
+            for i in range(3):
+                (d / f"part{i}.csv").write_text(f"{tenant},{ds},{i}\n" * (i + 5))
+    (root / "README").write_text("storage root\n")
+
+
+def bump(path: Path, text: str) -> None:
+    """Change a file so rsync's quick check (size + mtime) sees it as changed."""
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "storage" / "datasets"
+    backups = tmp_path / "backups" / "storage"
+    seed(root)
+    return root, backups
+
+
+def snap(tmp_path: Path, root: Path, backups: Path, **kw: Any) -> dict[str, Any]:
+    return act("storage.snapshot", tmp_path, root=str(root), backups=str(backups), **kw)
+
+
+# --- registry --------------------------------------------------------------------------------
+
+
+def test_registry_declares_each_storage_effect() -> None:
+    actions = {name: a for name, a in registry().items() if name.startswith("storage.")}
+    assert {name: a.effect for name, a in actions.items()} == {
+        "storage.snapshot": Effect.MUTATING,
+        "storage.verify_snapshot": Effect.READ_ONLY,
+        "storage.restore_full": Effect.DESTRUCTIVE,
+        "storage.restore_tenant": Effect.DESTRUCTIVE,
+        "storage.restore_dataset": Effect.DESTRUCTIVE,
+        "storage.prune": Effect.DESTRUCTIVE,
+        "storage.check_recent": Effect.READ_ONLY,
+        "storage.check_size": Effect.READ_ONLY,
+        "storage.list_snapshots": Effect.READ_ONLY,
+    }
+    for a in actions.values():
+        assert a.outputs and a.summary
+
+
+def test_target_and_describe_show_what_runs(store: tuple[Path, Path]) -> None:
+    root, backups = store
+    r = registry()
+    s = r["storage.snapshot"]
+    text = s.describe(s.Params(root=str(root), backups=str(backups)))
+    assert text.startswith("rsync -a --delete ") and f"{root}/" in text and "latest" in text
+    t = r["storage.restore_tenant"]
+    p = t.Params(root=str(root), backups=str(backups), tenant="tenant-a", mode="750")
+    assert t.target(p) == "tenant-a"
+    assert "rsync -a" in t.describe(p) and "--chmod=D750,F750" in t.describe(p)
+    d = r["storage.restore_dataset"]
+    assert (
+        d.target(d.Params(root=str(root), backups=str(backups), tenant="tenant-a", dataset=123))
+        == "tenant-a/123"
+    )
+    f = r["storage.restore_full"]
+    assert f.target(f.Params(root=str(root), backups=str(backups))) == str(root)
+
+
+# --- snapshot --------------------------------------------------------------------------------
+
+
+def test_first_and_second_snapshot_share_unchanged_inodes(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    first = snap(tmp_path, root, backups)
+    assert re.fullmatch(r"backup_\d{8}_\d{6}", first["name"])
+    assert first["files"] == 13 and first["new_files"] == 13 and first["linked"] == 0
+    assert first["bytes"] == sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert os.readlink(backups / "latest") == first["name"]
+
+    bump(root / "tenant-a/ds1/part0.csv", "changed\n")
+    (root / "tenant-b/ds2/new.csv").write_text("new file\n")
+    (root / "tenant-a/ds2/part2.csv").unlink()
+    ctx = Ctx(tmp_path)
+    second = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
+    assert second["name"] != first["name"] and second["previous"] == first["name"]
+    assert os.readlink(backups / "latest") == second["name"]
+    s1, s2 = Path(first["path"]), Path(second["path"])
+
+    assert (s1 / "README").stat().st_ino == (s2 / "README").stat().st_ino
+    assert (s1 / "tenant-b/ds1/part1.csv").stat().st_ino == (s2 / "tenant-b/ds1/part1.csv").stat().st_ino
+    assert (s1 / "tenant-a/ds1/part0.csv").stat().st_ino != (s2 / "tenant-a/ds1/part0.csv").stat().st_ino
+    assert (s2 / "tenant-a/ds1/part0.csv").read_text() == "changed\n"
+    assert (s2 / "tenant-b/ds2/new.csv").stat().st_nlink == 1
+    assert not (s2 / "tenant-a/ds2/part2.csv").exists() and (s1 / "tenant-a/ds2/part2.csv").exists()
+    assert second["files"] == 13 and second["new_files"] == 2 and second["linked"] == 11
+
+    # The manifest lists exactly the snapshot's files with their true checksums, reused ones included.
+    assert read_manifest(str(s2 / MANIFEST)) == tree_hashes(s2)
+    assert read_manifest(str(s1 / MANIFEST)) == tree_hashes(s1)
+    assert any("11 reused" in line for line in ctx.lines)
+    # ...and is plain sha256sum format.
+    subprocess.run(["sha256sum", "-c", "--quiet", MANIFEST], cwd=s2, check=True)
+    assert not (root / MANIFEST).exists()
+
+
+def test_tagged_snapshot_without_latest_and_name_collisions(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    base = snap(tmp_path, root, backups)
+    tagged = snap(tmp_path, root, backups, tag="pre_deployment", update_latest=False)
+    assert tagged["name"].startswith("pre_deployment_") and tagged["linked"] == 13
+    assert os.readlink(backups / "latest") == base["name"]
+    snap(tmp_path, root, backups, name="manual")
+    with pytest.raises(ActionError, match="already exists"):
+        snap(tmp_path, root, backups, name="manual")
+    with pytest.raises(ValidationError):
+        registry()["storage.snapshot"].Params(root=str(root), backups=str(backups), name="../x")
+
+
+def test_snapshot_refuses_backups_inside_root(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, _ = store
+    with pytest.raises(ActionError, match="inside the storage root"):
+        snap(tmp_path, root, root / "backups")
+    with pytest.raises(ActionError, match="Storage root not found"):
+        snap(tmp_path, tmp_path / "nope", tmp_path / "b")
+
+
+def test_odd_file_names_round_trip(tmp_path: Path) -> None:
+    root, backups = tmp_path / "root", tmp_path / "backups"
+    root.mkdir()
+    names = [b"new\nline", b"back\\slash", b"not-utf8-\xff", b"caf\xc3\xa9", b"lit\\#012", b"trailing "]
+    for n in names:
+        with open(os.path.join(os.fsencode(root), n), "wb") as f:
+            f.write(n * 3)
+    first = snap(tmp_path, root, backups)
+    with open(os.path.join(os.fsencode(root), b"new\nline"), "wb") as f:
+        f.write(b"changed and longer")
+    second = snap(tmp_path, root, backups)
+    assert second["new_files"] == 1 and second["linked"] == len(names) - 1
+    for s in (first, second):
+        assert read_manifest(str(Path(s["path"]) / MANIFEST)) == tree_hashes(Path(s["path"]))
+        subprocess.run(["sha256sum", "-c", "--quiet", MANIFEST], cwd=s["path"], check=True)
+        assert act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot=s["name"])["ok"]
+
+
+def test_cancelled_snapshot_leaves_nothing_that_looks_complete(
+    tmp_path: Path, store: tuple[Path, Path]
+) -> None:
+    root, backups = store
+    first = snap(tmp_path, root, backups)
+    big = root / "tenant-c" / "bulk"
+    big.mkdir(parents=True)
+    block = os.urandom(64 * 1024)
+    for i in range(1500):
+        (big / f"f{i:05d}.bin").write_bytes(block[i % 1024 :] + block[: i % 1024])
+    ctx = Ctx(tmp_path, cancel_on="created directory")  # cancel as soon as rsync starts writing
+    with pytest.raises(ActionError, match="stopped"):
+        act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
+    assert ctx.cancelled.is_set()
+    assert sorted(p.name for p in backups.iterdir() if not p.name.startswith(".")) == [
+        first["name"],
+        "latest",
+    ]
+    assert not [p for p in backups.iterdir() if p.name.startswith(".incomplete-")]
+    assert os.readlink(backups / "latest") == first["name"]
+
+    # A run killed outright leaves only a hidden .incomplete-* directory: ignored, then cleaned up.
+    (backups / ".incomplete-backup_20200101_000000" / "x").mkdir(parents=True)
+    listed = act("storage.list_snapshots", tmp_path, backups=str(backups))
+    assert listed["names"] == [first["name"]] and listed["count"] == 1
+    snap(tmp_path, root, backups)
+    assert not (backups / ".incomplete-backup_20200101_000000").exists()
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+
+def test_verify_detects_a_modified_byte(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    s = snap(tmp_path, root, backups)
+    ok = act("storage.verify_snapshot", tmp_path, backups=str(backups))
+    assert ok["ok"] and ok["files"] == 13 and ok["bytes"] > 0
+
+    victim = Path(s["path"]) / "tenant-b/ds2/part1.csv"
+    data = bytearray(victim.read_bytes())
+    data[3] ^= 0x01  # same size, one bit different
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ActionError) as err:
+        act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot="latest")
+    msg = str(err.value)
+    assert "tenant-b/ds2/part1.csv does not match its manifest checksum" in msg
+    assert msg.count(".") >= 1 and "\n" not in msg
+
+    (Path(s["path"]) / "tenant-a/ds1/part0.csv").unlink()
+    (Path(s["path"]) / "tenant-a/zzz-extra.csv").write_text("x")
+    got = act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot=s["path"], warn_only=True)
+    assert got["ok"] is False and got["problems"] == 3
+    assert got["first_problem"] == "tenant-a/ds1/part0.csv is missing"
+
+
+def test_verify_without_manifest_or_snapshot(tmp_path: Path) -> None:
+    backups = tmp_path / "b"
+    (backups / "backup_20250101_000000").mkdir(parents=True)
+    with pytest.raises(ActionError, match="has no manifest"):
+        act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot="backup_20250101_000000")
+    with pytest.raises(ActionError, match="not found"):
+        act("storage.verify_snapshot", tmp_path, backups=str(backups))
+
+
+# --- restores --------------------------------------------------------------------------------
+
+
+def test_full_restore_moves_the_tree_aside_and_restores_exactly(
+    tmp_path: Path, store: tuple[Path, Path]
+) -> None:
+    root, backups = store
+    s = snap(tmp_path, root, backups)
+    expected = tree_hashes(Path(s["path"]))
+    shutil.rmtree(root / "tenant-a")
+    bump(root / "tenant-b/ds1/part0.csv", "corrupted\n")
+    (root / "junk.tmp").write_text("junk")
+    damaged = tree_hashes(root)
+
+    out = act("storage.restore_full", tmp_path, root=str(root), backups=str(backups), mode="750")
+    aside = Path(out["moved_aside"])
+    assert re.fullmatch(re.escape(str(root)) + r"_old_\d{8}_\d{6}", str(aside))
+    assert tree_hashes(aside) == damaged
+    assert tree_hashes(root) == expected
+    assert not (root / MANIFEST).exists()
+    assert out["verified"] and out["files"] == len(expected) and out["snapshot"] == s["path"]
+    assert (root / "tenant-a").stat().st_mode & 0o777 == 0o750
+    assert (root / "tenant-a/ds1/part0.csv").stat().st_mode & 0o777 == 0o750
+    # The restore is a copy: writing to the live tree must never change the snapshot.
+    assert (root / "README").stat().st_ino != (Path(s["path"]) / "README").stat().st_ino
+
+
+def test_full_restore_fails_verification_of_a_damaged_snapshot(
+    tmp_path: Path, store: tuple[Path, Path]
+) -> None:
+    root, backups = store
+    s = snap(tmp_path, root, backups)
+    (Path(s["path"]) / "README").write_text("bit rot!\n")
+    with pytest.raises(ActionError, match="README does not match"):
+        act("storage.restore_full", tmp_path, root=str(root), backups=str(backups))
+    assert list(tmp_path.glob("storage/datasets_old_*"))  # the previous tree is kept aside
+
+
+def test_tenant_restore_touches_only_that_tenant(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    s = snap(tmp_path, root, backups)
+    expected = tree_hashes(Path(s["path"]) / "tenant-a")
+    (root / "tenant-a/ds1/part1.csv").write_text("same size?\n")  # content change, maybe same size
+    (root / "tenant-a/ds2/part0.csv").unlink()
+    bump(root / "tenant-b/ds1/part0.csv", "tenant b changed after the snapshot\n")
+    other = tree_hashes(root / "tenant-b")
+
+    out = act("storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), tenant="tenant-a")
+    assert tree_hashes(root / "tenant-a") == expected
+    assert tree_hashes(root / "tenant-b") == other
+    assert out["verified"] and out["path"] == str(root.resolve() / "tenant-a") and out["files"] == 6
+
+
+def test_dataset_restore(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    s = snap(tmp_path, root, backups)
+    expected = tree_hashes(Path(s["path"]) / "tenant-a/ds1")
+    shutil.rmtree(root / "tenant-a/ds1")
+    bump(root / "tenant-a/ds2/part0.csv", "ds2 changed\n")
+    ds2 = tree_hashes(root / "tenant-a/ds2")
+    out = act(
+        "storage.restore_dataset",
+        tmp_path,
+        root=str(root),
+        backups=str(backups),
+        tenant="tenant-a",
+        dataset="ds1",
+    )
+    assert tree_hashes(root / "tenant-a/ds1") == expected
+    assert tree_hashes(root / "tenant-a/ds2") == ds2
+    assert out["files"] == 3
+    with pytest.raises(ActionError, match="dataset 'tenant-a/ds9' is not in snapshot"):
+        act(
+            "storage.restore_dataset",
+            tmp_path,
+            root=str(root),
+            backups=str(backups),
+            tenant="tenant-a",
+            dataset="ds9",
+        )
+    with pytest.raises(ActionError, match="tenant 'tenant-x' is not in snapshot"):
+        act("storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), tenant="tenant-x")
+
+
+HOSTILE = ["../../etc", "/", "..", ".", "a/b", "tenant\x00", "/etc", "", "-rf", " x", "a\n", "x" * 129]
+
+
+@pytest.mark.parametrize("bad", HOSTILE + ["ABSOLUTE"])
+def test_hostile_ids_are_refused_and_nothing_is_written(
+    tmp_path: Path, store: tuple[Path, Path], bad: str
+) -> None:
+    root, backups = store
+    snap(tmp_path, root, backups)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if bad == "ABSOLUTE":
+        bad = str(outside)
+    before = tree_hashes(tmp_path)
+    r = registry()
+    for name, extra in (
+        ("storage.restore_tenant", {"tenant": bad}),
+        ("storage.restore_dataset", {"tenant": "tenant-a", "dataset": bad}),
+        ("storage.restore_dataset", {"tenant": bad, "dataset": "ds1"}),
+    ):
+        action = r[name]
+        params = {"root": str(root), "backups": str(backups), **extra}
+        with pytest.raises(ValidationError) as err:
+            action.Params(**params)
+        assert "is not a valid id: use letters, digits, '.', '_' or '-'." in str(err.value)
+        # Even params built without validation are re-checked before any path is joined.
+        unchecked = action.Params.model_construct(
+            **{
+                **action.Params(
+                    root=params["root"],
+                    backups=params["backups"],
+                    tenant="t",
+                    **({"dataset": "d"} if "dataset" in extra else {}),
+                ).model_dump(),
+                **extra,
+            }
+        )
+        with pytest.raises(ActionError, match="is not a valid id"):
+            action.run(Ctx(tmp_path).ctx, unchecked)
+    assert tree_hashes(tmp_path) == before
+    assert list(outside.iterdir()) == []
+
+
+def test_tenant_id_error_sentence() -> None:
+    action = registry()["storage.restore_tenant"]
+    with pytest.raises(ValidationError) as err:
+        action.Params(root="/r", backups="/b", tenant="../../etc")
+    assert "Tenant id '../../etc' is not a valid id: use letters, digits, '.', '_' or '-'." in str(err.value)
+
+
+def test_symlinks_cannot_make_a_restore_escape(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("do not copy or overwrite me\n")
+    # A tenant that is a symlink in the live tree when the snapshot is taken is kept as a symlink.
+    os.symlink(outside, root / "evil")
+    s = snap(tmp_path, root, backups)
+    assert (Path(s["path"]) / "evil").is_symlink()
+    (root / "evil").unlink()
+
+    with pytest.raises(ActionError, match="symlink"):
+        act("storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), tenant="evil")
+    assert not (root / "evil").exists()
+
+    # A dataset that became a symlink inside the snapshot.
+    ds = Path(s["path"]) / "tenant-b" / "ds2"
+    shutil.rmtree(ds)
+    os.symlink(outside, ds)
+    with pytest.raises(ActionError, match="symlink"):
+        act(
+            "storage.restore_dataset",
+            tmp_path,
+            root=str(root),
+            backups=str(backups),
+            tenant="tenant-b",
+            dataset="ds2",
+        )
+
+    # A live tenant directory replaced by a symlink to elsewhere: never written through.
+    shutil.rmtree(root / "tenant-a")
+    os.symlink(outside, root / "tenant-a")
+    with pytest.raises(ActionError, match="symlink"):
+        act("storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), tenant="tenant-a")
+    with pytest.raises(ActionError, match="symlink"):
+        act(
+            "storage.restore_dataset",
+            tmp_path,
+            root=str(root),
+            backups=str(backups),
+            tenant="tenant-a",
+            dataset="ds1",
+        )
+    (root / "tenant-a").unlink()
+
+    # A symlink deeper in the live tenant is replaced by the snapshot's directory, not followed.
+    (root / "tenant-a").mkdir()
+    os.symlink(outside, root / "tenant-a" / "ds1")
+    act("storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), tenant="tenant-a")
+    assert not (root / "tenant-a" / "ds1").is_symlink()
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert (outside / "secret").read_text() == "do not copy or overwrite me\n"
+
+
+def test_latest_pointing_outside_backups_is_refused(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    snap(tmp_path, root, backups)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(backups / "latest", elsewhere, symlinks=True)
+    (backups / "latest").unlink()
+    os.symlink(elsewhere, backups / "latest")
+    with pytest.raises(ActionError, match="outside the backups directory"):
+        act("storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), tenant="tenant-a")
+
+
+# --- prune and checks ------------------------------------------------------------------------
+
+
+def _aged(backups: Path, name: str, days: float) -> None:
+    t = time.time() - days * DAY
+    os.utime(backups / name, (t, t))
+
+
+def test_prune_keeps_latest_and_recent(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    for name in ("backup_20250101_030000", "backup_20250102_030000", "backup_20250201_030000"):
+        snap(tmp_path, root, backups, name=name, update_latest=False)
+    snap(tmp_path, root, backups, name="backup_20250301_030000")  # latest
+    snap(tmp_path, root, backups, name="pre_deployment_20250101", update_latest=False)
+    for name, days in (
+        ("backup_20250101_030000", 60),
+        ("backup_20250102_030000", 59),
+        ("backup_20250201_030000", 5),
+        ("backup_20250301_030000", 45),
+        ("pre_deployment_20250101", 90),
+    ):
+        _aged(backups, name, days)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep-me").write_text("x")
+    os.symlink(outside, backups / "backup_19990101_000000")
+    os.utime(backups / "backup_19990101_000000", (0, 0), follow_symlinks=False)
+
+    dry = act("storage.prune", tmp_path, backups=str(backups), retention_days=30, dry_run=True)
+    assert dry["deleted"] == ["backup_20250101_030000", "backup_20250102_030000"] and dry["dry_run"]
+    assert (backups / "backup_20250101_030000").is_dir()
+
+    out = act("storage.prune", tmp_path, backups=str(backups), retention_days=30)
+    assert out["deleted"] == ["backup_20250101_030000", "backup_20250102_030000"]
+    assert sorted(out["kept"]) == ["backup_20250201_030000", "backup_20250301_030000"]
+    assert not (backups / "backup_20250101_030000").exists()
+    assert (backups / "backup_20250301_030000").is_dir()  # old, but latest
+    assert (backups / "pre_deployment_20250101").is_dir()  # does not match the pattern
+    assert (outside / "keep-me").exists() and (backups / "backup_19990101_000000").is_symlink()
+    assert act("storage.verify_snapshot", tmp_path, backups=str(backups))["ok"]
+
+
+def test_check_recent(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    with pytest.raises(ActionError, match="No storage snapshot"):
+        act("storage.check_recent", tmp_path, backups=str(backups))
+    s = snap(tmp_path, root, backups)
+    out = act("storage.check_recent", tmp_path, backups=str(backups), max_age="24h")
+    assert out["name"] == s["name"] and out["age_seconds"] < 60 and out["complete"]
+    _aged(backups, s["name"], 2)
+    with pytest.raises(ActionError, match=r"is 2d00h old, older than 24h\."):
+        act("storage.check_recent", tmp_path, backups=str(backups), max_age="24h")
+    (backups / "latest").unlink()  # falls back to the newest backup_*
+    assert act("storage.check_recent", tmp_path, backups=str(backups), max_age="3d")["name"] == s["name"]
+
+
+def test_check_size_and_list(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    first = snap(tmp_path, root, backups, name="backup_20250101_030000")
+    _aged(backups, first["name"], 1)
+    snap(tmp_path, root, backups, name="backup_20250102_030000")
+    ok = act("storage.check_size", tmp_path, backups=str(backups))
+    assert ok["ok"] and ok["previous"] == first["name"] and ok["change"] == 0
+    shutil.rmtree(root / "tenant-a")
+    shutil.rmtree(root / "tenant-b")
+    snap(tmp_path, root, backups, name="backup_20250103_030000")
+    with pytest.raises(ActionError, match="shrank by"):
+        act("storage.check_size", tmp_path, backups=str(backups))
+    assert act("storage.check_size", tmp_path, backups=str(backups), warn_only=True)["ok"] is False
+
+    listed = act("storage.list_snapshots", tmp_path, backups=str(backups))
+    assert listed["latest"] == "backup_20250103_030000" and listed["count"] == 3
+    assert listed["names"] == ["backup_20250101_030000", "backup_20250102_030000", "backup_20250103_030000"]
