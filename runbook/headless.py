@@ -68,7 +68,9 @@ class HeadlessFrontend:
         elif ev.type == "step_marked_done":
             c.print(f"[green]✓ {escape(ev.step or '')} marked done: {escape(str(p.get('reason', '')))}[/]")
         elif ev.type == "confirmation_given":
-            c.print(f"[magenta]  confirmed ({p.get('level')}) by {escape(ev.actor)}[/]")
+            how = p.get("how") or "operator"
+            who = escape(ev.actor) if how == "operator" else f"{escape(ev.actor)}, {escape(str(how))}"
+            c.print(f"[magenta]  confirmed ({p.get('level')}) by {who}[/]")
         elif ev.type == "confirmation_refused":
             c.print(f"[red]  confirmation refused: {escape(str(p.get('reason', 'refused')))}[/]")
         elif ev.type == "take_over":

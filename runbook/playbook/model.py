@@ -144,6 +144,10 @@ class Scenario(Strict):
     break_: list[Step] = Field(default_factory=list, alias="break", description="What the drill destroys.")
     verify: list[Step] = Field(default_factory=list, description="Checks after the run: the data came back.")
     rto_scale: float = Field(1.0, gt=0, description="Fraction of the RTO a sandbox drill may take.")
+    restores: list[Literal["postgres", "storage", "bigquery", "bigtable"]] = Field(
+        default_factory=list,
+        description="Stores whose data must be exactly as before the break once the playbook ran.",
+    )
 
 
 class Playbook(Strict):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*$")
 ROOTS = ("params", "steps", "incident", "env", "mode")
 INCIDENT_KEYS = ("id", "started", "workdir", "operator")

@@ -76,7 +76,9 @@ class Sandbox:
     """The sandbox under ``base`` (default ``$RUNBOOK_HOME/sandbox``)."""
 
     def __init__(self, base: Path | None = None) -> None:
-        self.base = (base or home() / "sandbox").absolute()
+        # RUNBOOK_SANDBOX_DIR lets a drill run in a throwaway sandbox of its own.
+        override = os.environ.get("RUNBOOK_SANDBOX_DIR")
+        self.base = (base or (Path(override) if override else home() / "sandbox")).absolute()
 
     # -- paths ------------------------------------------------------------------------------------
 

@@ -1,0 +1,40 @@
+"""`runbook drill` on a throwaway sandbox: the data must come back, or the drill fails and says why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import REPO, runbook
+
+
+def test_drill_restores_and_is_recorded(rb_home: Path) -> None:
+    r = runbook(rb_home, "drill", "storage-restore-tenant", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Drill passed" in r.stdout and "RTO achieved" in r.stdout
+    incident = next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("incident: "))
+    rows = {row["id"]: row for row in json.loads(runbook(rb_home, "list", "--json").stdout)}
+    assert rows["storage-restore-tenant"]["last_drilled"] is not None
+    assert runbook(rb_home, "verify", incident).returncode == 0
+    # The throwaway sandbox is gone.
+    assert not any((rb_home / "drills").glob("*/sandbox/postgres/data/postmaster.pid"))
+    assert not any((rb_home / "drills").glob("*/sandbox/storage"))
+
+
+def test_drill_fails_when_the_data_does_not_come_back(rb_home: Path, tmp_path: Path) -> None:
+    text = (REPO / "playbooks" / "storage-restore-tenant.yaml").read_text()
+    # Sabotage: restore a different tenant than the one the scenario deleted.
+    text = text.replace('tenant: "{{ params.tenant }}"\n    notify: true', 'tenant: tenant-abc\n    notify: true')
+    assert "tenant: tenant-abc" in text
+    pb = tmp_path / "pbs" / "storage-restore-tenant.yaml"
+    pb.parent.mkdir()
+    pb.write_text(text)
+    r = runbook(rb_home, "drill", str(pb), timeout=300)
+    assert r.returncode == 1
+    assert "Drill FAILED" in r.stderr and "storage: tenant-acme is missing" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_playbook_without_scenario_is_not_drillable(rb_home: Path) -> None:
+    r = runbook(rb_home, "drill", "backup-verification")
+    assert r.returncode == 2 and "cannot be drilled" in r.stderr
