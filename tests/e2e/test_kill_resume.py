@@ -202,3 +202,41 @@ def test_headless_json_outputs(rb_home: Path, tmp_path: Path) -> None:
     from runbook.exports import verify_export
 
     assert verify_export(doc) == (len(doc["events"]), None)
+
+
+def test_second_operator_is_refused_then_takes_over(rb_home: Path, tmp_path: Path) -> None:
+    pb = write_playbook(
+        tmp_path / "pbs",
+        """
+id: takeover
+title: Take over
+tier: maintenance
+steps:
+  - id: wait
+    shell: [sleep, "5"]
+    effect: read-only
+  - id: after
+    shell: [echo, done]
+    effect: read-only
+""",
+    )
+    proc = start(rb_home, "run", str(pb), "--headless")
+    incident = proc.stdout.readline().split()[1]
+    wait_for(lambda: any(e.type == "step_started" for e in events(rb_home, incident)))
+    r = runbook(rb_home, "resume", incident, "--headless")
+    assert r.returncode == 1
+    assert "is being driven by" in r.stderr and "--take-over" in r.stderr
+    r = runbook(rb_home, "resume", incident, "--headless", "--take-over", "--skip", "--reason", "original operator unreachable")
+    assert r.returncode == 0, r.stderr
+    proc.wait(timeout=30)
+    evs = events(rb_home, incident)
+    take = [e for e in evs if e.type == "take_over"]
+    assert take and take[0].payload["from_pid"] == proc.pid
+    # The first process noticed it lost the incident and wrote nothing after the take-over.
+    after_take = [e for e in evs if e.n > take[0].n]
+    assert not any(e.type == "step_finished" and e.step == "wait" for e in after_take)
+    assert [e.type for e in after_take if e.step == "wait"] == ["interrupted_resolved", "step_skipped"]
+    assert proc.returncode == 0  # it paused cleanly: "taken over by …"
+    assert runbook(rb_home, "verify", incident).returncode == 0
+    r = runbook(rb_home, "timeline", incident)
+    assert r.returncode == 0 and "taken over from" in r.stdout and "original operator unreachable" in r.stdout
