@@ -640,7 +640,8 @@ def resolve_call(step: Step, lookup: Any, redactor: Redactor) -> dict[str, Any]:
         return {"action": "manual", "params": None, "effect": Effect.READ_ONLY.value, "target": "", "confirm": "none", "describe": "manual step", "expected": None, "impl": None}
     if step.kind == "shell":
         action = get_action("shell")
-        raw = {"argv": render(step.shell, lookup), "env": render(step.env, lookup)}
+        # Every argv element is text: an int or bool param becomes its written form.
+        raw = {"argv": [_argv_text(a) for a in render(step.shell, lookup)], "env": {k: _argv_text(v) for k, v in render(step.env, lookup).items()}}
         if step.cwd:
             raw["cwd"] = render(step.cwd, lookup)
     else:
@@ -671,6 +672,14 @@ def resolve_call(step: Step, lookup: Any, redactor: Redactor) -> dict[str, Any]:
         "expected": expected,
         "impl": action,
     }
+
+
+def _argv_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
 
 
 def _journal_outputs(outputs: dict[str, Any]) -> dict[str, Any]:

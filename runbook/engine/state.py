@@ -108,7 +108,8 @@ def apply(st: IncidentState, ev: Event) -> None:
         st.rpo = p.get("rpo")
     elif t == "param_bound":
         if p.get("secret"):
-            st.secret_params.append(p["name"])
+            if p.get("provided", True):
+                st.secret_params.append(p["name"])
         else:
             st.params[p["name"]] = p.get("value")
     elif ev.step is not None and t.startswith("step_"):

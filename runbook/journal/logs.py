@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
+
+FLUSH_SECONDS = 0.25  # bounded loss on SIGKILL without a syscall per line
 
 
 class StepLog:
@@ -18,6 +21,7 @@ class StepLog:
         self._hash = hashlib.sha256()
         self.lines = 0
         self.bytes = 0
+        self._flushed = time.monotonic()
 
     def write(self, line: str) -> None:
         data = (line + "\n").encode("utf-8", errors="replace")
@@ -25,6 +29,11 @@ class StepLog:
         self._hash.update(data)
         self.lines += 1
         self.bytes += len(data)
+        now = time.monotonic()
+        if now - self._flushed >= FLUSH_SECONDS or self.lines == 1:
+            # The interrupted-step dialog shows the last output after a crash: keep the file current.
+            self._f.flush()
+            self._flushed = now
 
     def close(self) -> str:
         """Flush to disk and return the hex sha256 of everything written."""

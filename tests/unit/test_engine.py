@@ -367,3 +367,31 @@ def test_state_fold_marks_unfinished_step_running(tmp_path: Path) -> None:
     journal.append("i1", "step_started", {"attempt": 1}, step="a")
     st = S.fold("i1", journal.events("i1"))
     assert [s.id for s in st.interrupted()] == ["a"]
+
+
+def test_int_and_bool_params_become_argv_text(tmp_path: Path) -> None:
+    out = tmp_path / "args"
+    text = f"""
+id: ints
+title: Ints
+tier: maintenance
+params:
+  days: {{type: int, default: 30}}
+  force: {{type: bool, default: true}}
+steps:
+  - id: write
+    shell: [python3, -c, "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))", "{out}", "{{{{ params.days }}}}", "{{{{ params.force }}}}"]
+    effect: read-only
+"""
+    engine, journal, st = make(tmp_path, text, Scripted())
+    assert engine.run().status == "completed"
+    assert out.read_text() == "30 true"
+
+
+def test_step_log_is_readable_while_the_step_runs(tmp_path: Path) -> None:
+    from runbook.journal.logs import StepLog
+
+    log = StepLog(tmp_path / "s.log")
+    log.write("first line")
+    assert (tmp_path / "s.log").read_text() == "first line\n"  # flushed without close
+    log.close()

@@ -1,0 +1,136 @@
+"""BigQuery clients for an environment: one code path for production and the sandbox.
+
+Production: Application Default Credentials and Google's endpoint. Sandbox: the ``gcp`` store's
+``bigquery_endpoint`` (bqemulator, plain HTTP) and anonymous credentials. Nothing else differs.
+
+Clients are cached per (environment name, endpoint, project): building one costs a credentials
+lookup and an HTTP session, and a playbook runs many BigQuery steps back to back.
+
+``google.cloud.bigquery`` is imported inside functions only (~0.5 s): loading the action registry
+must stay cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from runbook.stores import gcp
+from runbook.stores.environment import Environment
+
+if TYPE_CHECKING:
+    from google.cloud.bigquery import Client
+
+STORE = "BigQuery"
+# How long one API call is retried on transient errors (5xx, rate limits, resets). The client's
+# own default is 600 s; a step's timeout, not the retry loop, should bound an incident step.
+RETRY_SECONDS = 120.0
+
+_clients: dict[tuple[str, str | None, str], Client] = {}
+_lock = threading.Lock()
+_retry: Any = None
+
+
+def endpoint(gs: gcp.GcpSettings, region: str | None = None) -> str | None:
+    """The API endpoint for ``region`` (``bigquery_endpoint[_<region>]``), None for Google's."""
+    return gs.get("bigquery_endpoint", gs.region_or_default(region)) or None
+
+
+def location(gs: gcp.GcpSettings, region: str | None = None) -> str:
+    """The BigQuery location for a region: ``bigquery_location[_<region>]``, else the region name.
+
+    The primary region's datasets are often in a multi-region (``US``/``EU``); set
+    ``bigquery_location`` for it. The secondary region defaults to its own name (e.g.
+    ``europe-west1``), which is a valid BigQuery location.
+    """
+    resolved = gs.region_or_default(region)
+    return str(gs.get("bigquery_location", resolved) or resolved)
+
+
+def client(env: Environment, region: str | None = None) -> Client:
+    """A cached ``bigquery.Client`` for ``env`` (and ``region`` when it has its own endpoint).
+
+    Raises:
+        ActionError: The environment has no usable gcp store or no credentials.
+    """
+    gs = gcp.settings(env)
+    ep = endpoint(gs, region)
+    key = (env.name, ep, gs.project)
+    found = _clients.get(key)  # lock-free fast path: steps call this on every run
+    if found is not None:
+        return found
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            found = _build(gs, ep)
+            _clients[key] = found
+        return found
+
+
+def _build(gs: gcp.GcpSettings, ep: str | None) -> Client:
+    from google.cloud import bigquery
+
+    kwargs: dict[str, Any] = {"project": gs.project, "credentials": gcp.credentials(gs, ep)}
+    if ep:
+        from google.api_core.client_options import ClientOptions
+
+        kwargs["client_options"] = ClientOptions(api_endpoint=ep)
+    return bigquery.Client(**kwargs)
+
+
+def forget(env: Environment, region: str | None = None) -> None:
+    """Drop the cached client (after the store became unreachable), closing its HTTP session."""
+    gs = gcp.settings(env)
+    with _lock:
+        found = _clients.pop((env.name, endpoint(gs, region), gs.project), None)
+    if found is not None:
+        try:
+            found.close()
+        except Exception:  # noqa: BLE001, S110 - closing a dead session must not mask the real error
+            pass
+
+
+def clear() -> None:
+    """Drop every cached client (tests, sandbox restarts)."""
+    with _lock:
+        items = list(_clients.values())
+        _clients.clear()
+    for c in items:
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is a refused connection: nothing listens at the endpoint.
+
+    Retrying a refusal for minutes only hides a dead emulator or a wrong endpoint; Google's front
+    ends do not refuse connections, so this never cuts a production retry short.
+    """
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 6:
+        if isinstance(cur, ConnectionRefusedError) or "connection refused" in str(cur).lower():
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False
+
+
+def retry() -> Any:
+    """The client's default retry policy, minus refused connections, bounded to RETRY_SECONDS."""
+    global _retry
+    if _retry is None:
+        from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+        should = DEFAULT_RETRY._predicate  # the library's transient-error predicate
+
+        def predicate(exc: BaseException) -> bool:
+            return bool(should(exc)) and not refused(exc)
+
+        _retry = DEFAULT_RETRY.with_predicate(predicate).with_timeout(RETRY_SECONDS)
+    return _retry
+
+
+__all__ = ["STORE", "client", "clear", "endpoint", "forget", "location", "refused", "retry"]

@@ -1,0 +1,307 @@
+"""Bigtable clients for an environment and a region, built once and reused.
+
+One code path for production and the sandbox:
+
+* production: Application Default Credentials and Google's endpoints
+  (``bigtableadmin.googleapis.com`` / ``bigtable.googleapis.com``);
+* sandbox: the gcp store's ``bigtable_host_<region>`` (or ``bigtable_host``), a plain-text gRPC
+  ``host:port`` (cbtemulator behind the backup proxy), with anonymous credentials.
+
+The admin API (tables, backups, restores) goes through the GAPIC ``BaseBigtableTableAdminClient``
+with an explicitly built insecure channel when a host is set, so no environment variable is
+involved. The data API uses ``google.cloud.bigtable.data.BigtableDataClient``, whose only way to
+reach a plain-text host is ``BIGTABLE_EMULATOR_HOST`` read in its constructor: it is built under
+a process-wide lock with the variable set for that construction only (the channel factory
+captures the host, so later calls no longer look at the variable).
+
+Clients are cached per (environment, project, region, endpoint): repeated steps reuse the
+channels. google.cloud.* is imported inside functions so ``import runbook.actions`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.stores import gcp
+from runbook.stores.environment import Environment
+
+STORE = "Bigtable"
+EMULATOR_VAR = "BIGTABLE_EMULATOR_HOST"
+DEFAULT_RPC_TIMEOUT = 60.0  # seconds a store may stay unreachable before a step gives up
+
+_ENV_LOCK = threading.Lock()  # serialises every temporary change of BIGTABLE_EMULATOR_HOST
+_CACHE_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, str, str, str | None], BigtableHandle] = {}
+_GRPC_OPTIONS = (
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.keepalive_timeout_ms", 10000),
+    # A restarted sandbox server should be found again within seconds, not grpc's 2-minute cap.
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
+@dataclass
+class BigtableHandle:
+    """The clients and names for one Bigtable location.
+
+    Attributes:
+        admin: GAPIC ``BaseBigtableTableAdminClient`` (tables, backups, restores, operations).
+        data: ``BigtableDataClient`` (reads, samples, mutations).
+        project: Project id.
+        region: The region these clients serve (selects per-region settings).
+        endpoint: The sandbox ``host:port``, or None for Google's endpoints.
+    """
+
+    admin: Any
+    data: Any
+    project: str
+    region: str
+    endpoint: str | None
+    _tables: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def table(self, instance: str, table_id: str) -> Any:
+        """The data-API ``Table`` for ``instance``/``table_id`` (cached: creating one warms channels)."""
+        key = (instance, table_id)
+        got = self._tables.get(key)
+        if got is None:
+            with self._lock:
+                got = self._tables.get(key)
+                if got is None:
+                    got = self.data.get_table(instance, table_id)
+                    self._tables[key] = got
+        return got
+
+    def instance_path(self, instance: str) -> str:
+        return f"projects/{self.project}/instances/{instance}"
+
+    def table_path(self, instance: str, table_id: str) -> str:
+        return f"projects/{self.project}/instances/{instance}/tables/{table_id}"
+
+    def cluster_path(self, instance: str, cluster: str) -> str:
+        return f"projects/{self.project}/instances/{instance}/clusters/{cluster}"
+
+
+def endpoint_for(gs: gcp.GcpSettings, region: str) -> str | None:
+    """The sandbox ``host:port`` for ``region`` (``bigtable_host_<region>`` or ``bigtable_host``)."""
+    host = gs.get("bigtable_host", region)
+    return str(host) if host else None
+
+
+def rpc_timeout(gs: gcp.GcpSettings, step_timeout: float | None = None) -> float:
+    """Seconds one call may keep retrying an unreachable store (gcp ``rpc_timeout``, capped by the step)."""
+    value = float(gs.get("rpc_timeout") or DEFAULT_RPC_TIMEOUT)
+    if step_timeout:
+        value = min(value, float(step_timeout))
+    return max(value, 0.5)
+
+
+def handle(env: Environment, region: str | None = None) -> tuple[BigtableHandle, gcp.GcpSettings]:
+    """Clients for ``region`` (``None``/"primary", "secondary" or a region name) of ``env``.
+
+    Raises:
+        ActionError: The environment has no usable gcp store, or no credentials in production.
+    """
+    gs = gcp.settings(env)
+    resolved = gs.region_or_default(region)
+    endpoint = endpoint_for(gs, resolved)
+    key = (env.name, gs.project, resolved, endpoint)
+    got = _CACHE.get(key)
+    if got is not None:
+        return got, gs
+    with _CACHE_LOCK:
+        got = _CACHE.get(key)
+        if got is None:
+            got = _build(gs, resolved, endpoint)
+            _CACHE[key] = got
+    return got, gs
+
+
+def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHandle:
+    from google.cloud.bigtable.data import BigtableDataClient
+    from google.cloud.bigtable_admin_v2 import BaseBigtableTableAdminClient
+    from google.cloud.bigtable_admin_v2.services.bigtable_table_admin.transports import (
+        BigtableTableAdminGrpcTransport,
+    )
+
+    creds = gcp.credentials(gs, endpoint)
+    if endpoint:
+        import grpc
+
+        channel = grpc.insecure_channel(endpoint, options=list(_GRPC_OPTIONS))
+        admin = BaseBigtableTableAdminClient(
+            transport=BigtableTableAdminGrpcTransport(host=endpoint, channel=channel)
+        )
+        with _ENV_LOCK, warnings.catch_warnings():
+            # The data client announces the emulator with a RuntimeWarning: expected here.
+            warnings.filterwarnings("ignore", "Connecting to Bigtable emulator", RuntimeWarning)
+            old = os.environ.get(EMULATOR_VAR)
+            os.environ[EMULATOR_VAR] = endpoint
+            try:
+                data = BigtableDataClient(project=gs.project, credentials=creds)
+            finally:
+                if old is None:
+                    os.environ.pop(EMULATOR_VAR, None)
+                else:
+                    os.environ[EMULATOR_VAR] = old
+    else:
+        admin = BaseBigtableTableAdminClient(credentials=creds)
+        with _ENV_LOCK:
+            # A stray BIGTABLE_EMULATOR_HOST in the operator's shell must not divert production.
+            old = os.environ.pop(EMULATOR_VAR, None)
+            try:
+                data = BigtableDataClient(project=gs.project, credentials=creds)
+            finally:
+                if old is not None:
+                    os.environ[EMULATOR_VAR] = old
+    return BigtableHandle(admin=admin, data=data, project=gs.project, region=region, endpoint=endpoint)
+
+
+def clear_cache() -> None:
+    """Close and forget every cached client (tests, or after the sandbox moved to new ports)."""
+    with _CACHE_LOCK:
+        handles = list(_CACHE.values())
+        _CACHE.clear()
+    for h in handles:
+        for close in (h.data.close, h.admin.transport.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - best effort on shutdown
+                pass
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+
+def admin_retry(deadline: float) -> Any:
+    """A GAPIC ``Retry`` for admin calls: retry an unreachable store for ``deadline`` seconds."""
+    from google.api_core import exceptions, retry
+
+    return retry.Retry(
+        predicate=retry.if_exception_type(exceptions.ServiceUnavailable, exceptions.DeadlineExceeded),
+        initial=0.1,
+        maximum=2.0,
+        multiplier=2.0,
+        timeout=deadline,
+    )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the store did not answer" (worth retrying within the budget)."""
+    from google.api_core import exceptions
+
+    return isinstance(exc, exceptions.ServiceUnavailable | exceptions.DeadlineExceeded | exceptions.Aborted)
+
+
+def read_rows(
+    table: Any,
+    *,
+    start_after: bytes | None = None,
+    row_keys: list[bytes] | None = None,
+    row_filter: Any = None,
+    limit: int | None = None,
+    budget: float,
+    cancelled: threading.Event | None = None,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> Iterator[Any]:
+    """Stream rows in key order, resuming after the last row when the store drops the stream.
+
+    The data client's own retries bound the *whole* stream by one operation timeout, which
+    cannot tell a long export from a dead server. Here each attempt may run as long as it keeps
+    delivering, and only time spent unable to reach the store counts against ``budget``.
+
+    Args:
+        table: A data-API ``Table``.
+        start_after: Read rows strictly after this key (``None``: from the start).
+        row_keys: Read only these keys (sorted or not); excludes ``start_after``.
+        row_filter: A ``row_filters.RowFilter``.
+        limit: At most this many rows.
+        budget: Seconds the store may stay unreachable before the last error is raised.
+        cancelled: Stops the scan (raises ``InterruptedError``) when set.
+        on_retry: Called with the error before each retry (for progress lines).
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: The store failed or stayed unreachable.
+        InterruptedError: ``cancelled`` was set.
+    """
+    from google.cloud.bigtable.data import ReadRowsQuery, RowRange
+
+    keys = sorted(set(row_keys)) if row_keys is not None else None
+    last = start_after
+    seen = 0
+    down_since: float | None = None
+    delay = 0.1
+    while True:
+        if keys is not None:
+            todo = [k for k in keys if last is None or k > last]
+            if not todo:
+                return
+            query = ReadRowsQuery(row_keys=todo, row_filter=row_filter)
+        else:
+            rng = RowRange(start_key=last, start_is_inclusive=False) if last is not None else None
+            query = ReadRowsQuery(row_ranges=rng, row_filter=row_filter)
+        if limit is not None:
+            if seen >= limit:
+                return
+            query.limit = limit - seen
+        try:
+            # retryable_errors=(): resumption is ours (above); attempt_timeout None: a long
+            # scan is not an error as long as rows keep coming.
+            for row in table.read_rows_stream(
+                query, operation_timeout=86400.0, attempt_timeout=None, retryable_errors=()
+            ):
+                last = row.row_key
+                seen += 1
+                down_since = None
+                delay = 0.1
+                yield row
+                if cancelled is not None and seen % 256 == 0 and cancelled.is_set():
+                    raise InterruptedError("cancelled")
+            return
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless retryable
+            err = unwrap(exc)
+            if not is_unavailable(err):
+                raise err from None
+            now = time.monotonic()
+            down_since = down_since or now
+            left = budget - (now - down_since)
+            if left <= 0:
+                raise err from None
+            if on_retry is not None:
+                on_retry(err)
+            pause = min(delay, left)
+            if cancelled is not None:
+                if cancelled.wait(pause):
+                    raise InterruptedError("cancelled") from None
+            else:
+                time.sleep(pause)
+            delay = min(delay * 2, 2.0)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The underlying API error of a data-client exception group (or ``exc`` itself)."""
+    seen = 0
+    while seen < 8:
+        seen += 1
+        subs = getattr(exc, "exceptions", None)
+        if subs:
+            exc = subs[-1]
+            continue
+        cause = exc.__cause__
+        if cause is not None and type(exc).__name__ in (
+            "FailedMutationEntryError",
+            "RetryExceptionGroup",
+            "MutationsExceptionGroup",
+        ):
+            exc = cause
+            continue
+        break
+    return exc

@@ -1,0 +1,155 @@
+"""The Textual application and the three entry points the command line calls.
+
+* :func:`run_app` — ``runbook``: the home screen.
+* :func:`run_incident_app` — ``runbook run PLAYBOOK`` on a terminal: the start form when a
+  parameter is missing or invalid, else straight to the run screen.
+* :func:`resume_incident_app` — ``runbook resume INCIDENT``: resume it, or follow it read-only
+  when another live operator holds it (with a take-over key).
+
+Screens are imported lazily: the home screen must paint nearly as fast as an empty Textual app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from runbook.tui.commands import RunbookCommands
+
+
+@dataclass
+class TuiContext:
+    """What the app needs from the command line (tests build one directly).
+
+    Attributes:
+        config: The loaded ``runbook.toml`` (``.environment(name)``, ``.environments``).
+        journal: The journal.
+        home: The state directory (step logs, incident work directories).
+        dirs: Playbook directories.
+    """
+
+    config: Any
+    journal: Any
+    home: Path | None = None
+    dirs: list[Path] | None = None
+
+    def playbook_dirs(self) -> list[Path]:
+        """The playbook directories."""
+        if self.dirs is not None:
+            return self.dirs
+        from runbook.playbook.catalog import playbook_dirs
+
+        return playbook_dirs(getattr(self.config, "playbook_dirs", None))
+
+
+def state_home(ctx: Any) -> Path:
+    """The state directory of ``ctx`` (``RUNBOOK_HOME`` by default)."""
+    home = getattr(ctx, "home", None)
+    if isinstance(home, Path):
+        return home
+    from runbook.paths import home as default_home
+
+    return default_home()
+
+
+class RunbookApp(App[str | None]):
+    """The runbook TUI.
+
+    Args:
+        ctx: Config, journal and playbook directories (the CLI's context or a :class:`TuiContext`).
+        start: Builds the first screen; the home screen when None.
+        now: The clock (UTC); tests and screenshots inject a fixed one.
+        cursor_blink: Whether text inputs blink (off for snapshots).
+    """
+
+    CSS_PATH = "runbook.tcss"
+    TITLE = "runbook"
+    COMMANDS = App.COMMANDS | {RunbookCommands}
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True)]
+
+    def __init__(
+        self,
+        ctx: Any,
+        *,
+        start: Callable[[RunbookApp], Any] | None = None,
+        now: Callable[[], datetime] | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.cursor_blink = cursor_blink
+        self.ctx = ctx
+        self._start = start
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
+
+    def on_mount(self) -> None:
+        if self._start is not None:
+            self.push_screen(self._start(self))
+        else:
+            from runbook.tui.home import HomeScreen
+
+            self.push_screen(HomeScreen(self.ctx))
+
+    async def action_quit(self) -> None:
+        """Quit safely: a driven incident pauses first (it stays resumable)."""
+        from runbook.tui.run import RunScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, RunScreen) and screen.driving and screen.ended is None:
+                if self.screen is not screen:
+                    # Close dialogs so the run screen can answer QUIT.
+                    while self.screen is not screen and len(self.screen_stack) > 1:
+                        self.pop_screen()
+                screen.action_quit_safely()
+                return
+        self.exit()
+
+
+def _run(app: RunbookApp) -> None:
+    message = app.run()
+    if message:
+        print(message)
+
+
+def run_app(obj: Any) -> None:
+    """``runbook``: the home screen."""
+    _run(RunbookApp(obj))
+
+
+def run_screen_for_new(ctx: Any, loaded: Any, given: dict[str, Any], env: Any, mode: str) -> Any:
+    """The start form when a parameter is missing or invalid, else the run screen."""
+    from runbook.playbook import params as P
+
+    try:
+        P.bind(loaded.playbook.params, given, env.lookup)
+    except P.ParamError:
+        from runbook.tui.start import StartScreen
+
+        return StartScreen(ctx, loaded, given=given, env_name=env.name, mode=mode)
+    from runbook.tui.run import RunScreen
+
+    return RunScreen(ctx, env, loaded=loaded, given=given, mode=mode)
+
+
+def run_incident_app(obj: Any, loaded: Any, given: dict[str, Any], env: Any, mode: str) -> None:
+    """``runbook run PLAYBOOK`` on a terminal."""
+    _run(RunbookApp(obj, start=lambda app: run_screen_for_new(obj, loaded, given, env, mode)))
+
+
+def run_screen_for_incident(ctx: Any, incident: str, env: Any, take_over: bool = False) -> Any:
+    """Resume ``incident``, or follow it read-only when another live operator holds it."""
+    from runbook.tui.run import RunScreen
+
+    lock = ctx.journal.lock_info(incident)
+    held = lock is not None and lock.alive() and not ctx.journal.holds(incident)
+    return RunScreen(ctx, env, incident=incident, take_over=take_over, read_only=held and not take_over)
+
+
+def resume_incident_app(obj: Any, incident: str, env: Any, take_over: bool) -> None:
+    """``runbook resume INCIDENT`` on a terminal."""
+    _run(RunbookApp(obj, start=lambda app: run_screen_for_incident(obj, incident, env, take_over)))

@@ -1,0 +1,209 @@
+"""Widgets shared by the screens: the mode bar, the step list, the prompt line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+MODE_LABEL = {"live": "LIVE", "drill": "DRILL", "dry-run": "DRY-RUN"}
+
+STATUS_ICON = {
+    "pending": "·",
+    "next": "▶",
+    "running": "⟳",
+    "done": "✓",
+    "failed": "✗",
+    "skipped": "↷",
+    "interrupted": "!",
+    "planned": "○",
+    "needs-confirmation": "?",
+}
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "next": "bold",
+    "running": "bold yellow",
+    "done": "green",
+    "failed": "bold red",
+    "skipped": "yellow",
+    "interrupted": "bold magenta",
+    "planned": "cyan",
+    "needs-confirmation": "bold magenta",
+}
+
+
+def clock(seconds: float) -> str:
+    """``seconds`` as ``M:SS`` or ``H:MM:SS``."""
+    s = int(max(0, seconds))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def now_utc(app: Any) -> datetime:
+    """The app's clock (tests and screenshots inject a fixed one)."""
+    fn = getattr(app, "now", None)
+    return fn() if callable(fn) else datetime.now(UTC)
+
+
+def apply_cursor_blink(screen: Any) -> None:
+    """Inputs blink unless the app turned blinking off (tests and screenshots)."""
+    blink = getattr(screen.app, "cursor_blink", True)
+    from textual.widgets import Input
+
+    for widget in screen.query(Input):
+        widget.cursor_blink = blink
+
+
+class ModeBar(Static):
+    """One line that says, unmistakably, where and how the incident runs, and the RTO clock.
+
+    A live incident is red and says ``LIVE``; a drill is blue and says ``DRILL``; a dry run is
+    green and says ``DRY-RUN``. Without colours the words still say it.
+    """
+
+    DEFAULT_CSS = """
+    ModeBar { height: 1; dock: top; background: $panel; color: $text; }
+    ModeBar.-live { background: red; color: white; text-style: bold; }
+    ModeBar.-drill { background: blue; color: white; }
+    ModeBar.-dry-run { background: green; color: black; }
+    ModeBar.-exceeded { text-style: bold reverse; }
+    """
+
+    mode: reactive[str] = reactive("")
+    env: reactive[str] = reactive("")
+    subtitle: reactive[str] = reactive("")
+
+    def __init__(self, *, mode: str = "", env: str = "", production: bool = False, subtitle: str = "", id: str | None = None) -> None:
+        """Create the bar.
+
+        Args:
+            mode: live, drill or dry-run (empty: no incident yet).
+            env: Environment name.
+            production: Whether the environment is production (said in words too).
+            subtitle: What is open (playbook, incident id).
+            id: Widget id.
+        """
+        super().__init__(id=id)
+        self.production = production
+        self.opened: datetime | None = None
+        self.closed: datetime | None = None
+        self.rto: float | None = None
+        self.set_reactive(ModeBar.mode, mode)
+        self.set_reactive(ModeBar.env, env)
+        self.set_reactive(ModeBar.subtitle, subtitle)
+        self._sync_classes()
+
+    def on_mount(self) -> None:
+        """Tick once a second for the RTO clock."""
+        self.set_interval(1.0, self.refresh)
+
+    def set_times(self, opened: str | None, closed: str | None, rto: float | None) -> None:
+        """Update the incident's start, end and RTO target (ISO timestamps)."""
+        self.opened = datetime.fromisoformat(opened) if opened else None
+        self.closed = datetime.fromisoformat(closed) if closed else None
+        self.rto = rto
+        self.refresh()
+
+    def watch_mode(self) -> None:
+        self._sync_classes()
+
+    def _sync_classes(self) -> None:
+        for m in ("live", "drill", "dry-run"):
+            self.set_class(self.mode == m, f"-{m}")
+
+    def elapsed(self) -> float | None:
+        """Seconds since the incident opened (to its close when closed)."""
+        if self.opened is None:
+            return None
+        end = self.closed or now_utc(self.app)
+        return max(0.0, (end - self.opened).total_seconds())
+
+    def clock_text(self) -> Text:
+        """``elapsed 3:12 / RTO 15:00 · 11:48 left`` or ``RTO EXCEEDED by 2:00``."""
+        el = self.elapsed()
+        if el is None:
+            return Text("")
+        if not self.rto:
+            return Text(f"elapsed {clock(el)}")
+        left = self.rto - el
+        exceeded = left < 0
+        self.set_class(exceeded, "-exceeded")
+        if exceeded:
+            return Text(f"⚠ RTO {clock(self.rto)} EXCEEDED by {clock(-left)}", style="bold")
+        return Text(f"{clock(el)} / RTO {clock(self.rto)} · {clock(left)} left")
+
+    def render(self) -> Table:
+        label = MODE_LABEL.get(self.mode, "")
+        env = self.env + (" (PRODUCTION)" if self.production and self.mode != "dry-run" else "")
+        left = Text()
+        if label:
+            left.append(f" {label} · {env} ", style="bold reverse" if self.mode == "live" else "bold")
+        elif self.env:
+            left.append(f" env {env} ", style="bold")
+        if self.subtitle:
+            left.append(f" {self.subtitle}")
+        grid = Table.grid(expand=True)
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(justify="right", no_wrap=True)
+        grid.add_row(left, self.clock_text())
+        return grid
+
+
+class StepList(Static):
+    """The playbook's steps, under their phases, each with its status."""
+
+    DEFAULT_CSS = """
+    StepList { width: 1fr; height: auto; }
+    """
+
+    def __init__(self, id: str | None = None) -> None:
+        """Create an empty list (call :meth:`set_steps`)."""
+        super().__init__(id=id)
+        self.steps: list[tuple[str, str, str | None]] = []  # id, title, phase
+        self.status: dict[str, str] = {}
+        self.current: str | None = None
+
+    def set_steps(self, steps: list[tuple[str, str, str | None]]) -> None:
+        """Set the steps: (id, title, phase)."""
+        self.steps = steps
+        self.refresh(layout=True)
+
+    def set_status(self, status: dict[str, str], current: str | None) -> None:
+        """Update every step's status and which one is current."""
+        self.status = dict(status)
+        self.current = current
+        self.refresh(layout=True)
+
+    def render(self) -> Table:
+        table = Table.grid(expand=True, padding=(0, 1))
+        table.add_column(width=1, no_wrap=True)
+        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        table.add_column(no_wrap=True, justify="right")
+        phase: str | None = None
+        for sid, title, ph in self.steps:
+            if ph and ph != phase:
+                table.add_row("", Text(ph, style="bold underline"), "")
+                phase = ph
+            st = self.status.get(sid, "pending")
+            shown = "next" if (sid == self.current and st == "pending") else st
+            style = STATUS_STYLE.get(shown, "")
+            title_style = style + (" reverse" if sid == self.current else "")
+            word = "" if shown in ("pending",) else shown.replace("needs-confirmation", "confirm?")
+            table.add_row(Text(STATUS_ICON.get(shown, "?"), style=style), Text(title, style=title_style), Text(word, style=style))
+        return table
+
+
+class Prompt(Static):
+    """What the operator is expected to do now, and which keys do it."""
+
+    DEFAULT_CSS = """
+    Prompt { height: auto; padding: 0 1; background: $boost; }
+    Prompt.-attention { background: $warning 30%; text-style: bold; }
+    Prompt.-danger { background: $error 40%; text-style: bold; }
+    """

@@ -1,0 +1,280 @@
+"""Pilot tests: drive real incidents (real shell steps) by key presses; check journal and screen."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from runbook.tui.app import RunbookApp, run_screen_for_incident, run_screen_for_new
+from runbook.tui.dialogs import ConfirmScreen, InterruptedScreen, ReasonScreen
+from runbook.tui.run import RunScreen
+from tests.tui.conftest import events_of, start_headless, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_screen(app: RunbookApp) -> RunScreen:
+    return next(s for s in app.screen_stack if isinstance(s, RunScreen))
+
+
+def asking(app: RunbookApp, ask: str, step: str | None = None):
+    def check() -> bool:
+        scr = run_screen(app)
+        p = scr.pending
+        return p is not None and p.request.ask.value == ask and (step is None or p.request.step == step)
+
+    return check
+
+
+def new_app(ctx, name: str, given: dict, mode: str = "live") -> RunbookApp:
+    from runbook.playbook.catalog import resolve
+    from runbook.playbook.validate import load
+
+    loaded = load(resolve(name, ctx.playbook_dirs()))
+    env = ctx.config.environment("sandbox")
+    return RunbookApp(ctx, start=lambda app: run_screen_for_new(ctx, loaded, given, env, mode))
+
+
+async def type_text(pilot, text: str) -> None:
+    await pilot.press(*text)
+
+
+async def test_incident_start_to_finish_by_keys(ctx, tui_home: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("data")
+    marker = tmp_path / "marker"
+    app = new_app(ctx, "files", {"victim": str(victim), "marker": str(marker)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, asking(app, "before_step", "look"), what="first step")
+        scr = run_screen(app)
+        inc = scr.incident
+        assert inc
+        bar = str(scr.query_one("#modebar").render_line(0).text)
+        assert "LIVE · sandbox" in bar
+        assert "ls -l" in str(scr.query_one("#step-action").render())
+        await pilot.press("r")
+        await wait_until(pilot, asking(app, "before_step", "remove"), what="remove step")
+        assert str(victim) in "\n".join(scr.query_one("#output").lines)  # the ls output
+
+        # Typed confirmation mistyped: not run, journaled as refused with what was typed.
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm dialog")
+        await pilot.press("enter")  # Enter alone never confirms
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.query_one("#confirm-ok").disabled
+        await type_text(pilot, "wrong-name")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, "confirmation_refused")), what="refusal")
+        refused = events_of(ctx.journal, inc, "confirmation_refused")[0]
+        assert refused.payload["typed"] == "wrong-name"
+        assert victim.exists()
+        # The engine asks again; Escape refuses outright.
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.query_one("#confirm-note").render(), what="confirm again")
+        await pilot.press("escape")
+        await wait_until(pilot, asking(app, "before_step", "remove"), what="asked again after refusal")
+        assert len(events_of(ctx.journal, inc, "confirmation_refused")) == 2
+        assert victim.exists()
+        assert not events_of(ctx.journal, inc, "confirmation_given")
+
+        # Skip with a reason.
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ReasonScreen), what="reason dialog")
+        await type_text(pilot, "kept for forensics")
+        await pilot.press("enter")
+        await wait_until(pilot, asking(app, "before_step", "mark"), what="mark step")
+        skipped = events_of(ctx.journal, inc, "step_skipped")
+        assert skipped[0].step == "remove" and skipped[0].payload["reason"] == "kept for forensics"
+        assert victim.exists()
+
+        # `yes` confirmation: Enter does nothing, `y` confirms.
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="yes dialog")
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ConfirmScreen) and not marker.exists()
+        await pilot.press("y")
+        await wait_until(pilot, asking(app, "before_step", "tell"), what="manual step")
+        given = events_of(ctx.journal, inc, "confirmation_given")
+        assert given[0].step == "mark" and given[0].payload["level"] == "yes"
+        assert marker.exists()
+
+        # A note.
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ReasonScreen), what="note dialog")
+        await type_text(pilot, "paged the db team")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, "note")), what="note")
+        assert events_of(ctx.journal, inc, "note")[0].payload["text"] == "paged the db team"
+
+        # Manual step: run, then mark done with a note.
+        await pilot.press("r")
+        await wait_until(pilot, asking(app, "manual", "tell"), what="manual ask")
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ReasonScreen), what="done dialog")
+        await type_text(pilot, "posted")
+        await pilot.press("enter")
+        await wait_until(pilot, asking(app, "before_step", "last"), what="last step")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: run_screen(app).ended == "completed", what="completion")
+        status = run_screen(app).display_status()
+        assert status == {"look": "done", "remove": "skipped", "mark": "done", "tell": "done", "last": "done"}
+        assert "completed" in str(run_screen(app).query_one("#prompt").render())
+    closed = events_of(ctx.journal, inc, "incident_closed")
+    assert closed and closed[0].payload["status"] == "completed"
+    assert ctx.journal.lock_info(inc) is None
+
+
+async def test_typed_confirmation_given(ctx, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("data")
+    app = new_app(ctx, "files", {"victim": str(victim), "marker": str(tmp_path / "m")})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, asking(app, "before_step", "look"))
+        inc = run_screen(app).incident
+        await pilot.press("r")
+        await wait_until(pilot, asking(app, "before_step", "remove"))
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        text = str(app.screen.query_one("#confirm-action").render())
+        assert f"rm {victim}" in text
+        await type_text(pilot, str(victim)[:-1])
+        await pilot.pause(0.05)
+        assert app.screen.query_one("#confirm-ok").disabled
+        await type_text(pilot, str(victim)[-1])
+        await pilot.pause(0.05)
+        assert not app.screen.query_one("#confirm-ok").disabled
+        await pilot.press("enter")
+        await wait_until(pilot, asking(app, "before_step", "mark"))
+        given = events_of(ctx.journal, inc, "confirmation_given")
+        assert given[0].payload["typed"] == str(victim)
+        assert not victim.exists()
+        # Quit safely: the pending question is answered QUIT, the incident pauses.
+        await pilot.press("q")
+        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, "paused")))
+    assert ctx.journal.lock_info(inc) is None
+
+
+def _interrupted_incident(home: Path, tmp_path: Path, journal) -> str:
+    proc = start_headless(home, "slow", "-p", f"marker={tmp_path / 'after'}", "--yes")
+    line = proc.stdout.readline()
+    assert line.startswith("incident: "), line + proc.stderr.read()
+    inc = line.split()[1]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(e.type == "step_started" and e.step == "nap" for e in journal.events(inc)):
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    return inc
+
+
+async def test_resume_interrupted_step_skip_with_reason(ctx, tui_home: Path, tmp_path: Path) -> None:
+    inc = _interrupted_incident(tui_home, tmp_path, ctx.journal)
+    env = ctx.config.environment("sandbox")
+    app = RunbookApp(ctx, start=lambda a: run_screen_for_incident(ctx, inc, env))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, InterruptedScreen), what="interrupted dialog")
+        dialog = app.screen
+        assert "never finished" in " ".join(str(w.render()) for w in dialog.query("Static"))
+        # The last output comes from the step log (the engine buffers it: it may be empty after a SIGKILL).
+        assert dialog.query_one("#interrupted-output") is not None
+        assert dialog.request.extra.get("started_at")
+        assert run_screen(app).display_status().get("nap") == "interrupted"
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ReasonScreen))
+        await type_text(pilot, "finished by hand")
+        await pilot.press("enter")
+        await wait_until(pilot, asking(app, "before_step", "after"), what="next step")
+        resolved = events_of(ctx.journal, inc, "interrupted_resolved")
+        assert resolved[0].payload == {**resolved[0].payload, "choice": "skip", "reason": "finished by hand"}
+        skipped = events_of(ctx.journal, inc, "step_skipped")
+        assert skipped[-1].step == "nap" and skipped[-1].payload["reason"] == "finished by hand"
+        await pilot.press("q")
+        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, "paused")))
+    assert not (tmp_path / "after").exists()
+
+
+async def test_quit_then_resume_retries_interrupted(ctx, tui_home: Path, tmp_path: Path) -> None:
+    inc = _interrupted_incident(tui_home, tmp_path, ctx.journal)
+    env = ctx.config.environment("sandbox")
+    app = RunbookApp(ctx, start=lambda a: run_screen_for_incident(ctx, inc, env))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, InterruptedScreen))
+        await pilot.press("escape")  # decide later, from the run screen
+        await wait_until(pilot, lambda: app.screen is run_screen(app))
+        assert "interrupted" in str(run_screen(app).query_one("#prompt").render())
+        await pilot.press("q")  # quit: the incident stays resumable
+        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, "paused")))
+    assert ctx.journal.lock_info(inc) is None
+    assert not events_of(ctx.journal, inc, "interrupted_resolved")
+
+
+async def test_read_only_view_of_locked_incident_and_take_over(ctx, tui_home: Path, tmp_path: Path) -> None:
+    from runbook.journal.store import Journal
+
+    victim = tmp_path / "v"
+    victim.write_text("x")
+    # An incident paused in headless mode (the destructive step needs a typed confirmation).
+    proc = start_headless(tui_home, "files", "-p", f"victim={victim}", "-p", f"marker={tmp_path / 'm'}")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    inc = out.splitlines()[0].split()[1]
+    # Another operator holds it (another Journal instance: another lock token, a live pid).
+    other = Journal(tui_home / "journal.sqlite3", actor="alice@otherhost")
+    other.acquire(inc)
+    env = ctx.config.environment("sandbox")
+    app = RunbookApp(ctx, start=lambda a: run_screen_for_incident(ctx, inc, env))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            scr = run_screen(app)
+            assert scr.read_only
+            await wait_until(pilot, lambda: "alice@otherhost" in str(scr.query_one("#prompt").render()), what="holder shown")
+            await wait_until(pilot, lambda: scr.state.status == "paused", what="history")
+            assert "run_step" not in {b.binding.action for b in app.active_bindings.values() if b.enabled}
+            # New events from the holder appear live.
+            other.append(inc, "note", {"text": "alice is on it"})
+            await wait_until(pilot, lambda: "alice is on it" in str(scr.query_one("#timeline-tail").render()), what="live follow")
+            await pilot.press("r")  # not available read-only
+            assert not events_of(ctx.journal, inc, "resumed")
+            await pilot.press("o")
+            await wait_until(pilot, asking(app, "before_step", "remove"), what="driving after take-over")
+            take = events_of(ctx.journal, inc, "take_over")
+            assert take and take[0].payload["from"] == "alice@otherhost" and take[0].actor == "oncall@testhost"
+            assert not scr.read_only
+            await pilot.press("q")
+            await wait_until(pilot, lambda: len(events_of(ctx.journal, inc, "paused")) >= 2)
+    finally:
+        other.close()
+
+
+async def test_flood_keeps_keys_answering(ctx, tmp_path: Path) -> None:
+    app = new_app(ctx, "flood", {})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, asking(app, "before_step", "flood"))
+        inc = run_screen(app).incident
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        # While the step streams, a key opens the note dialog promptly.
+        t0 = time.monotonic()
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ReasonScreen), timeout=5, what="note dialog")
+        assert time.monotonic() - t0 < 3
+        await pilot.press("escape")
+        await wait_until(pilot, asking(app, "before_step", "after"), timeout=60, what="flood done")
+        scr = run_screen(app)
+        lines = scr.query_one("#output").lines
+        assert len(lines) <= 1000
+        assert lines[-1].strip() == "200000"
+        fin = [e for e in events_of(ctx.journal, inc, "step_finished") if e.step == "flood"]
+        assert fin[0].payload["lines"] == 200000
+        await pilot.press("q")
+        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, "paused")))
