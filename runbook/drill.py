@@ -82,6 +82,7 @@ def _synthetic(loaded: Loaded, key_steps: list[Any], suffix: str, directory: Pat
         "tier": raw.get("tier", "maintenance"),
         "params": raw.get("params", {}),
         "steps": key_steps,
+        "not_drillable": "part of the drill of another playbook",
     }
     path = directory / f"{doc['id']}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -176,8 +176,14 @@ def _check_meaning(pb: Playbook, raw: Any, path: Path, add: Any) -> None:
         for name in sc.params:
             if name not in pb.params:
                 add(line_of(raw, ("scenario", "params", name), key=True), f"scenario sets unknown parameter {name!r}")
-    if pb.rto is not None and pb.scenario is None and pb.not_drillable is None and pb.tier != "maintenance":
-        pass  # drill coverage is enforced by `runbook validate --strict-drills` (see issue on drills)
+    if pb.scenario is None and not pb.not_drillable:
+        add(
+            line_of(raw, ("steps",), key=True),
+            f"playbook {pb.id!r} has no drill scenario: add `scenario:` (how `runbook drill` breaks the "
+            "sandbox) or say why it cannot be drilled with `not_drillable: <reason>`",
+        )
+    if pb.scenario is not None and pb.not_drillable:
+        add(line_of(raw, ("not_drillable",), key=True), "a playbook with a scenario cannot also be not_drillable")
 
 
 def _check_param(name: str, spec: ParamSpec, line: int, add: Any) -> None:

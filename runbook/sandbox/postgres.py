@@ -189,8 +189,19 @@ class PostgresCluster:
 
     @property
     def socket_dir(self) -> Path:
-        """The Unix socket directory (``-k``)."""
-        return self.base_dir / "run"
+        """The Unix socket directory (``-k``).
+
+        A socket path is limited to 107 bytes; deep directories (drills, pytest) get a short
+        directory under the system temp dir instead, named after the cluster.
+        """
+        local = self.base_dir / "run"
+        if len(str(local / ".s.PGSQL.65535.lock")) <= 100:
+            return local
+        import hashlib
+        import tempfile
+
+        digest = hashlib.sha1(str(self.base_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"runbook-pg-{digest}"
 
     @property
     def archive_dir(self) -> Path:
@@ -305,7 +316,7 @@ class PostgresCluster:
         if self.is_initialized():
             return False
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
         if wal_archiving:
             self.archive_dir.mkdir(exist_ok=True)
         grant_to_postgres(self.base_dir)
@@ -427,7 +438,7 @@ class PostgresCluster:
         rotate_log(self.log_path)
         self.log_path.touch()
         grant_to_postgres(self.log_path)
-        self.socket_dir.mkdir(exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
         grant_to_postgres(self.socket_dir)
         self._run(
             [
