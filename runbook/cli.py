@@ -186,8 +186,8 @@ def _load_playbook(obj: _Ctx, ref: str) -> Any:
 
     path = resolve(ref, obj.playbook_dirs())
     loaded = load(path)
-    if loaded.diagnostics:
-        raise RunbookError(f"The playbook is not valid: {loaded.diagnostics[0]}", exit_code=1)
+    if loaded.errors:
+        raise RunbookError(f"The playbook is not valid: {loaded.errors[0]}", exit_code=1)
     return loaded
 
 

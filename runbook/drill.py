@@ -87,8 +87,8 @@ def _synthetic(loaded: Loaded, key_steps: list[Any], suffix: str, directory: Pat
     path = directory / f"{doc['id']}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     out = load(path)
-    if out.diagnostics:
-        raise UsageError(f"The drill scenario of {raw['id']} is not valid: {out.diagnostics[0]}")
+    if out.errors:
+        raise UsageError(f"The drill scenario of {raw['id']} is not valid: {out.errors[0]}")
     return out
 
 
@@ -108,7 +108,7 @@ def run_drill(journal: Journal, loaded: Loaded, *, home: Path, keep: bool = Fals
 
     pb = loaded.playbook
     if pb is None:
-        raise UsageError(f"The playbook is not valid: {loaded.diagnostics[0]}")
+        raise UsageError(f"The playbook is not valid: {loaded.errors[0]}")
     if pb.scenario is None:
         reason = pb.not_drillable or "it has no scenario"
         raise UsageError(f"Playbook {pb.id} cannot be drilled: {reason}.")

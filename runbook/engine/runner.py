@@ -138,7 +138,7 @@ class Engine:
             UsageError: Invalid playbook or parameter values (nothing is journaled or run).
         """
         if not loaded.ok or loaded.playbook is None:
-            first = loaded.diagnostics[0] if loaded.diagnostics else "invalid playbook"
+            first = loaded.errors[0] if loaded.errors else "invalid playbook"
             raise UsageError(f"The playbook is not valid: {first}")
         pb = loaded.playbook
         try:
@@ -199,8 +199,8 @@ class Engine:
             raise RunbookError(f"Incident {incident} is already completed; nothing to resume.")
         raw = _load_text(st.playbook_text)
         loaded = validate_raw(raw, Path(st.playbook_path or f"{st.playbook_id}.yaml"))
-        if loaded.playbook is None:
-            raise RunbookError(f"The playbook journaled with incident {incident} cannot be loaded: {loaded.diagnostics[0]}")
+        if loaded.playbook is None or loaded.errors:
+            raise RunbookError(f"The playbook journaled with incident {incident} cannot be loaded: {loaded.errors[0]}")
         self.playbook = loaded.playbook
         self.state = st
         previous = self.journal.acquire(incident, take_over=take_over)

@@ -29,6 +29,7 @@ class Diagnostic:
     path: str
     line: int
     message: str
+    blocking: bool = True  # False: `validate` fails, but the playbook can still be run (drill coverage)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
@@ -45,7 +46,12 @@ class Loaded:
 
     @property
     def ok(self) -> bool:
-        return self.playbook is not None and not self.diagnostics
+        return self.playbook is not None and not self.errors
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        """Problems that stop the playbook from running (everything but drill coverage)."""
+        return [d for d in self.diagnostics if d.blocking]
 
 
 def line_of(raw: Any, loc: tuple[Any, ...], *, key: bool = False) -> int:
@@ -119,8 +125,8 @@ def validate_raw(raw: Any, path: Path) -> Loaded:
     shown = str(path)
     diags: list[Diagnostic] = []
 
-    def add(line: int, msg: str) -> None:
-        diags.append(Diagnostic(shown, line, msg))
+    def add(line: int, msg: str, blocking: bool = True) -> None:
+        diags.append(Diagnostic(shown, line, msg, blocking))
 
     if not isinstance(raw, dict):
         add(getattr(raw, "line", 1) or 1, "a playbook must be a mapping with id, title, tier and steps")
@@ -177,10 +183,12 @@ def _check_meaning(pb: Playbook, raw: Any, path: Path, add: Any) -> None:
             if name not in pb.params:
                 add(line_of(raw, ("scenario", "params", name), key=True), f"scenario sets unknown parameter {name!r}")
     if pb.scenario is None and not pb.not_drillable:
+        # Reported by `validate` (exit 1) but not blocking: an untested playbook can still be run.
         add(
             line_of(raw, ("steps",), key=True),
             f"playbook {pb.id!r} has no drill scenario: add `scenario:` (how `runbook drill` breaks the "
             "sandbox) or say why it cannot be drilled with `not_drillable: <reason>`",
+            blocking=False,
         )
     if pb.scenario is not None and pb.not_drillable:
         add(line_of(raw, ("not_drillable",), key=True), "a playbook with a scenario cannot also be not_drillable")

@@ -280,8 +280,8 @@ class HomeScreen(Screen[None]):
 
         s = next(p for p in self.data.playbooks if p.id == pid)  # type: ignore[union-attr]
         loaded = load(s.path)
-        if loaded.diagnostics:
-            self.notify(f"The playbook is not valid: {loaded.diagnostics[0]}", severity="error", timeout=8)
+        if loaded.errors:
+            self.notify(f"The playbook is not valid: {loaded.errors[0]}", severity="error", timeout=8)
             return
         self.app.push_screen(StartScreen(self.ctx, loaded))
 

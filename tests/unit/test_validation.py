@@ -28,6 +28,7 @@ steps:
       word: {from: stdout, regex: "(\\\\w+)"}
   - id: second
     shell: [echo, "{{ steps.first.outputs.word }}"]
+not_drillable: unit-test fixture
 """
 
 
@@ -71,6 +72,18 @@ def test_every_error_is_reported_not_just_the_first(tmp_path: Path) -> None:
     text2 = GOOD.replace("id: second", "id: first").replace("params.db }}", "params.nope }}")
     out2 = diags(tmp_path, text2)
     assert any("duplicate" in d for d in out2) and any("'nope'" in d for d in out2)
+
+
+def test_missing_drill_scenario_fails_validate_but_does_not_block_a_run(tmp_path: Path, rb) -> None:
+    text = GOOD.replace("not_drillable: unit-test fixture\n", "")
+    path = write_playbook(tmp_path / "pbs", text)
+    loaded = load(path)
+    assert loaded.ok and len(loaded.diagnostics) == 1
+    assert "has no drill scenario" in str(loaded.diagnostics[0]) and "demo.yaml:10:" in str(loaded.diagnostics[0])
+    r = rb("validate", str(path))
+    assert r.returncode == 1 and "not_drillable" in r.stdout
+    r = rb("run", str(path), "--headless", "--yes")
+    assert r.returncode == 0, r.stderr
 
 
 def test_malformed_yaml_gives_line(tmp_path: Path) -> None:
