@@ -4,7 +4,8 @@
 Case file keys: description, args (CLI args with {playbook}, {config}, {canary}, {big:N}),
 expect_exit, expect (substring of stdout+stderr), playbook (YAML text), playbook_pad (bytes of
 comment padding), playbook_latin1 (encode the playbook as Latin-1), config (runbook.toml text),
-canary_may_exist (the case is expected to run; the canary proves nothing else ran).
+canary_may_exist (the case is expected to run; the canary proves nothing else ran), secret_absent
+(a value that must appear in no output and no file under RUNBOOK_HOME).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ CASES = sorted((Path(__file__).parent / "cases").glob("*.yaml"))
 
 
 def test_corpus_is_big_enough() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 50
 
 
 def expand(text: str, values: dict[str, str]) -> str:
@@ -57,5 +58,11 @@ def test_hostile_case(case_file: Path, rb_home: Path, tmp_path: Path) -> None:
         # One clear sentence: a single error line (validate prints one line per error found).
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) <= 2, r.stderr
+    if case.get("secret_absent"):
+        secret = case["secret_absent"].encode()
+        assert secret not in (r.stdout + r.stderr).encode()
+        for f in rb_home.rglob("*"):
+            if f.is_file():
+                assert secret not in f.read_bytes(), f
     if not case.get("canary_may_exist"):
         assert not canary.exists(), "something ran for an invalid input"
