@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import Field, field_validator
 
@@ -249,7 +249,16 @@ def _wait_operation(ctx: StepContext, w: _Where, op: Any, what: str, timeout: fl
     return op.result(retry=bts.admin_retry(w.budget))
 
 
-def _list_backups(w: _Where, table: str, cluster: str | None) -> list[Any]:
+class _Backup(NamedTuple):
+    """One backup, as listing needs it (times in epoch seconds)."""
+
+    name: str
+    start: float
+    expire: float
+    size: int
+
+
+def _list_backups(w: _Where, table: str, cluster: str | None) -> list[_Backup]:
     """Backups of ``table`` (every cluster unless one is given), newest first."""
     parent = w.h.cluster_path(w.instance, cluster or "-")
     source = w.table_path(table)
@@ -258,10 +267,21 @@ def _list_backups(w: _Where, table: str, cluster: str | None) -> list[Any]:
         retry=bts.admin_retry(w.budget),
         timeout=w.budget,
     )
-    # The filter is a "contains" match (product_stats also matches product_stats_v2): check exactly.
-    found = [b for b in pager if b.source_table == source]
-    found.sort(key=lambda b: (b.start_time, b.name), reverse=True)
+    found = []
+    for page in pager.pages:
+        # The raw protobuf messages: proto-plus wrappers cost more than the RPC for short lists.
+        for b in type(page).pb(page).backups:
+            # The filter is a "contains" match (product_stats also matches product_stats_v2).
+            if b.source_table == source:
+                start = b.start_time.seconds + b.start_time.nanos / 1e9
+                expire = b.expire_time.seconds + b.expire_time.nanos / 1e9
+                found.append(_Backup(b.name, start, expire, b.size_bytes))
+    found.sort(key=lambda b: (b.start, b.name), reverse=True)
     return found
+
+
+def _iso_ts(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _backup_id(name: str) -> str:
@@ -410,18 +430,17 @@ class ListBackupsAction(BaseAction):
         table = w.table_id(params.table)
         with _Guard(w, f"list the backups of table {table}"):
             backups = _list_backups(w, table, params.cluster)
-        now = datetime.now(UTC)
+        now = time.time()
         for b in backups:
-            age = (now - b.start_time).total_seconds()
             ctx.log(
-                f"{_backup_id(b.name)}  created {_iso(b.start_time)} ({format_duration(age)} ago)  "
-                f"expires {_iso(b.expire_time)}  {b.size_bytes} bytes"
+                f"{_backup_id(b.name)}  created {_iso_ts(b.start)} ({format_duration(now - b.start)} ago)  "
+                f"expires {_iso_ts(b.expire)}  {b.size} bytes"
             )
         ctx.log(f"{len(backups)} backup(s) of {table} in {w.where()}")
         if not backups and (params.require or params.max_age is not None):
             raise ActionError(f"Table {table} has no Bigtable backup in {w.where()}.")
         if backups and params.max_age is not None:
-            age = (now - backups[0].start_time).total_seconds()
+            age = now - backups[0].start
             if age > parse_duration(params.max_age):
                 raise ActionError(
                     f"The newest backup of {table}, {_backup_id(backups[0].name)}, is {format_duration(age)} old, "
@@ -489,7 +508,7 @@ class RestoreAction(BaseAction):
             if not found:
                 raise ActionError(f"Table {source} has no Bigtable backup in {w.where()} to restore from.")
             ctx.log(
-                f"latest backup of {source}: {_backup_id(found[0].name)} (created {_iso(found[0].start_time)})"
+                f"latest backup of {source}: {_backup_id(found[0].name)} (created {_iso_ts(found[0].start)})"
             )
             return str(found[0].name)
         if cluster:
@@ -567,12 +586,12 @@ class PruneBackupsAction(BaseAction):
         w = _Where(ctx, params.instance, params.region)
         with _Guard(w, f"list the backups of table {params.table}"):
             backups = _list_backups(w, params.table, params.cluster)
-        cutoff = datetime.now(UTC) - timedelta(seconds=parse_duration(params.older_than))
+        cutoff = time.time() - parse_duration(params.older_than)
         protected, rest = backups[: params.keep], backups[params.keep :]
-        doomed = [b for b in rest if b.start_time < cutoff]
+        doomed = [b for b in rest if b.start < cutoff]
         kept = [b for b in backups if b not in doomed]
         for b in protected:
-            if b.start_time < cutoff:
+            if b.start < cutoff:
                 ctx.log(
                     f"keeping {_backup_id(b.name)} although older than {params.older_than}: it is among the newest {params.keep}"
                 )
@@ -585,7 +604,7 @@ class PruneBackupsAction(BaseAction):
                 )
             with _Guard(w, f"delete backup {bid}"):
                 w.h.admin.delete_backup(name=b.name, retry=bts.admin_retry(w.budget), timeout=w.budget)
-            ctx.log(f"deleted {bid} (created {_iso(b.start_time)})")
+            ctx.log(f"deleted {bid} (created {_iso_ts(b.start)})")
             deleted.append(bid)
         ctx.log(f"pruned {len(deleted)} backup(s) of {params.table}; {len(kept)} kept")
         return {"deleted": deleted, "kept": [_backup_id(b.name) for b in kept]}
@@ -825,9 +844,11 @@ class VerifyRowsAction(BaseAction):
         ]
         if len(all_keys) <= sample:
             return all_keys
-        step = len(all_keys) / sample
-        chosen = {all_keys[int(i * step)] for i in range(sample)} | {all_keys[-1]}
-        return sorted(chosen)
+        if sample == 1:
+            return [all_keys[-1]]
+        # Evenly spaced, first and last key included (edges are where truncated copies differ).
+        last = len(all_keys) - 1
+        return [all_keys[round(i * last / (sample - 1))] for i in range(sample)]
 
 
 # --- bigtable.export_table / import_table ----------------------------------------------------
@@ -935,6 +956,7 @@ class ExportTableAction(BaseAction):
                     )
                     buf = io.BufferedWriter(sink, buffer_size=1 << 20)
                     buf.write(json.dumps(header, sort_keys=True).encode() + b"\n")
+                    ctx.log(f"reading every row of {table} ({len(header['column_families'])} column families)")
                     progress = _Progress(ctx, f"exporting {table}")
                     for row in bts.read_rows(
                         w.h.table(w.instance, table),

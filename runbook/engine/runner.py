@@ -463,7 +463,11 @@ class Engine:
 
         def emit_line(line: str) -> None:
             clean = redact(line)
-            log.write(clean)
+            try:
+                log.write(clean)
+            except OSError as exc:
+                # Stops the step (its command is ended); the failure is journaled if there is room.
+                raise ActionError(f"the step's log could not be written ({exc.strerror}): free space under {self.home}, then resume") from None
             self.frontend.emit(OutputLine(incident_id, step.id, clean))
 
         workdir = self.home / "incidents" / st.id
@@ -500,7 +504,11 @@ class Engine:
             self._watch(target, ctx, timeout, started)
             timed_out = time.monotonic() - started >= timeout and ctx.cancelled.is_set()
         duration = time.monotonic() - started
-        digest = log.close()
+        try:
+            digest = log.close()
+        except OSError as exc:
+            digest = ""
+            failure.append(ActionError(f"the step's log could not be written ({exc.strerror}): free space under {self.home}, then resume"))
         if timed_out:
             self._cancel.clear()
             error = f"it did not finish within its timeout of {step.timeout} and was stopped"

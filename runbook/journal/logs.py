@@ -38,9 +38,14 @@ class StepLog:
     def close(self) -> str:
         """Flush to disk and return the hex sha256 of everything written."""
         if not self._f.closed:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
+            try:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+            finally:
+                try:
+                    self._f.close()
+                except OSError:
+                    pass  # the flush already reported the problem
         return self._hash.hexdigest()
 
 

@@ -169,7 +169,17 @@ class Sandbox:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def ensure(self, components: Iterable[str] = ALL) -> dict[str, float]:
-        """Start (and seed on first start) the given components; return seconds per restarted one."""
+        """Start (and seed on first start) the given components; return seconds per restarted one.
+
+        Raises:
+            SandboxError: A store could not be started or seeded (one sentence, with the log's tail).
+        """
+        try:
+            return self._ensure(components)
+        except OSError as exc:
+            raise SandboxError(f"The sandbox under {self.base} could not be prepared: {exc.strerror or exc}.") from None
+
+    def _ensure(self, components: Iterable[str]) -> dict[str, float]:
         wanted = [c for c in ALL if c in set(components)]
         self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.marker_dir.mkdir(parents=True, exist_ok=True)
@@ -197,6 +207,7 @@ class Sandbox:
                 pg.wait_ready(30)
                 took["postgres"] = time.monotonic() - begin
             self._seed_postgres(pg)
+        self._backup_dirs()
         if "storage" in wanted:
             self._seed_storage()
         if "git" in wanted:
@@ -278,12 +289,14 @@ class Sandbox:
         counts = seed_postgres(pg.dsn(PG_DATABASE))
         marker.write_text(json.dumps(counts))
 
+    def _backup_dirs(self) -> None:
+        for d in ("database", "storage", "pitr", "bigtable", "pipeline", "evidence"):
+            (self.backups / d).mkdir(parents=True, exist_ok=True)
+
     def _seed_storage(self) -> None:
         from runbook.sandbox.seed import seed_storage
 
         marker = self.marker_dir / "storage"
-        for d in (self.backups / "database", self.backups / "storage", self.backups / "pitr", self.backups / "bigtable", self.backups / "pipeline"):
-            d.mkdir(parents=True, exist_ok=True)
         if marker.exists() and self.storage_root.exists():
             return
         counts = seed_storage(self.storage_root)
@@ -386,14 +399,12 @@ def components_for(action_names: Iterable[str]) -> set[str]:
 def playbook_components(playbook: Any) -> set[str]:
     """Components a playbook (its steps and drill scenario) needs."""
     if playbook is None:
-        return {"storage"}
+        return set()
     names = [s.run for s in playbook.steps if s.run]
     if playbook.scenario is not None:
         sc = playbook.scenario
         names += [s.run for s in (*sc.setup, *sc.break_, *sc.verify) if s.run]
-    comps = components_for(names)
-    comps.add("storage")  # backup directories are always there
-    return comps
+    return components_for(names)
 
 
 def status_summary() -> str:

@@ -122,9 +122,11 @@ def retry() -> Any:
     """The client's default retry policy, minus refused connections, bounded to RETRY_SECONDS."""
     global _retry
     if _retry is None:
+        from google.cloud.bigquery import retry as bq_retry
         from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-        should = DEFAULT_RETRY._predicate  # the library's transient-error predicate
+        # The library's own transient-error predicate (5xx, rate limits, resets, timeouts).
+        should = getattr(DEFAULT_RETRY, "_predicate", None) or bq_retry._should_retry
 
         def predicate(exc: BaseException) -> bool:
             return bool(should(exc)) and not refused(exc)

@@ -7,7 +7,7 @@ One code path for production and the sandbox:
 * sandbox: the gcp store's ``bigtable_host_<region>`` (or ``bigtable_host``), a plain-text gRPC
   ``host:port`` (cbtemulator behind the backup proxy), with anonymous credentials.
 
-The admin API (tables, backups, restores) goes through the GAPIC ``BaseBigtableTableAdminClient``
+The admin API (tables, backups, restores) goes through the GAPIC ``BigtableTableAdminClient``
 with an explicitly built insecure channel when a host is set, so no environment variable is
 involved. The data API uses ``google.cloud.bigtable.data.BigtableDataClient``, whose only way to
 reach a plain-text host is ``BIGTABLE_EMULATOR_HOST`` read in its constructor: it is built under
@@ -53,7 +53,7 @@ class BigtableHandle:
     """The clients and names for one Bigtable location.
 
     Attributes:
-        admin: GAPIC ``BaseBigtableTableAdminClient`` (tables, backups, restores, operations).
+        admin: GAPIC ``BigtableTableAdminClient`` (tables, backups, restores, operations).
         data: ``BigtableDataClient`` (reads, samples, mutations).
         project: Project id.
         region: The region these clients serve (selects per-region settings).
@@ -127,7 +127,7 @@ def handle(env: Environment, region: str | None = None) -> tuple[BigtableHandle,
 
 def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHandle:
     from google.cloud.bigtable.data import BigtableDataClient
-    from google.cloud.bigtable_admin_v2 import BaseBigtableTableAdminClient
+    from google.cloud.bigtable_admin_v2 import BigtableTableAdminClient
     from google.cloud.bigtable_admin_v2.services.bigtable_table_admin.transports import (
         BigtableTableAdminGrpcTransport,
     )
@@ -137,7 +137,7 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHa
         import grpc
 
         channel = grpc.insecure_channel(endpoint, options=list(_GRPC_OPTIONS))
-        admin = BaseBigtableTableAdminClient(
+        admin = BigtableTableAdminClient(
             transport=BigtableTableAdminGrpcTransport(host=endpoint, channel=channel)
         )
         with _ENV_LOCK, warnings.catch_warnings():
@@ -153,7 +153,7 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHa
                 else:
                     os.environ[EMULATOR_VAR] = old
     else:
-        admin = BaseBigtableTableAdminClient(credentials=creds)
+        admin = BigtableTableAdminClient(credentials=creds)
         with _ENV_LOCK:
             # A stray BIGTABLE_EMULATOR_HOST in the operator's shell must not divert production.
             old = os.environ.pop(EMULATOR_VAR, None)

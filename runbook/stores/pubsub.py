@@ -73,9 +73,13 @@ class PubSubClients:
         import grpc
 
         if kind == "publisher":
-            from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport as Transport
+            from google.pubsub_v1.services.publisher.transports.grpc import (
+                PublisherGrpcTransport as Transport,
+            )
         else:
-            from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport as Transport
+            from google.pubsub_v1.services.subscriber.transports.grpc import (
+                SubscriberGrpcTransport as Transport,
+            )
         # An emulator speaks plaintext gRPC and wants no credentials.
         channel = grpc.insecure_channel(self.endpoint)
         return cls(transport=Transport(channel=channel))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -47,20 +49,95 @@ def sandbox_status() -> str:
     return str(summary)
 
 
+SUMMARY_CACHE_VERSION = 1
+
+
+def _cache_file(ctx: Any) -> Path | None:
+    try:
+        from runbook.tui.app import state_home
+
+        return state_home(ctx) / "cache" / "playbook-summaries.json"
+    except Exception:  # noqa: BLE001 - no state directory: no cache
+        return None
+
+
+def cached_summaries(paths: list[Path], cache: Path | None) -> list[Any]:
+    """The playbooks' summaries, re-read only for files whose size or mtime changed.
+
+    ``runbook`` opens on the home screen at 3 a.m.: parsing every playbook's YAML each time (and
+    importing the YAML parser) is most of the home screen's data cost, so the summaries are kept
+    in the state directory, keyed by path, mtime and size.
+    """
+    import json
+
+    from runbook.playbook.catalog import Summary
+
+    old: dict[str, Any] = {}
+    if cache is not None:
+        try:
+            doc = json.loads(cache.read_text())
+            if doc.get("version") == SUMMARY_CACHE_VERSION:
+                old = doc.get("files", {})
+        except (OSError, ValueError, AttributeError):
+            old = {}
+    out: list[Any] = []
+    new: dict[str, Any] = {}
+    changed = False
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        key, stamp = str(path), [st.st_mtime_ns, st.st_size]
+        hit = old.get(key)
+        if isinstance(hit, dict) and hit.get("stamp") == stamp:
+            try:
+                s = Summary(**{**hit["summary"], "path": path})
+            except TypeError:
+                s = None
+            if s is not None:
+                out.append(s)
+                new[key] = hit
+                continue
+        from runbook.playbook.catalog import summarize
+
+        s = summarize(path)
+        out.append(s)
+        fields = {k: v for k, v in vars(s).items() if k != "path"}
+        new[key] = {"stamp": stamp, "summary": fields}
+        changed = True
+    if cache is not None and (changed or set(new) != set(old)):
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = cache.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"version": SUMMARY_CACHE_VERSION, "files": new}, f)
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return out
+
+
 def load_home_data(ctx: Any, *, with_sandbox: bool = True) -> HomeData:
-    """Read playbooks, drills, incidents and locks (blocking: call from a worker)."""
-    from runbook.engine import state as S
-    from runbook.playbook.catalog import playbook_files, summarize
+    """Read playbooks, drills, incidents and locks (blocking: call from a worker).
+
+    The environment is named from the config without building it (building the sandbox
+    environment imports the sandbox manager); :func:`load_home_status` fills in the rest.
+    """
+    from runbook.playbook.catalog import playbook_files
 
     data = HomeData()
     try:
-        data.playbooks = [summarize(p) for p in playbook_files(ctx.playbook_dirs())]
+        data.playbooks = cached_summaries(playbook_files(ctx.playbook_dirs()), _cache_file(ctx))
     except Exception as exc:  # noqa: BLE001
         data.error = f"Playbooks could not be read: {exc}"
     journal = ctx.journal
     for ev in journal.events_of_type("drill_result"):
         data.drills[str(ev.payload.get("playbook", ""))] = ev.ts
     for inc in journal.incidents():
+        from runbook.engine import state as S
+
         events = journal.events(inc)
         st = S.fold(inc, events)
         if st.status in ("completed", "failed", "aborted") or st.mode == "" or st.drill:
@@ -83,20 +160,31 @@ def load_home_data(ctx: Any, *, with_sandbox: bool = True) -> HomeData:
                 "held_by": f"{lock.holder} (pid {lock.pid})" if alive and lock is not None else None,
             }
         )
+    config = ctx.config
+    data.env = str(getattr(config, "default_env", "") or "sandbox")
+    declared = getattr(config, "environments", {}).get(data.env)
+    if isinstance(declared, dict):
+        data.env_description = str(declared.get("description", ""))
+        data.production = bool(declared.get("production", data.env in ("prod", "production")))
+    else:
+        data.production = data.env in ("prod", "production")
+    if with_sandbox:
+        load_home_status(ctx, data)
+    return data
+
+
+def load_home_status(ctx: Any, data: HomeData) -> HomeData:
+    """The environment's description and the sandbox status (blocking; after the lists show)."""
     try:
-        env = ctx.config.environment(None)
+        env = ctx.config.environment(data.env or None)
         data.env, data.env_description, data.production = env.name, env.description, env.production
     except Exception as exc:  # noqa: BLE001
-        data.env = getattr(ctx.config, "default_env", "?")
         data.env_description = str(exc)
-    if with_sandbox:
-        data.sandbox = sandbox_status()
+    data.sandbox = sandbox_status()
     return data
 
 
 def _short_path(path: Any) -> str:
-    from pathlib import Path
-
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
@@ -105,6 +193,14 @@ def _short_path(path: Any) -> str:
 
 class HomeLoaded(Message):
     """The home data was read."""
+
+    def __init__(self, data: HomeData) -> None:
+        super().__init__()
+        self.data = data
+
+
+class HomeStatusLoaded(Message):
+    """The environment details and the sandbox status were read."""
 
     def __init__(self, data: HomeData) -> None:
         super().__init__()
@@ -153,22 +249,50 @@ class HomeScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="home", exit_on_error=False)
     def _load(self) -> None:
+        # The lists first (what the operator came for); the slower status line once they show.
         try:
-            data = load_home_data(self.ctx)
+            data = load_home_data(self.ctx, with_sandbox=False)
         except Exception as exc:  # noqa: BLE001
             data = HomeData(error=f"The journal could not be read: {exc}")
         self.post_message(HomeLoaded(data))
 
+    @work(thread=True, exclusive=True, group="home-status", exit_on_error=False)
+    def _load_status(self, env: str, description: str, production: bool) -> None:
+        try:
+            status = load_home_status(self.ctx, HomeData(env=env, env_description=description, production=production))
+        except Exception as exc:  # noqa: BLE001
+            status = HomeData(env=env, env_description=description, production=production, sandbox=f"unknown ({exc})")
+        self.post_message(HomeStatusLoaded(status))
+
     def on_home_loaded(self, message: HomeLoaded) -> None:
-        self.data = message.data
         d = message.data
-        env = f"[b]env {escape(d.env)}[/]" + (" [b reverse] PRODUCTION [/]" if d.production else "")
-        if d.env_description:
-            env += f" [dim]({escape(d.env_description)})[/]"
-        self.query_one("#home-status", Static).update(f"{env}  ·  sandbox: {escape(d.sandbox)}")
+        if self.data is not None and d.sandbox == "unknown":
+            # A reload: keep the status line's details until the new ones arrive.
+            d.env_description, d.sandbox = d.env_description or self.data.env_description, self.data.sandbox
+        self.data = d
+        self._status_line()
         if d.error:
             self.notify(d.error, severity="error")
         self._fill()
+        # Not before the list has painted: the status reads the sandbox (imports, process checks).
+        self.call_after_refresh(self._load_status, d.env, d.env_description, d.production)
+
+    def on_home_status_loaded(self, message: HomeStatusLoaded) -> None:
+        if self.data is None:
+            return
+        s = message.data
+        self.data.env, self.data.env_description, self.data.production, self.data.sandbox = s.env, s.env_description, s.production, s.sandbox
+        self._status_line()
+
+    def _status_line(self) -> None:
+        d = self.data
+        if d is None:
+            return
+        env = f"[b]env {escape(d.env)}[/]" + (" [b reverse] PRODUCTION [/]" if d.production else "")
+        if d.env_description:
+            env += f" [dim]({escape(d.env_description)})[/]"
+        sandbox = "…" if d.sandbox == "unknown" else d.sandbox
+        self.query_one("#home-status", Static).update(f"{env}  ·  sandbox: {escape(sandbox)}")
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._fill()

@@ -185,7 +185,7 @@ class RunScreen(Screen[None]):
                 from runbook.sandbox.manager import Sandbox, playbook_components
 
                 playbook = self.loaded.playbook if self.loaded is not None else None
-                Sandbox().ensure(playbook_components(playbook) if playbook is not None else {"storage"})
+                Sandbox().ensure(playbook_components(playbook))
                 self.env = self.ctx.config.environment(self.env.name)
             engine = Engine(journal, self.frontend, home=state_home(self.ctx), environment=self.env)
             self.engine = engine

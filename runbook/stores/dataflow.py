@@ -1,0 +1,189 @@
+"""Dataflow clients for an environment and a region, built once and reused.
+
+One code path for production and the sandbox: the ``google.cloud.dataflow_v1beta3`` clients over
+their REST transport, with
+
+* production: Application Default Credentials and Google's endpoint (``dataflow.googleapis.com``);
+* sandbox: the gcp store's ``dataflow_endpoint`` (or ``dataflow_endpoint_<region>``), an
+  ``http://host:port`` local server, with anonymous credentials.
+
+REST everywhere (rather than gRPC in production) keeps errors identical in both: the REST
+transport maps errors by HTTP status (400 → ``BadRequest`` for invalid arguments and failed
+preconditions alike, 403 → ``Forbidden``, 409 → ``Conflict``, 503 → ``ServiceUnavailable``).
+
+Clients are cached per (environment, project, region, endpoint). google.cloud.* is imported
+inside functions so ``import runbook.actions`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.stores import gcp
+from runbook.stores.environment import Environment
+
+STORE = "Dataflow"
+DEFAULT_RPC_TIMEOUT = 60.0  # seconds a region may keep answering 503 before a step gives up
+JOB_ID = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}_\d{2}_\d{2}-\d+$")
+
+_CACHE_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, str, str, str | None], DataflowClients] = {}
+
+
+@dataclass
+class DataflowClients:
+    """The Dataflow clients for one (environment, region).
+
+    Attributes:
+        jobs: ``JobsV1Beta3Client`` (list, get, update = cancel/drain).
+        project: Project id.
+        region: The region (Dataflow "location") requests go to.
+        endpoint: The sandbox endpoint, or None for Google's.
+    """
+
+    jobs: Any
+    project: str
+    region: str
+    endpoint: str | None
+    _kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _flex: Any = field(default=None, repr=False)
+    _templates: Any = field(default=None, repr=False)
+
+    @property
+    def flex(self) -> Any:
+        """``FlexTemplatesServiceClient`` (built on first use)."""
+        if self._flex is None:
+            from google.cloud import dataflow_v1beta3 as df
+
+            with self._lock:
+                if self._flex is None:
+                    self._flex = df.FlexTemplatesServiceClient(**self._kwargs)
+        return self._flex
+
+    @property
+    def templates(self) -> Any:
+        """``TemplatesServiceClient`` for classic templates (built on first use)."""
+        if self._templates is None:
+            from google.cloud import dataflow_v1beta3 as df
+
+            with self._lock:
+                if self._templates is None:
+                    self._templates = df.TemplatesServiceClient(**self._kwargs)
+        return self._templates
+
+
+def endpoint_for(gs: gcp.GcpSettings, region: str) -> str | None:
+    """The sandbox endpoint for ``region`` (``dataflow_endpoint_<region>`` or ``dataflow_endpoint``)."""
+    value = gs.get("dataflow_endpoint", region)
+    return str(value) if value else None
+
+
+def rpc_timeout(gs: gcp.GcpSettings, step_timeout: float | None = None) -> float:
+    """Seconds a read may keep retrying an unavailable region (gcp ``rpc_timeout``, capped by the step)."""
+    value = float(gs.get("rpc_timeout") or DEFAULT_RPC_TIMEOUT)
+    if step_timeout:
+        value = min(value, float(step_timeout))
+    return max(value, 0.5)
+
+
+def clients(env: Environment, region: str | None = None) -> tuple[DataflowClients, gcp.GcpSettings]:
+    """Clients for ``region`` (``None``/"primary", "secondary" or a region name) of ``env``.
+
+    Raises:
+        ActionError: The environment has no usable gcp store, or no credentials in production.
+    """
+    gs = gcp.settings(env)
+    resolved = gs.region_or_default(region)
+    endpoint = endpoint_for(gs, resolved)
+    key = (env.name, gs.project, resolved, endpoint)
+    got = _CACHE.get(key)
+    if got is not None:
+        return got, gs
+    with _CACHE_LOCK:
+        got = _CACHE.get(key)
+        if got is None:
+            got = _build(gs, resolved, endpoint)
+            _CACHE[key] = got
+    return got, gs
+
+
+def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowClients:
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import dataflow_v1beta3 as df
+
+    kwargs: dict[str, Any] = {"transport": "rest", "credentials": gcp.credentials(gs, endpoint)}
+    if endpoint:
+        kwargs["client_options"] = ClientOptions(api_endpoint=endpoint)
+    return DataflowClients(
+        jobs=df.JobsV1Beta3Client(**kwargs), project=gs.project, region=region, endpoint=endpoint, _kwargs=kwargs
+    )
+
+
+def clear_cache() -> None:
+    """Forget every cached client (tests, or after the sandbox moved to new ports)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def read_retry(deadline: float) -> Any:
+    """Retry for reads: an unavailable region (503) or a refused connection, for ``deadline`` seconds.
+
+    Mutations (launch, cancel, drain) are not retried: a launch that reached the service before
+    the connection broke must not be sent twice.
+    """
+    from google.api_core import exceptions, retry
+    from requests import exceptions as rq
+
+    return retry.Retry(
+        predicate=retry.if_exception_type(exceptions.ServiceUnavailable, rq.ConnectionError),
+        initial=0.2,
+        maximum=5.0,
+        multiplier=2.0,
+        timeout=deadline,
+    )
+
+
+_REST_PREFIX = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ")
+_HOST_PORT = re.compile(r"host='([^']+)', port=(\d+)")
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The error worth showing: a ``RetryError``'s last cause, without the REST request line.
+
+    REST errors read ``POST http://host/v1b3/...?%24alt=json...: <message>``; the operator
+    needs the message, and the URL (with its query) only adds noise to the one sentence.
+    """
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from requests import exceptions as rq
+
+    cause = getattr(exc, "cause", None)
+    if type(exc).__name__ == "RetryError" and isinstance(cause, BaseException):
+        exc = cause
+    if isinstance(exc, rq.ConnectionError):
+        # urllib3's text repeats the whole URL and a truncated repr; the address is what matters.
+        m = _HOST_PORT.search(str(exc))
+        where = f"{m.group(1)}:{m.group(2)}" if m else "the Dataflow endpoint"
+        clean_conn = rq.ConnectionError(f"cannot connect to {where}")
+        clean_conn.__cause__ = exc
+        return clean_conn
+    if isinstance(exc, GoogleAPICallError):
+        text = _REST_PREFIX.sub("", str(exc.message or "")).strip().rstrip(".")
+        if text != exc.message:
+            clean = type(exc)(text, errors=exc.errors, response=exc.response)
+            clean.__cause__ = exc
+            return clean
+    return exc
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """Errors from the service or the connection to it (never from bugs in the caller)."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+    from requests import RequestException
+
+    return isinstance(exc, GoogleAPIError | GoogleAuthError | RequestException)
