@@ -719,12 +719,11 @@ class VerifyRowsAction(BaseAction):
         rw = _Where(ctx, params.reference_instance, ref_region)
         reference = rw.table_id(params.reference_table)
         table = params.table
-        ref_label = f"{reference} ({rw.where()})"
         if (rw.instance, rw.region, reference) == (w.instance, w.region, table):
             raise ActionError(
                 f"verify_rows would compare table {table} with itself: name a different reference_table."
             )
-        ctx.log(f"comparing {table} ({w.where()}) with {ref_label}")
+        ctx.log(f"comparing {table} in {w.where()} with {reference} in {rw.where()}")
         with _Guard(rw, f"verify table {table} against {reference}"):
             if params.sample == 0:
                 sampled, bad = self._compare_all(ctx, w, table, rw, reference)
@@ -885,7 +884,7 @@ class ExportParams(_Location):
         None,
         description="Output directory (default: the files store's bigtable dir, else the step's workdir).",
     )
-    compress: bool = Field(True, description="gzip the file (also implied by a .gz path).")
+    compress: bool = Field(True, description="gzip the file (with an explicit path, its .gz suffix decides).")
 
 
 class ExportTableAction(BaseAction):
@@ -956,7 +955,9 @@ class ExportTableAction(BaseAction):
                     )
                     buf = io.BufferedWriter(sink, buffer_size=1 << 20)
                     buf.write(json.dumps(header, sort_keys=True).encode() + b"\n")
-                    ctx.log(f"reading every row of {table} ({len(header['column_families'])} column families)")
+                    ctx.log(
+                        f"reading every row of {table} ({len(header['column_families'])} column families)"
+                    )
                     progress = _Progress(ctx, f"exporting {table}")
                     for row in bts.read_rows(
                         w.h.table(w.instance, table),

@@ -68,7 +68,13 @@ def _type(job: Any) -> str:
 
 
 def _summary(job: Any) -> dict[str, str]:
-    return {"id": job.id, "name": job.name, "state": _state(job), "type": _type(job), "location": job.location}
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": _state(job),
+        "type": _type(job),
+        "location": job.location,
+    }
 
 
 def _norm_state(value: str) -> str:
@@ -202,7 +208,9 @@ def _wait(ctx: StepContext, w: _Where, job: Any, want: set[str], timeout: float,
             raise ActionError(f"Job {_label(job)} is {state}, not {wanted}.")
         waited = time.monotonic() - start
         if waited >= timeout:
-            raise ActionError(f"Job {_label(job)} is still {state} after {format_duration(waited)}, not {wanted}.")
+            raise ActionError(
+                f"Job {_label(job)} is still {state} after {format_duration(waited)}, not {wanted}."
+            )
         if ctx.cancelled.wait(min(poll, max(timeout - waited, 0.01))):
             raise ActionError(f"Stopped by the operator while waiting for job {_label(job)} ({state}).")
 
@@ -272,7 +280,9 @@ def relaunch_spec(job_json: dict[str, Any], region: str) -> dict[str, Any]:
     """What a relaunch needs, from a Job's JSON (camelCase, as ``gcloud ... describe`` prints it)."""
     env = job_json.get("environment") or {}
     options = dict(((env.get("sdkPipelineOptions") or {}).get("options")) or {})
-    parameters = {k: v if isinstance(v, str) else json.dumps(v) for k, v in options.items() if k not in SDK_OPTIONS}
+    parameters = {
+        k: v if isinstance(v, str) else json.dumps(v) for k, v in options.items() if k not in SDK_OPTIONS
+    }
     runtime: dict[str, Any] = {}
     if env.get("tempStoragePrefix"):
         runtime["temp_location"] = _gs_path(str(env["tempStoragePrefix"]))
@@ -282,7 +292,11 @@ def relaunch_spec(job_json: dict[str, Any], region: str) -> dict[str, Any]:
     if pools:
         pool = pools[0]
         # Zones, worker regions and subnetworks are regional: never carried to another region.
-        for src, dst in (("machineType", "machine_type"), ("numWorkers", "num_workers"), ("network", "network")):
+        for src, dst in (
+            ("machineType", "machine_type"),
+            ("numWorkers", "num_workers"),
+            ("network", "network"),
+        ):
             if pool.get(src):
                 runtime[dst] = pool[src]
         max_workers = (pool.get("autoscalingSettings") or {}).get("maxNumWorkers")
@@ -304,16 +318,21 @@ def relaunch_spec(job_json: dict[str, Any], region: str) -> dict[str, Any]:
 
 
 class DescribeParams(_Job):
-    path: str | None = Field(None, description="State file (default: DIRECTORY/pipeline_state_<name>_<ts>.json).")
+    path: str | None = Field(
+        None, description="State file (default: DIRECTORY/pipeline_state_<name>_<ts>.json)."
+    )
     directory: str | None = Field(
-        None, description="Where to write it (default: the files store's pipeline dir, else the step's workdir)."
+        None,
+        description="Where to write it (default: the files store's pipeline dir, else the step's workdir).",
     )
 
 
 class DescribeJobAction(BaseAction):
     name: ClassVar[str] = "dataflow.describe_job"
     effect: ClassVar[Effect] = Effect.READ_ONLY
-    summary: ClassVar[str] = "Save a Dataflow job (full view: parameters, environment, labels) to a JSON state file."
+    summary: ClassVar[str] = (
+        "Save a Dataflow job (full view: parameters, environment, labels) to a JSON state file."
+    )
     Params = DescribeParams
     outputs: ClassVar[dict[str, str]] = {
         "path": "The state file.",
@@ -329,7 +348,10 @@ class DescribeJobAction(BaseAction):
         return params.job or "<gcp.dataflow_job_name>"
 
     def describe(self, params: DescribeParams) -> str:
-        out = params.path or f"{params.directory or '<pipeline backups>'}/pipeline_state_<name>_<YYYYmmdd_HHMMSS>.json"
+        out = (
+            params.path
+            or f"{params.directory or '<pipeline backups>'}/pipeline_state_<name>_<YYYYmmdd_HHMMSS>.json"
+        )
         return (
             f"JobsV1Beta3.GetJob(location={params.region or '<gcp.region>'}, job={self.target(params)}, "
             f"view=JOB_VIEW_ALL) > {out}"
@@ -348,7 +370,9 @@ class DescribeJobAction(BaseAction):
         if params.path:
             path = Path(params.path)
         else:
-            directory = params.directory or ctx.environment.stores.get("files", {}).get("pipeline") or ctx.workdir
+            directory = (
+                params.directory or ctx.environment.stores.get("files", {}).get("pipeline") or ctx.workdir
+            )
             path = Path(directory) / f"pipeline_state_{job.name}_{datetime.now(UTC):%Y%m%d_%H%M%S}.json"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +381,9 @@ class DescribeJobAction(BaseAction):
             os.replace(tmp, path)
         except OSError as exc:
             raise ActionError(f"Cannot write the state file {path}: {exc.strerror or exc}.") from None
-        ctx.log(f"{_label(job)}: {_state(job)} {_type(job)} in {job.location}; template {spec['templatePath'] or '?'}")
+        ctx.log(
+            f"{_label(job)}: {_state(job)} {_type(job)} in {job.location}; template {spec['templatePath'] or '?'}"
+        )
         ctx.log(f"parameters: {json.dumps(spec['parameters'], sort_keys=True)}")
         ctx.log(f"saved {path}")
         return {
@@ -390,7 +416,9 @@ class StopParams(ActionParams):
 class CancelAction(BaseAction):
     name: ClassVar[str] = "dataflow.cancel"
     effect: ClassVar[Effect] = Effect.DESTRUCTIVE
-    summary: ClassVar[str] = "Cancel a Dataflow job (in-flight data is dropped) and wait until it is CANCELLED."
+    summary: ClassVar[str] = (
+        "Cancel a Dataflow job (in-flight data is dropped) and wait until it is CANCELLED."
+    )
     Params = StopParams
     outputs: ClassVar[dict[str, str]] = {"job_id": "Job id.", "state": "State at the end, e.g. CANCELLED."}
     _verb: ClassVar[str] = "cancel"
@@ -446,11 +474,21 @@ class DrainAction(CancelAction):
 
 
 class LaunchParams(ActionParams):
-    state_file: str | None = Field(None, description="A dataflow.describe_job (or gcloud describe) JSON file.")
-    name: str | None = Field(None, description="Job name (default: the state file's, else gcp dataflow_job_name).")
-    template: str | None = Field(None, description="gs:// template path (default: the state file's, else gcp template).")
-    template_kind: Literal["flex", "classic"] | None = Field(None, description="Default: the state file's, else flex.")
-    parameters: dict[str, str] = Field(default_factory=dict, description="Merged over the state file's parameters.")
+    state_file: str | None = Field(
+        None, description="A dataflow.describe_job (or gcloud describe) JSON file."
+    )
+    name: str | None = Field(
+        None, description="Job name (default: the state file's, else gcp dataflow_job_name)."
+    )
+    template: str | None = Field(
+        None, description="gs:// template path (default: the state file's, else gcp template)."
+    )
+    template_kind: Literal["flex", "classic"] | None = Field(
+        None, description="Default: the state file's, else flex."
+    )
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="Merged over the state file's parameters."
+    )
     environment: dict[str, Any] = Field(
         default_factory=dict,
         description="Runtime environment fields (snake_case, e.g. max_workers, subnetwork), merged over the file's.",
@@ -462,7 +500,9 @@ class LaunchParams(ActionParams):
 class LaunchAction(BaseAction):
     name: ClassVar[str] = "dataflow.launch"
     effect: ClassVar[Effect] = Effect.MUTATING
-    summary: ClassVar[str] = "Launch a Dataflow job from a flex or classic template, e.g. a replacement in another region."
+    summary: ClassVar[str] = (
+        "Launch a Dataflow job from a flex or classic template, e.g. a replacement in another region."
+    )
     Params = LaunchParams
     outputs: ClassVar[dict[str, str]] = {
         "job_id": "The new job's id.",
@@ -472,7 +512,9 @@ class LaunchAction(BaseAction):
     }
 
     def target(self, params: LaunchParams) -> str:
-        return params.name or (f"job from {params.state_file}" if params.state_file else "<gcp.dataflow_job_name>")
+        return params.name or (
+            f"job from {params.state_file}" if params.state_file else "<gcp.dataflow_job_name>"
+        )
 
     def describe(self, params: LaunchParams) -> str:
         kind = params.template_kind or "flex"
@@ -508,9 +550,13 @@ class LaunchAction(BaseAction):
         template = params.template or spec.get("templatePath") or w.gs.get("template", w.region)
         kind = params.template_kind or spec.get("templateKind") or "flex"
         if not name:
-            raise ActionError("No job name: set name in the step, a state_file, or dataflow_job_name in the gcp store.")
+            raise ActionError(
+                "No job name: set name in the step, a state_file, or dataflow_job_name in the gcp store."
+            )
         if not template:
-            raise ActionError("No template path: set template in the step, a state_file, or template in the gcp store.")
+            raise ActionError(
+                "No template path: set template in the step, a state_file, or template in the gcp store."
+            )
         parameters = {**(spec.get("parameters") or {}), **params.parameters}
         runtime = {**(spec.get("environment") or {}), **params.environment}
         env_type = df.FlexTemplateRuntimeEnvironment if kind == "flex" else df.RuntimeEnvironment
@@ -545,7 +591,10 @@ class LaunchAction(BaseAction):
                         location=w.region,
                         gcs_path=template,
                         launch_parameters=df.LaunchTemplateParameters(
-                            job_name=name, parameters=parameters, environment=environment, update=params.update
+                            job_name=name,
+                            parameters=parameters,
+                            environment=environment,
+                            update=params.update,
                         ),
                     ),
                     timeout=max(w.budget, 60.0),
@@ -560,7 +609,9 @@ class LaunchAction(BaseAction):
 
 
 class WaitParams(_Job):
-    states: list[str] = Field(default_factory=lambda: ["RUNNING"], min_length=1, description="e.g. [RUNNING].")
+    states: list[str] = Field(
+        default_factory=lambda: ["RUNNING"], min_length=1, description="e.g. [RUNNING]."
+    )
     timeout: str | int = Field("15m", description="Fail when no wanted state is reached by then.")
     poll_interval: float = Field(5.0, gt=0, description="Seconds between state checks.")
 
@@ -586,7 +637,9 @@ class WaitParams(_Job):
 class WaitForStateAction(BaseAction):
     name: ClassVar[str] = "dataflow.wait_for_state"
     effect: ClassVar[Effect] = Effect.READ_ONLY
-    summary: ClassVar[str] = "Wait until a Dataflow job reaches one of the given states; fail if it ends elsewhere."
+    summary: ClassVar[str] = (
+        "Wait until a Dataflow job reaches one of the given states; fail if it ends elsewhere."
+    )
     Params = WaitParams
     outputs: ClassVar[dict[str, str]] = {"state": "The state reached.", "job_id": "Job id."}
 

@@ -38,7 +38,9 @@ _BRANCH_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9
 
 
 class ConfigBackupParams(ActionParams):
-    repo: str | None = Field(None, description="The configuration repository (default: the git store's repo).")
+    repo: str | None = Field(
+        None, description="The configuration repository (default: the git store's repo)."
+    )
     remote: str | None = Field(
         None, description="Remote to push to (default: the git store's remote, else origin if it exists)."
     )
@@ -157,13 +159,17 @@ class ConfigBackupAction(BaseAction):
         if changed:
             git("commit", "-q", "-m", f"{params.message}: {now:%Y-%m-%d %H:%M:%S} UTC")
         elif not has_head:
-            raise ActionError(f"Repository {repo} has no commits and nothing to commit: there is nothing to back up.")
+            raise ActionError(
+                f"Repository {repo} has no commits and nothing to commit: there is nothing to back up."
+            )
         else:
             ctx.log("no changes to commit")
         commit = git.out("rev-parse", "HEAD")
         current = git("symbolic-ref", "-q", "--short", "HEAD", check=False, quiet=True)
         working = (current.captured or "").strip() if current.ok else ""
-        ctx.log(f"{'committed' if changed else 'HEAD is'} {commit[:12]}" + (f" on {working}" if working else ""))
+        ctx.log(
+            f"{'committed' if changed else 'HEAD is'} {commit[:12]}" + (f" on {working}" if working else "")
+        )
 
         branch = ""
         if changed or params.branch_if_unchanged:
@@ -176,7 +182,13 @@ class ConfigBackupAction(BaseAction):
             pushed = self._push(ctx, git, remote, working, branch)
         elif params.push:
             ctx.log("no remote configured: the backup stays in the local repository only")
-        return {"commit": commit, "branch": branch, "pushed": pushed, "changed": changed, "remote": remote or ""}
+        return {
+            "commit": commit,
+            "branch": branch,
+            "pushed": pushed,
+            "changed": changed,
+            "remote": remote or "",
+        }
 
     def _branch(self, git: _Git, prefix: str, now: datetime, commit: str) -> str:
         base = f"{prefix}{now:%Y%m%d_%H%M%S}"
@@ -212,7 +224,11 @@ class ConfigBackupAction(BaseAction):
             return True
         if result.timed_out or result.cancelled:
             raise ActionError(_failure("push", result))
-        rejected = [line.split("\t")[1].split(":")[-1].removeprefix("refs/heads/") for line in result.tail if line.startswith("!\t")]
+        rejected = [
+            line.split("\t")[1].split(":")[-1].removeprefix("refs/heads/")
+            for line in result.tail
+            if line.startswith("!\t")
+        ]
         if branch and rejected and branch not in rejected:
             raise ActionError(
                 f"Pushed {branch} to {remote}, but {remote} rejected {', '.join(rejected)} (it has commits this "

@@ -820,13 +820,16 @@ def _pipeline(ctx: StepContext, st: PostgresSettings, producer: list[str], consu
     threading.Thread(target=watchdog, daemon=True).start()
     broken = False
     try:
-        while chunk := p1.stdout.read(1 << 20):
+        while chunk := p1.stdout.read1(1 << 20):
             try:
                 p2.stdin.write(chunk)
             except (BrokenPipeError, OSError):
                 broken = True  # psql stopped (an error): its exit code says why
+                _killpg(p1)  # else pg_restore blocks forever on its full stdout pipe
                 break
         rc1 = p1.wait()
+        if broken:
+            rc1 = 0  # killed by us: psql's error is the story
         if rc1 != 0 or stopped or broken:
             _killpg(p2)
         else:
@@ -874,7 +877,7 @@ class RowCountsAction(BaseAction):
     outputs: ClassVar[dict[str, str]] = {"counts": "Rows per table.", "total": "Sum of the counts."}
 
     def target(self, params: RowCountsParams) -> str:
-        return params.database or "postgres"
+        return params.database or "database"
 
     def describe(self, params: RowCountsParams) -> str:
         tables = ", ".join(_qtable(t) for t in params.tables) if params.tables else "every user table"
@@ -1465,7 +1468,6 @@ class PitrRestoreAction(BaseAction):
             "restore_command": _conf_string(f"cp {shlex.quote(str(archive))}/%f %p"),
             "recovery_target_time": _conf_string(when.isoformat(sep=" ")),
             "recovery_target_action": "'promote'",
-            "recovery_target_timeline": "'current'",
             # A temporary copy must not archive into the source's WAL archive.
             "archive_mode": "'off'",
             "port": str(port),

@@ -20,6 +20,8 @@ channels. google.cloud.* is imported inside functions so ``import runbook.action
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import threading
 import time
@@ -132,6 +134,9 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHa
         BigtableTableAdminGrpcTransport,
     )
 
+    # The data client's client-side metrics log "Error in Bigtable Metrics" warnings on failed
+    # RPCs (a library quirk); the failure itself reaches the step as one sentence.
+    logging.getLogger("google.cloud.bigtable.data._metrics").setLevel(logging.ERROR)
     creds = gcp.credentials(gs, endpoint)
     if endpoint:
         import grpc
@@ -181,6 +186,7 @@ def clear_cache() -> None:
 # --- retries ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)  # Retry objects are immutable: one per budget, not per call
 def admin_retry(deadline: float) -> Any:
     """A GAPIC ``Retry`` for admin calls: retry an unreachable store for ``deadline`` seconds."""
     from google.api_core import exceptions, retry

@@ -17,6 +17,7 @@ inside functions so ``import runbook.actions`` stays cheap.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass, field
@@ -119,7 +120,11 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowCl
     if endpoint:
         kwargs["client_options"] = ClientOptions(api_endpoint=endpoint)
     return DataflowClients(
-        jobs=df.JobsV1Beta3Client(**kwargs), project=gs.project, region=region, endpoint=endpoint, _kwargs=kwargs
+        jobs=df.JobsV1Beta3Client(**kwargs),
+        project=gs.project,
+        region=region,
+        endpoint=endpoint,
+        _kwargs=kwargs,
     )
 
 
@@ -129,6 +134,7 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
+@functools.lru_cache(maxsize=32)  # Retry objects are immutable: one per budget, not per call
 def read_retry(deadline: float) -> Any:
     """Retry for reads: an unavailable region (503) or a refused connection, for ``deadline`` seconds.
 
@@ -158,7 +164,6 @@ def unwrap(exc: BaseException) -> BaseException:
     needs the message, and the URL (with its query) only adds noise to the one sentence.
     """
     from google.api_core.exceptions import GoogleAPICallError
-
     from requests import exceptions as rq
 
     cause = getattr(exc, "cause", None)

@@ -43,7 +43,9 @@ DEFAULT_USER = "postgres"
 APPLICATION_NAME = "runbook"
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # libpq variables that would silently change where or how a subprocess connects.
-_LIBPQ_OVERRIDES = ("PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR", "PGOPTIONS", "PGPASSFILE", "PGREQUIRESSL")
+# (A service file's values beat PGHOST & co., so a PGSERVICE in the operator's shell could send
+# pg_restore to another server than the one psycopg talks to.)
+_LIBPQ_OVERRIDES = ("PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR")
 
 
 def check_identifier(value: Any, what: str = "name") -> str:
@@ -217,8 +219,8 @@ class PostgresSettings:
         password = self.password()
         if password is not None:
             env["PGPASSWORD"] = password
-        elif "PGPASSWORD" in os.environ:
-            env["PGPASSWORD"] = ""  # never let a stray password from the caller's shell leak in
+        # Without password_env, libpq's own defaults (PGPASSWORD, ~/.pgpass) apply to psycopg and
+        # to the programs alike.
         return env
 
     def describe_connection(self, database: str | None = None) -> str:
@@ -296,14 +298,14 @@ class PostgresSettings:
             return StoreUnavailable(
                 f"PostgreSQL refused the password for user {self.user}: check the variable {var}."
             )
-        if sqlstate == "28000" or "no pg_hba.conf entry" in low or "role" in low and "does not exist" in low:
-            return StoreUnavailable(
-                f"PostgreSQL at {self.address} refused user {self.user}: check the user and pg_hba.conf ({first})."
-            )
-        if sqlstate == "3D000" or ("database" in low and "does not exist" in low):
+        if sqlstate == "3D000" or (f'database "{database}" does not exist' in text):
             return StoreUnavailable(
                 f"PostgreSQL database {database!r} does not exist at {self.address}: check the database name "
                 f"in the step or the postgres store."
+            )
+        if sqlstate == "28000" or "no pg_hba.conf entry" in low or (f'role "{self.user}" does not exist' in text):
+            return StoreUnavailable(
+                f"PostgreSQL at {self.address} refused user {self.user}: check the user and pg_hba.conf ({first})."
             )
         if sqlstate == "57P03" or "the database system is" in low:
             return StoreUnavailable(
