@@ -96,7 +96,8 @@ def translate(exc: BaseException, store: str, what: str, gs: GcpSettings | None 
     unavailable = ("ServiceUnavailable", "RetryError", "DeadlineExceeded", "ConnectionError", "ConnectionRefusedError", "TransportError", "_InactiveRpcError")
     if name in unavailable or "failed to connect" in msg.lower() or "connection refused" in msg.lower():
         hint = "is the sandbox up (`runbook sandbox status`)?" if gs and gs.sandbox else "check the network and the region's status."
-        return StoreUnavailable(f"{store} is not reachable while trying to {what}: {hint} ({msg})")
+        short = msg if len(msg) <= 100 else msg[:97] + "…"
+        return StoreUnavailable(f"{store} is not reachable while trying to {what}: {hint} ({short})")
     if name in ("Unauthenticated", "RefreshError", "DefaultCredentialsError"):
         return ActionError(f"{store} rejected the credentials while trying to {what}: refresh them with `gcloud auth application-default login`.")
     if name in ("PermissionDenied", "Forbidden"):

@@ -18,6 +18,7 @@ FILES_PLAYBOOK = """\
 id: files
 title: File repair
 tier: component
+not_drillable: a test playbook
 level: 1
 rto: 15m
 rpo: 1h
@@ -65,6 +66,7 @@ SLOW_PLAYBOOK = """\
 id: slow
 title: Slow step
 tier: maintenance
+not_drillable: a test playbook
 rto: 1h
 params:
   marker:
@@ -91,6 +93,7 @@ FLOOD_PLAYBOOK = """\
 id: flood
 title: Floods output
 tier: maintenance
+not_drillable: a test playbook
 steps:
   - id: flood
     title: Print 200000 lines

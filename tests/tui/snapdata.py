@@ -15,6 +15,7 @@ RESTORE_PLAYBOOK = """\
 id: restore-table
 title: Restore a dropped table
 tier: data-loss
+not_drillable: a test playbook
 level: 2
 rto: 15m
 rpo: 1h
@@ -68,6 +69,7 @@ CHECK_PLAYBOOK = """\
 id: disk-check
 title: Disk space check
 tier: maintenance
+not_drillable: a test playbook
 rto: 30m
 steps:
   - id: df
