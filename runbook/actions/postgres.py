@@ -1372,9 +1372,9 @@ class PitrRestoreAction(BaseAction):
 
     def describe(self, params: PitrParams) -> str:
         when = parse_target_time(params.target_time).isoformat(sep=" ")
-        archive = params.wal_archive or "<wal_archive>"
+        archive = shlex.quote(params.wal_archive) if params.wal_archive else "<wal_archive>"
         return (f"untar {params.backup or '<newest base backup>'} into {params.directory or '<pitr_dir>'}/pitr_<ts>/data; "
-                f"recovery.signal; restore_command = 'cp {shlex.quote(archive)}/%f %p', recovery_target_time = "
+                f"recovery.signal; restore_command = 'cp {archive}/%f %p', recovery_target_time = "
                 f"'{when}', recovery_target_action = 'promote' in postgresql.auto.conf; "
                 f"pg_ctl start on 127.0.0.1:{params.port or '<free port>'}; wait until pg_is_in_recovery() is false")
 

@@ -307,6 +307,9 @@ class PostgresSettings:
             return StoreUnavailable(
                 f"PostgreSQL at {self.address} refused user {self.user}: check the user and pg_hba.conf ({first})."
             )
+        if sqlstate == "42501" or "permission denied" in low or "must be owner" in low or "must be superuser" in low:
+            # Before the reachability check: a refused CONNECT privilege also says "connection failed".
+            return ActionError(f"PostgreSQL user {self.user} lacks a privilege: {first}.")
         if sqlstate == "57P03" or "the database system is" in low:
             return StoreUnavailable(
                 f"PostgreSQL at {self.address} is not accepting connections yet (starting, shutting down or "
@@ -324,8 +327,6 @@ class PostgresSettings:
             return StoreUnavailable(
                 f"PostgreSQL at {self.address} is not reachable: is the server running? ({first})"
             )
-        if sqlstate == "42501" or "permission denied" in low or "must be owner" in low or "must be superuser" in low:
-            return ActionError(f"PostgreSQL user {self.user} lacks a privilege: {first}.")
         return ActionError(f"PostgreSQL at {self.address} failed: {first}.")
 
 
@@ -341,7 +342,8 @@ def _first_message(text: str) -> str:
         line = m.group(1)
     elif "failed:" in line:
         line = line.rsplit("failed:", 1)[1].strip() or line
-    return line.rstrip(".")[:300]
+    line = line.rstrip(".")
+    return line if len(line) <= 100 else line[:99] + "…"
 
 
 def settings(env: Environment) -> PostgresSettings:
