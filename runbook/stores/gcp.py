@@ -91,7 +91,7 @@ def credentials(gs: GcpSettings, endpoint: str | None) -> Any:
 def translate(exc: BaseException, store: str, what: str, gs: GcpSettings | None = None) -> ActionError:
     """One sentence for a Google client error: what failed, in which store, what to check."""
     name = type(exc).__name__
-    msg = str(getattr(exc, "message", "") or exc).strip().split("\n")[0][:300]
+    msg = str(getattr(exc, "message", "") or exc).strip().split("\n")[0][:300].rstrip(".")
     project = f" in project {gs.project}" if gs else ""
     unavailable = ("ServiceUnavailable", "RetryError", "DeadlineExceeded", "ConnectionError", "ConnectionRefusedError", "TransportError", "_InactiveRpcError")
     if name in unavailable or "failed to connect" in msg.lower() or "connection refused" in msg.lower():

@@ -52,6 +52,8 @@ class ConfirmScreen(ModalScreen[Decision | None]):
         attempt_note: Shown under the input (e.g. the previous value did not match).
     """
 
+    CSS_PATH = "dialogs.tcss"
+
     BINDINGS = [
         Binding("escape", "refuse", "Refuse", id="confirm.refuse"),
         Binding("y", "confirm", "Confirm (y)", id="confirm.yes"),
@@ -164,6 +166,8 @@ class ReasonScreen(ModalScreen[str | None]):
         password: Mask the input (secrets).
     """
 
+    CSS_PATH = "dialogs.tcss"
+
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel")]
 
     def __init__(self, title: str, prompt: str, *, optional: bool = False, password: bool = False, placeholder: str = "") -> None:
@@ -207,6 +211,8 @@ class InterruptedScreen(ModalScreen[Decision | None]):
     Args:
         request: The engine's INTERRUPTED request (extra: started_at, last_output).
     """
+
+    CSS_PATH = "dialogs.tcss"
 
     BINDINGS = [
         Binding("t", "retry", "Retry", id="interrupted.retry"),
@@ -258,6 +264,8 @@ class InterruptedScreen(ModalScreen[Decision | None]):
 class LeaveScreen(ModalScreen[str | None]):
     """Leaving while a step runs: wait for it, stop it, or stay."""
 
+    CSS_PATH = "dialogs.tcss"
+
     BINDINGS = [
         Binding("w", "choose('wait')", "Pause after it", id="leave.wait"),
         Binding("x", "choose('stop')", "Stop it now", id="leave.stop"),
@@ -279,6 +287,8 @@ class LeaveScreen(ModalScreen[str | None]):
 
 class ExportScreen(ModalScreen[str | None]):
     """Pick an export format: j JSON, m Markdown, h HTML."""
+
+    CSS_PATH = "dialogs.tcss"
 
     BINDINGS = [
         Binding("j", "pick('json')", "JSON", id="export.json"),

@@ -27,6 +27,8 @@ class StartScreen(Screen[None]):
         mode: Preselected mode.
     """
 
+    CSS_PATH = "start.tcss"
+
     BINDINGS = [
         Binding("ctrl+s", "start", "Start incident", id="start.start"),
         Binding("escape", "back", "Back", id="start.back"),

@@ -62,6 +62,7 @@ class TimelineScreen(Screen[None]):
     """
 
     AUTO_FOCUS = "#timeline-filter"
+    CSS_PATH = "timeline.tcss"
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="timeline.back"),
