@@ -348,6 +348,9 @@ def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool,
     journal = obj.journal
     incident = journal.find_incident(incident)
     st = S.fold(incident, journal.events(incident))
+    if st.env == "sandbox" and st.env_location and not os.environ.get("RUNBOOK_SANDBOX_DIR"):
+        # A drill ran in a throwaway sandbox of its own: resume against that one.
+        os.environ["RUNBOOK_SANDBOX_DIR"] = st.env_location
     env = _environment_for(obj, st.env or None, _journaled_playbook(st))
     if not headless and sys.stdin.isatty() and sys.stdout.isatty():
         try:

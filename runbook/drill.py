@@ -100,106 +100,153 @@ def _run(journal: Journal, loaded: Loaded, params: dict[str, Any], env: Any, hom
     return S.fold(st.id, journal.events(st.id))
 
 
-def run_drill(journal: Journal, loaded: Loaded, *, home: Path, keep: bool = False, quiet: bool = True, echo: Any = print) -> DrillReport:
-    """Run one drill end to end (see the module docstring). Never touches the user's own sandbox."""
-    from runbook.sandbox import fingerprint
-    from runbook.sandbox.environment import sandbox_environment
-    from runbook.sandbox.manager import Sandbox, playbook_components
+class Drill:
+    """One drill's phases, usable one by one (the fault suite kills the recovery in between).
 
-    pb = loaded.playbook
-    if pb is None:
-        raise UsageError(f"The playbook is not valid: {loaded.errors[0]}")
-    if pb.scenario is None:
-        reason = pb.not_drillable or "it has no scenario"
-        raise UsageError(f"Playbook {pb.id} cannot be drilled: {reason}.")
-    sc = pb.scenario
-    drill_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{pb.id}"
-    drill_dir = home / "drills" / drill_id
-    drill_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    previous = os.environ.get("RUNBOOK_SANDBOX_DIR")
-    os.environ["RUNBOOK_SANDBOX_DIR"] = str(drill_dir / "sandbox")
-    box = Sandbox()
-    try:
-        t0 = time.monotonic()
-        box.ensure(playbook_components(pb))
-        echo(f"drill {pb.id}: sandbox ready in {time.monotonic() - t0:.1f} s")
-        env = sandbox_environment()
-        params = dict(sc.params)
-        scenario_incident = None
-        if sc.setup or sc.break_:
-            raw_sc = _plain(loaded.raw)["scenario"]
-            steps = list(raw_sc.get("setup", [])) + list(raw_sc.get("break", []))
-            if sc.setup:
-                # Fingerprint between setup and break: setup may create what the playbook restores.
-                setup_pb = _synthetic(loaded, list(raw_sc.get("setup", [])), "setup", drill_dir)
-                st = _run(journal, setup_pb, params, env, home, quiet)
-                scenario_incident = st.id
-                if st.status != "completed":
-                    raise RunbookError(f"Drill setup of {pb.id} failed: {_first_failure(st)}")
-                steps = list(raw_sc.get("break", []))
-            before = fingerprint.take(env.stores, list(sc.restores))
-            setup_end = time.time()
-            if steps:
-                break_pb = _synthetic(loaded, steps, "break", drill_dir)
-                st = _run(journal, break_pb, params, env, home, quiet)
-                scenario_incident = st.id
-                if st.status != "completed":
-                    raise RunbookError(f"Drill scenario of {pb.id} failed to break the sandbox: {_first_failure(st)}")
-        else:
-            before = fingerprint.take(env.stores, list(sc.restores))
-            setup_end = time.time()
-        break_time = time.time()
-        echo(f"drill {pb.id}: scenario applied ({sc.description or 'no description'})")
+    ``prepare`` starts the throwaway sandbox and runs the scenario's setup, ``break_sandbox``
+    fingerprints the stores and applies the break, ``recover`` runs the playbook, ``check`` runs
+    the verify steps and compares fingerprints, ``teardown`` stops and removes the sandbox.
+    """
 
-        env = sandbox_environment()
-        started = time.monotonic()
-        st = _run(journal, loaded, params, env, home, quiet)
-        rto_achieved = time.monotonic() - started
-        problems: list[str] = []
-        if st.status != "completed":
-            problems.append(f"the playbook did not complete ({st.status}): {_first_failure(st)}")
+    def __init__(self, journal: Journal, loaded: Loaded, *, home: Path, quiet: bool = True, echo: Any = print) -> None:
+        pb = loaded.playbook
+        if pb is None:
+            raise UsageError(f"The playbook is not valid: {loaded.errors[0]}")
+        if pb.scenario is None:
+            reason = pb.not_drillable or "it has no scenario"
+            raise UsageError(f"Playbook {pb.id} cannot be drilled: {reason}.")
+        self.journal = journal
+        self.loaded = loaded
+        self.pb = pb
+        self.sc = pb.scenario
+        self.home = home
+        self.quiet = quiet
+        self.echo = echo
+        self.params = dict(self.sc.params)
+        self.dir = home / "drills" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{pb.id}"
+        self.sandbox_dir = self.dir / "sandbox"
+        self.before: dict[str, Any] = {}
+        self.setup_end = 0.0
+        self.break_time = 0.0
+        self.scenario_incident: str | None = None
+        self.verify_incident: str | None = None
+        self._previous_env: str | None = None
 
-        verify_incident = None
-        if sc.verify:
-            verify_pb = _synthetic(loaded, _plain(loaded.raw)["scenario"]["verify"], "verify", drill_dir)
-            vst = _run(journal, verify_pb, params, sandbox_environment(), home, quiet)
-            verify_incident = vst.id
-            if vst.status != "completed":
-                problems.append(f"verification failed: {_first_failure(vst)}")
-        after = fingerprint.take(sandbox_environment().stores, list(sc.restores))
-        problems += fingerprint.differences(before, after)
+    # The sandbox of a drill is selected through RUNBOOK_SANDBOX_DIR, for this process and its children.
+    def __enter__(self) -> Drill:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._previous_env = os.environ.get("RUNBOOK_SANDBOX_DIR")
+        os.environ["RUNBOOK_SANDBOX_DIR"] = str(self.sandbox_dir)
+        return self
 
-        rto_target = pb.rto_seconds
-        allowed = rto_target * sc.rto_scale if rto_target is not None else None
-        if allowed is not None and rto_achieved > allowed:
-            problems.append(f"recovery took {rto_achieved:.1f} s, over the sandbox RTO of {allowed:.1f} s")
-        report = DrillReport(
-            playbook=pb.id,
-            incident=st.id,
-            passed=not problems,
-            rto_achieved=rto_achieved,
-            rto_target=rto_target,
-            rto_allowed=allowed,
-            rpo_achieved=max(0.0, break_time - setup_end) if sc.setup else None,
-            rpo_target=pb.rpo_seconds,
-            steps=[(s.id, st.steps[s.id].status if s.id in st.steps else "pending", st.steps[s.id].duration if s.id in st.steps else None) for s in pb.steps],
-            problems=problems,
-            scenario_incident=scenario_incident,
-            verify_incident=verify_incident,
-            sandbox_dir=str(drill_dir / "sandbox"),
-        )
-        journal.append(st.id, "drill_result", report.payload())
-        return report
-    finally:
-        if not keep:
-            try:
-                box.down()
-            finally:
-                shutil.rmtree(drill_dir / "sandbox", ignore_errors=True)
-        if previous is None:
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous_env is None:
             os.environ.pop("RUNBOOK_SANDBOX_DIR", None)
         else:
-            os.environ["RUNBOOK_SANDBOX_DIR"] = previous
+            os.environ["RUNBOOK_SANDBOX_DIR"] = self._previous_env
+
+    def env(self) -> Any:
+        from runbook.sandbox.environment import sandbox_environment
+
+        return sandbox_environment()
+
+    def _scenario_steps(self, key: str) -> list[Any]:
+        return list(_plain(self.loaded.raw)["scenario"].get(key, []))
+
+    def prepare(self) -> None:
+        from runbook.sandbox.manager import Sandbox, playbook_components
+
+        t0 = time.monotonic()
+        Sandbox().ensure(playbook_components(self.pb))
+        self.echo(f"drill {self.pb.id}: sandbox ready in {time.monotonic() - t0:.1f} s")
+        if self.sc.setup:
+            setup_pb = _synthetic(self.loaded, self._scenario_steps("setup"), "setup", self.dir)
+            st = _run(self.journal, setup_pb, self.params, self.env(), self.home, self.quiet)
+            self.scenario_incident = st.id
+            if st.status != "completed":
+                raise RunbookError(f"Drill setup of {self.pb.id} failed: {_first_failure(st)}")
+
+    def break_sandbox(self) -> None:
+        from runbook.sandbox import fingerprint
+
+        env = self.env()
+        self.before = fingerprint.take(env.stores, list(self.sc.restores))
+        self.setup_end = time.time()
+        steps = self._scenario_steps("break")
+        if steps:
+            break_pb = _synthetic(self.loaded, steps, "break", self.dir)
+            st = _run(self.journal, break_pb, self.params, env, self.home, self.quiet)
+            self.scenario_incident = st.id
+            if st.status != "completed":
+                raise RunbookError(f"Drill scenario of {self.pb.id} failed to break the sandbox: {_first_failure(st)}")
+        self.break_time = time.time()
+        self.echo(f"drill {self.pb.id}: scenario applied ({self.sc.description or 'no description'})")
+
+    def recover(self) -> S.IncidentState:
+        return _run(self.journal, self.loaded, self.params, self.env(), self.home, self.quiet)
+
+    def check(self) -> list[str]:
+        """Verify steps and fingerprints: an empty list when the data came back exactly."""
+        from runbook.sandbox import fingerprint
+
+        problems: list[str] = []
+        if self.sc.verify:
+            verify_pb = _synthetic(self.loaded, self._scenario_steps("verify"), "verify", self.dir)
+            vst = _run(self.journal, verify_pb, self.params, self.env(), self.home, self.quiet)
+            self.verify_incident = vst.id
+            if vst.status != "completed":
+                problems.append(f"verification failed: {_first_failure(vst)}")
+        after = fingerprint.take(self.env().stores, list(self.sc.restores))
+        return problems + fingerprint.differences(self.before, after)
+
+    def teardown(self) -> None:
+        from runbook.sandbox.manager import Sandbox
+
+        try:
+            Sandbox().down()
+        finally:
+            shutil.rmtree(self.sandbox_dir, ignore_errors=True)
+
+
+def run_drill(journal: Journal, loaded: Loaded, *, home: Path, keep: bool = False, quiet: bool = True, echo: Any = print) -> DrillReport:
+    """Run one drill end to end (see the module docstring). Never touches the user's own sandbox."""
+    drill = Drill(journal, loaded, home=home, quiet=quiet, echo=echo)
+    pb, sc = drill.pb, drill.sc
+    with drill:
+        try:
+            drill.prepare()
+            drill.break_sandbox()
+            started = time.monotonic()
+            st = drill.recover()
+            rto_achieved = time.monotonic() - started
+            problems: list[str] = []
+            if st.status != "completed":
+                problems.append(f"the playbook did not complete ({st.status}): {_first_failure(st)}")
+            problems += drill.check()
+            rto_target = pb.rto_seconds
+            allowed = rto_target * sc.rto_scale if rto_target is not None else None
+            if allowed is not None and rto_achieved > allowed:
+                problems.append(f"recovery took {rto_achieved:.1f} s, over the sandbox RTO of {allowed:.1f} s")
+            report = DrillReport(
+                playbook=pb.id,
+                incident=st.id,
+                passed=not problems,
+                rto_achieved=rto_achieved,
+                rto_target=rto_target,
+                rto_allowed=allowed,
+                rpo_achieved=max(0.0, drill.break_time - drill.setup_end) if sc.setup else None,
+                rpo_target=pb.rpo_seconds,
+                steps=[(s.id, st.steps[s.id].status if s.id in st.steps else "pending", st.steps[s.id].duration if s.id in st.steps else None) for s in pb.steps],
+                problems=problems,
+                scenario_incident=drill.scenario_incident,
+                verify_incident=drill.verify_incident,
+                sandbox_dir=str(drill.sandbox_dir),
+            )
+            journal.append(st.id, "drill_result", report.payload())
+            return report
+        finally:
+            if not keep:
+                drill.teardown()
 
 
 def _first_failure(st: S.IncidentState) -> str:

@@ -168,6 +168,7 @@ class Engine:
                 "tier": pb.tier.value,
                 "level": pb.level,
                 "env": self.environment.name,
+                "env_location": self.environment.location or None,
                 "mode": mode,
                 "rto": pb.rto_seconds,
                 "rpo": pb.rpo_seconds,

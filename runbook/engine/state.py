@@ -45,6 +45,7 @@ class IncidentState:
     tier: str = ""
     level: int | None = None
     env: str = ""
+    env_location: str | None = None
     mode: str = ""
     operator: str = ""
     opened: str = ""
@@ -100,6 +101,7 @@ def apply(st: IncidentState, ev: Event) -> None:
         st.tier = p.get("tier", "")
         st.level = p.get("level")
         st.env = p.get("env", "")
+        st.env_location = p.get("env_location")
         st.mode = p.get("mode", "")
         st.operator = ev.actor
         st.opened = ev.ts

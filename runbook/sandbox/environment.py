@@ -12,9 +12,11 @@ from runbook.stores.environment import Environment
 def sandbox_environment() -> Environment:
     from runbook.sandbox.manager import Sandbox
 
+    box = Sandbox()
     return Environment(
         name="sandbox",
-        stores=Sandbox().stores(),
+        stores=box.stores(),
+        location=str(box.base),
         sandbox=True,
         description="Local sandbox (real local stand-ins)",
     )

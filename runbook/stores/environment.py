@@ -29,6 +29,7 @@ class Environment:
     sandbox: bool = False
     description: str = ""
     production: bool = False
+    location: str = ""  # the sandbox's directory, so a resumed drill finds its own stores
 
     def store(self, kind: str) -> dict[str, Any]:
         """Settings of one store.
