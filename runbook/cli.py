@@ -100,22 +100,20 @@ def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
 # --- list / validate / plan ------------------------------------------------------------------
 
 
-def _last_drills(journal: Any) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for ev in journal.events_of_type("drill_result"):
-        out[ev.payload.get("playbook", "")] = {"ts": ev.ts, **ev.payload}
-    return out
-
-
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def list_cmd(obj: _Ctx, as_json: bool) -> None:
     """Playbooks as a table: id, tier, level, RTO/RPO, steps, last drilled."""
+    from runbook.drill_history import interval_days, last_drills, status
     from runbook.playbook.catalog import playbook_files, summarize
 
     summaries = [summarize(p) for p in playbook_files(obj.playbook_dirs())]
-    drills = _last_drills(obj.journal)
+    drills = last_drills(obj.journal)
+    due = {}
+    for s in summaries:
+        days = interval_days(s.level, s.drill_every, obj.config.drill_days)
+        due[s.id] = (days, *status(s.drillable, drills.get(s.id), days))
     if as_json:
         rows = [
             {
@@ -128,6 +126,9 @@ def list_cmd(obj: _Ctx, as_json: bool) -> None:
                 "steps": s.steps,
                 "drillable": s.drillable,
                 "last_drilled": drills.get(s.id, {}).get("ts"),
+                "last_drill_passed": drills.get(s.id, {}).get("passed"),
+                "drill_every_days": due[s.id][0],
+                "drill_overdue": due[s.id][2],
                 "path": str(s.path),
                 "error": s.error,
             }
@@ -135,19 +136,29 @@ def list_cmd(obj: _Ctx, as_json: bool) -> None:
         ]
         click.echo(json.dumps(rows, indent=2))
         return
+    from rich import box
     from rich.table import Table
 
     order = {"component": 0, "regional": 1, "full-loss": 2, "data-loss": 3, "security": 4, "maintenance": 5}
     summaries.sort(key=lambda s: (order.get(s.tier, 9), s.level or 0, s.id))
-    table = Table(title="Playbooks", title_justify="left", expand=False)
+    console = _console()
+    wide = console.width >= 110  # at 80 columns the title would squeeze everything else
+    table = Table(title="Playbooks", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col in ("id", "tier", "lvl", "RTO", "RPO", "steps", "last drilled"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=40)
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    if wide:
+        table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=60)
     for s in summaries:
-        drilled = drills.get(s.id, {}).get("ts", "")
-        drilled = drilled[:16].replace("T", " ") if drilled else ("never" if s.drillable else "—")
-        table.add_row(s.id, s.tier, str(s.level or ""), s.rto or "", s.rpo or "", str(s.steps), drilled, s.error or s.title)
-    _console().print(table)
+        _days, text, overdue = due[s.id]
+        drilled = f"[yellow]{text} ⚠ due[/]" if overdue else text
+        row = [s.id, s.tier, str(s.level or ""), s.rto or "", s.rpo or "", str(s.steps), drilled]
+        if wide:
+            row.append(s.error or s.title)
+        elif s.error:
+            row[-1] = f"[red]invalid[/] {drilled}"
+        table.add_row(*row)
+    console.print(table)
+
 
 
 @cli.command()

@@ -80,6 +80,7 @@ class Summary:
     steps: int
     drillable: bool
     error: str | None = None
+    drill_every: Any = None
 
 
 def summarize(path: Path) -> Summary:
@@ -102,4 +103,5 @@ def summarize(path: Path) -> Summary:
         rpo=str(raw["rpo"]) if raw.get("rpo") is not None else None,
         steps=len(steps) if isinstance(steps, list) else 0,
         drillable=isinstance(raw.get("scenario"), dict),
+        drill_every=raw.get("drill_every"),
     )

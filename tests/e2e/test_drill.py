@@ -15,6 +15,10 @@ def test_drill_restores_and_is_recorded(rb_home: Path) -> None:
     incident = next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("incident: "))
     rows = {row["id"]: row for row in json.loads(runbook(rb_home, "list", "--json").stdout)}
     assert rows["storage-restore-tenant"]["last_drilled"] is not None
+    assert rows["storage-restore-tenant"]["drill_overdue"] is False and rows["storage-restore-tenant"]["drill_every_days"] == 30
+    assert all(row["drill_overdue"] for pid, row in rows.items() if pid != "storage-restore-tenant" and row["drillable"])
+    table = runbook(rb_home, "list").stdout
+    assert "never ⚠ due" in table
     assert runbook(rb_home, "verify", incident).returncode == 0
     # The throwaway sandbox is gone.
     assert not any((rb_home / "drills").glob("*/sandbox/postgres/data/postmaster.pid"))
