@@ -66,12 +66,14 @@ class RunbookApp(App[str | None]):
         start: Builds the first screen; the home screen when None.
         now: The clock (UTC); tests and screenshots inject a fixed one.
         cursor_blink: Whether text inputs blink (off for snapshots).
+        ansi_color: Use the terminal's own 16 ANSI colours (see ``App``).
     """
 
     CSS_PATH = "runbook.tcss"
     TITLE = "runbook"
     COMMANDS = App.COMMANDS | {RunbookCommands}
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True)]
+    # Not in the footers: every screen shows its own way out (q, Escape); the palette lists it.
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False)]
 
     def __init__(
         self,
@@ -80,8 +82,9 @@ class RunbookApp(App[str | None]):
         start: Callable[[RunbookApp], Any] | None = None,
         now: Callable[[], datetime] | None = None,
         cursor_blink: bool = True,
+        ansi_color: bool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(ansi_color=ansi_color)
         self.cursor_blink = cursor_blink
         self.ctx = ctx
         self._start = start

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from runbook.engine.frontend import Choice, Decision, Request
 from runbook.tui.widgets import MODE_LABEL, apply_cursor_blink
@@ -93,6 +93,7 @@ class ConfirmScreen(ModalScreen[Decision | None]):
             with Horizontal(classes="buttons"):
                 yield _no_focus(Button("Confirm", id="confirm-ok", variant="error", disabled=self.typed))
                 yield _no_focus(Button("Refuse (esc)", id="confirm-no"))
+        yield Footer()
 
     def on_mount(self) -> None:
         apply_cursor_blink(self)
@@ -184,6 +185,7 @@ class ReasonScreen(ModalScreen[str | None]):
             yield Static(escape(self.prompt))
             yield Input(placeholder=self.placeholder, password=self.password, id="reason-input")
             yield Static("Enter to submit · Escape to cancel", classes="hint")
+        yield Footer()
 
     def on_mount(self) -> None:
         apply_cursor_blink(self)
@@ -236,6 +238,7 @@ class InterruptedScreen(ModalScreen[Decision | None]):
             yield Static("[b]Last output:[/]")
             yield Static(escape("\n".join(str(x) for x in last[-8:]) or "(no output)"), id="interrupted-output")
             yield Static("[b]t[/] retry · [b]d[/] mark done (reason) · [b]s[/] skip (reason) · Escape: later")
+        yield Footer()
 
     def action_retry(self) -> None:
         """Run the step again."""
@@ -279,6 +282,7 @@ class LeaveScreen(ModalScreen[str | None]):
                 "[b]w[/] pause the incident when the step finishes · [b]x[/] stop the step now "
                 "(journaled as failed; you decide on resume) and pause · Escape: stay"
             )
+        yield Footer()
 
     def action_choose(self, what: str) -> None:
         """Answer."""
@@ -301,6 +305,7 @@ class ExportScreen(ModalScreen[str | None]):
         with Vertical(id="dialog", classes="dialog"):
             yield Static(" Export the timeline ", id="dialog-title")
             yield Static("[b]j[/] JSON (every event, verifiable) · [b]m[/] Markdown (review draft) · [b]h[/] HTML · Escape: cancel")
+        yield Footer()
 
     def action_pick(self, fmt: str) -> None:
         """Answer."""

@@ -70,15 +70,18 @@ def cached_summaries(paths: list[Path], cache: Path | None) -> list[Any]:
     importing the YAML parser) is most of the home screen's data cost, so the summaries are kept
     in the state directory, keyed by path, mtime and size.
     """
+    import dataclasses
     import json
 
     from runbook.playbook.catalog import Summary
 
+    # The cache is void when the Summary's fields change (another runbook version).
+    version = f"{SUMMARY_CACHE_VERSION}:{','.join(f.name for f in dataclasses.fields(Summary))}"
     old: dict[str, Any] = {}
     if cache is not None:
         try:
             doc = json.loads(cache.read_text())
-            if doc.get("version") == SUMMARY_CACHE_VERSION:
+            if doc.get("version") == version:
                 old = doc.get("files", {})
         except (OSError, ValueError, AttributeError):
             old = {}
@@ -114,7 +117,7 @@ def cached_summaries(paths: list[Path], cache: Path | None) -> list[Any]:
             tmp = cache.with_suffix(".tmp")
             fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"version": SUMMARY_CACHE_VERSION, "files": new}, f)
+                json.dump({"version": version, "files": new}, f)
             os.replace(tmp, cache)
         except OSError:
             pass
@@ -186,6 +189,15 @@ def load_home_status(ctx: Any, data: HomeData) -> HomeData:
     return data
 
 
+def _cell(text: str, width: int) -> str:
+    """``text`` cut (with an ellipsis) or padded to exactly ``width`` cells."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) > width:
+        return set_cell_size(text, max(0, width - 1)) + "…" if width > 0 else ""
+    return set_cell_size(text, width)
+
+
 def _short_path(path: Any) -> str:
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
@@ -234,7 +246,7 @@ class HomeScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static("env …  ·  sandbox …", id="home-status")
         yield Input(placeholder="Type to filter · ↑↓ choose · Enter opens", id="home-filter", compact=True)
-        yield OptionList(id="home-list")
+        yield OptionList(id="home-list", compact=True)
         yield Static("", id="home-detail")
         # A fixed line rather than a Footer: these keys never change here, and a Footer (a
         # widget per key, recomposed on every binding update) is a tenth of the start-up time.
@@ -306,6 +318,12 @@ class HomeScreen(Screen[None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         self._fill()
 
+    def _row_width(self) -> int:
+        """The list's inner width (the terminal's before the first layout)."""
+        ol = self.query_one("#home-list", OptionList)
+        width = ol.scrollable_content_region.width or self.app.size.width
+        return max(40, width - 1)
+
     def _fill(self) -> None:
         if self.data is None:
             return
@@ -313,19 +331,28 @@ class HomeScreen(Screen[None]):
         ol = self.query_one("#home-list", OptionList)
         ol.clear_options()
         options: list[Option] = []
+        width = self._row_width()
+        self._filled_width = width
         incidents = [i for i in self.data.incidents if not text or text in " ".join(str(v) for v in i.values()).lower()]
         if incidents:
             options.append(Option(Text("Open incidents — Enter to resume", style="bold underline"), disabled=True))
+            id_w = max(len(i["id"]) for i in incidents)
+            where_w = min(18, max(len(f"{i['mode'].upper()} · {i['env']}") for i in incidents))
+            flex = width - (2 + id_w + 2 + 11 + 2 + where_w + 2)
             for i in incidents:
-                held = f"held by {i['held_by']} (read-only)" if i["held_by"] else "free to resume"
-                mode = i["mode"].upper()
+                held = f" · held by {i['held_by']} (read-only)" if i["held_by"] else " · free to resume"
                 line = Text.assemble(
-                    ("  " + i["id"], "bold"),
-                    f"  {i['playbook']}  ",
-                    (f"{i['status']}", "bold magenta" if i["status"] == "interrupted" else "yellow"),
-                    f"  {mode}·{i['env']}  ",
-                    (held, "dim"),
+                    "  ",
+                    (_cell(i["id"], id_w), "bold"),
+                    "  ",
+                    (_cell(i["status"], 11), "bold magenta" if i["status"] == "interrupted" else "yellow"),
+                    "  ",
+                    _cell(f"{i['mode'].upper()} · {i['env']}", where_w),
+                    "  ",
                 )
+                rest = Text.assemble(i["playbook"], (held, "dim"))
+                rest.truncate(max(flex, 0), overflow="ellipsis")
+                line.append_text(rest)
                 options.append(Option(line, id=f"inc:{i['id']}"))
         groups: dict[tuple[int, str, int], list[Any]] = {}
         for s in self.data.playbooks:
@@ -333,14 +360,29 @@ class HomeScreen(Screen[None]):
             if text and text not in hay:
                 continue
             groups.setdefault((TIER_ORDER.get(s.tier, 9), s.tier or "invalid", s.level or 0), []).append(s)
+        # Fixed columns (id, title, RTO, RPO, last drill), the same widths in every group.
+        id_w = min(28, max([len(s.id) for s in self.data.playbooks] or [8]))
+        fixed = 2 + id_w + 2 + 2 + 5 + 1 + 5 + 2 + 13
+        title_w = min(width - fixed, max([len(s.error or s.title) for s in self.data.playbooks] or [0]))
+        if title_w < 8:
+            title_w = 0
         for (_, tier, level), items in sorted(groups.items()):
             head = tier + (f" · level {level}" if level else "")
-            options.append(Option(Text(head, style="bold underline"), disabled=True))
+            heading = Text.assemble(
+                (_cell(head, 2 + id_w + 2 + title_w), "bold underline"),
+                ("  " if title_w else ""),
+                (f"{'RTO':<5} {'RPO':<5}  {'last drill':<13}", "dim"),
+            )
+            options.append(Option(heading, disabled=True))
             for s in sorted(items, key=lambda x: x.id):
                 drilled = self.data.drills.get(s.id)
-                when = f"drilled {drilled[:10]}" if drilled else ("never drilled" if s.drillable else "not drillable")
-                targets = f"RTO {s.rto or '—'} RPO {s.rpo or '—'}"
-                line = Text.assemble(("  " + s.id, "bold"), f"  {targets}  ", (when, "dim"), "  ", (s.error or s.title, "red" if s.error else ""))
+                when = drilled[:10] if drilled else ("never" if s.drillable else "not drillable")
+                line = Text.assemble("  ", (_cell(s.id, id_w), "bold"), "  ")
+                if title_w:
+                    line.append(_cell(s.error or s.title, title_w), "red" if s.error else "")
+                    line.append("  ")
+                line.append(f"{_cell(s.rto or '—', 5)} {_cell(s.rpo or '—', 5)}  ")
+                line.append(_cell(when, 13), "dim" if not drilled else "green")
                 options.append(Option(line, id=f"pb:{s.id}"))
         if not options:
             options.append(Option(Text("Nothing matches the filter.", style="dim"), disabled=True))
@@ -350,6 +392,17 @@ class HomeScreen(Screen[None]):
                 ol.highlighted = idx
                 break
         self._detail()
+
+    def on_resize(self) -> None:
+        if self.data is not None and self._row_width() != getattr(self, "_filled_width", None):
+            highlighted = self.query_one("#home-list", OptionList).highlighted_option
+            self._fill()
+            if highlighted is not None and highlighted.id:
+                ol = self.query_one("#home-list", OptionList)
+                try:
+                    ol.highlighted = ol.get_option_index(highlighted.id)
+                except Exception:  # noqa: BLE001 - the option is gone (filter): keep the first
+                    pass
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self._detail()
@@ -363,11 +416,20 @@ class HomeScreen(Screen[None]):
             if kind == "pb":
                 s = next((p for p in self.data.playbooks if p.id == key), None)
                 if s is not None:
-                    detail = f"[b]{escape(s.title or s.id)}[/] — {s.tier}{f' level {s.level}' if s.level else ''}, {s.steps} steps · {escape(_short_path(s.path))}"
+                    drilled = self.data.drills.get(s.id)
+                    drill = f"last drilled {drilled[:10]}" if drilled else ("never drilled" if s.drillable else "no drill scenario")
+                    detail = (
+                        f"[b]{escape(s.title or s.id)}[/] — {s.tier}{f' level {s.level}' if s.level else ''}, {s.steps} steps, {drill}"
+                        f"\n[dim]{escape(_short_path(s.path))} · Enter: start form[/]"
+                    )
             else:
                 i = next((x for x in self.data.incidents if x["id"] == key), None)
                 if i is not None:
-                    detail = f"[b]{escape(i['title'] or i['playbook'])}[/] — opened {i['opened'][:19]}Z by {escape(i['operator'])}"
+                    held = f"held by {escape(i['held_by'])}: Enter follows it read-only" if i["held_by"] else "Enter resumes it"
+                    detail = (
+                        f"[b]{escape(i['title'] or i['playbook'])}[/] — {escape(i['mode'].upper())} on {escape(i['env'])}, "
+                        f"opened {i['opened'][:19].replace('T', ' ')}Z by {escape(i['operator'])}\n[dim]{held}[/]"
+                    )
         self.query_one("#home-detail", Static).update(detail)
 
     def action_move(self, delta: int) -> None:

@@ -373,7 +373,7 @@ class RunScreen(Screen[None]):
         widget = self.query_one("#step-action", Static)
         widget.update(f"{lines}\n{blast}")
         widget.set_class(effect == "destructive", "-destructive")
-        self.query_one("#output-title", Static).update(f"Output — {escape(step_id)} [dim](tail; full output in the step log)[/]")
+        self.query_one("#output-title", Static).update(f"Output — {escape(step_id)} [dim](last lines; all in the step log)[/]")
 
     def _set_prompt(self, text: str, level: str = "") -> None:
         prompt = self.query_one("#prompt", Prompt)

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
 
-from runbook.tui.widgets import ModeBar
+from runbook.tui.widgets import Choice, ModeBar
 
 MODES = ("live", "dry-run", "drill")
 
@@ -55,23 +55,25 @@ class StartScreen(Screen[None]):
             yield Static(f"[b]{escape(pb.title)}[/] — {pb.tier.value}{f' level {pb.level}' if pb.level else ''}{rto}{rpo} · {len(pb.steps)} steps")
             if pb.description:
                 yield Static(escape(pb.description.strip()), classes="field-help")
+            # Where and how first (one line each), with the LIVE warning: visible at 80×24.
+            with Horizontal(classes="choice-row"):
+                yield Label("Environment", classes="choice-label")
+                with RadioSet(id="start-env", compact=True):
+                    for n in self.env_names:
+                        yield Choice(n + (" (production)" if self._production(n) else ""), value=n == self.env_name, name=n)
+            with Horizontal(classes="choice-row"):
+                yield Label("Mode", classes="choice-label")
+                with RadioSet(id="start-mode", compact=True):
+                    for m in MODES:
+                        yield Choice(m, value=m == self.mode, name=m)
+            yield Static("", id="start-live-warning")
             for name, spec in pb.params.items():
                 kind = spec.type.value + (f" ({', '.join(spec.choices or [])})" if spec.choices else "")
                 req = " [red]required[/]" if spec.required and spec.default is None else ""
-                yield Label(f"{escape(name)} [dim]{escape(kind)}{' · secret' if spec.secret else ''}[/]{req}", classes="field-label")
-                if spec.help:
-                    yield Static(escape(spec.help), classes="field-help")
-                yield Input(value=self._initial(name, spec), password=spec.secret, id=f"param-{name}", placeholder=spec.help or name, compact=True)
+                help_ = f" — {escape(spec.help)}" if spec.help else ""
+                yield Label(f"{escape(name)} [dim]{escape(kind)}{' · secret' if spec.secret else ''}[/]{req}[dim]{help_}[/]", classes="field-label")
+                yield Input(value=self._initial(name, spec), password=spec.secret, id=f"param-{name}", placeholder=name, compact=True)
                 yield Static("", id=f"error-{name}", classes="field-error")
-            yield Label("Environment", classes="field-label")
-            with RadioSet(id="start-env", compact=True):
-                for n in self.env_names:
-                    yield RadioButton(n + (" (production)" if self._production(n) else ""), value=n == self.env_name, name=n)
-            yield Label("Mode", classes="field-label")
-            with RadioSet(id="start-mode", compact=True):
-                for m in MODES:
-                    yield RadioButton(m, value=m == self.mode, name=m)
-            yield Static("", id="start-live-warning")
             with Horizontal(id="start-choices"):
                 yield Button("Start incident (ctrl+s)", id="start-go", variant="primary")
         yield Footer()

@@ -105,18 +105,45 @@ class TimelineScreen(Screen[None]):
 
     def on_timeline_loaded(self, message: TimelineLoaded) -> None:
         self.rows = message.rows
-        # Fixed column widths (from the data): rendering does not depend on when widths settle.
-        table = self.query_one("#timeline-table", DataTable)
-        table.clear(columns=True)
-        caps = (20, 8, 24, 20, 240)
-        for i, label in enumerate(("UTC", "local", "actor", "step", "event")):
-            width = max([len(label), *(len(r[i]) for r in self.rows)])
-            table.add_column(label, width=min(width, caps[i]))
         bar = self.query_one("#modebar", ModeBar)
         bar.mode = message.mode
         bar.env = message.env
         bar.set_times(message.opened, message.closed, message.rto)
+        self._columns()
         self._fill()
+
+    def _narrow(self) -> bool:
+        return self.app.size.width < 100
+
+    def _columns(self) -> None:
+        """Fixed column widths from the data; the event column takes what is left.
+
+        Order: UTC, local, step, event, actor (the event is what the reader wants). Below 100
+        columns the UTC date shortens to MM-DD and the actor column goes when one operator did
+        everything (the count line names them) or shrinks to 12 otherwise.
+        """
+        table = self.query_one("#timeline-table", DataTable)
+        table.clear(columns=True)
+        narrow = self._narrow()
+        utc_w = 15 if narrow else 20
+        step_w = min(16, max([4, *(len(r[3]) for r in self.rows)]))
+        actor_w = min(24, max([5, *(len(r[2]) for r in self.rows)]))
+        self._one_actor = len({r[2] for r in self.rows}) == 1 and narrow
+        if narrow:
+            actor_w = 0 if self._one_actor else min(actor_w, 12)
+        columns = 5 if actor_w else 4
+        event_full = max([5, *(len(r[4]) for r in self.rows)])
+        room = self.app.size.width - (utc_w + 8 + step_w + actor_w) - 2 * columns - 1
+        event_w = min(event_full, max(24, room))
+        for label, width in (("UTC", utc_w), ("local", 8), ("step", step_w), ("event", event_w), ("actor", actor_w)):
+            if width:
+                table.add_column(label, width=width)
+        self._layout_width = self.app.size.width
+
+    def on_resize(self) -> None:
+        if self.rows and self.app.size.width != getattr(self, "_layout_width", None):
+            self._columns()
+            self._fill()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._fill()
@@ -126,9 +153,12 @@ class TimelineScreen(Screen[None]):
         rows = [r for r in self.rows if not text or text in " ".join(r).lower()]
         table = self.query_one("#timeline-table", DataTable)
         table.clear()
-        table.add_rows(rows)
+        narrow = self._narrow()
+        one_actor = getattr(self, "_one_actor", False)
+        table.add_rows([((r[0][5:] if narrow else r[0]), r[1], r[3], r[4], *(() if one_actor else (r[2],))) for r in rows])
         shown = f"{len(rows):,} of {len(self.rows):,} events" if text else f"{len(self.rows):,} events"
-        self.query_one("#timeline-count", Static).update(f"{shown} · times in UTC and local ({self.incident})")
+        by = f" · all by {self.rows[0][2]}" if one_actor and self.rows else ""
+        self.query_one("#timeline-count", Static).update(f"{shown}{by} · times in UTC and local ({self.incident})")
 
     def action_move(self, delta: int) -> None:
         """Move the row cursor (the filter keeps the focus)."""

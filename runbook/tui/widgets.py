@@ -1,4 +1,4 @@
-"""Widgets shared by the screens: the mode bar, the step list, the prompt line."""
+"""Widgets shared by the screens: the mode bar, the step list, the prompt line, a radio choice."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import Static
+from textual.widgets import RadioButton, Static
 
 MODE_LABEL = {"live": "LIVE", "drill": "DRILL", "dry-run": "DRY-RUN"}
 
@@ -124,8 +124,11 @@ class ModeBar(Static):
         end = self.closed or now_utc(self.app)
         return max(0.0, (end - self.opened).total_seconds())
 
-    def clock_text(self) -> Text:
-        """``elapsed 3:12 / RTO 15:00 · 11:48 left`` or ``RTO EXCEEDED by 2:00``."""
+    def clock_text(self, compact: bool = False) -> Text:
+        """``3:12 / RTO 15:00 · 11:48 left`` or ``⚠ RTO 15:00 EXCEEDED by 2:00``.
+
+        Compact (narrow terminals): ``RTO 11:48 left`` or ``⚠ RTO EXCEEDED +2:00``.
+        """
         el = self.elapsed()
         if el is None:
             return Text("")
@@ -135,7 +138,11 @@ class ModeBar(Static):
         exceeded = left < 0
         self.set_class(exceeded, "-exceeded")
         if exceeded:
+            if compact:
+                return Text(f"⚠ RTO EXCEEDED +{clock(-left)}", style="bold")
             return Text(f"⚠ RTO {clock(self.rto)} EXCEEDED by {clock(-left)}", style="bold")
+        if compact:
+            return Text(f"RTO {clock(left)} left")
         return Text(f"{clock(el)} / RTO {clock(self.rto)} · {clock(left)} left")
 
     def render(self) -> Table:
@@ -148,10 +155,13 @@ class ModeBar(Static):
             left.append(f" env {env} ", style="bold")
         if self.subtitle:
             left.append(f" {self.subtitle}")
-        grid = Table.grid(expand=True)
+        right = self.clock_text()
+        if right and left.cell_len + right.cell_len + 2 > self.size.width:
+            right = self.clock_text(compact=True)
+        grid = Table.grid(expand=True, padding=(0, 1, 0, 0))
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True)
-        grid.add_row(left, self.clock_text())
+        grid.add_row(left, right)
         return grid
 
 
@@ -207,3 +217,11 @@ class Prompt(Static):
     Prompt.-attention { background: $warning 30%; text-style: bold; }
     Prompt.-danger { background: $error 40%; text-style: bold; }
     """
+
+
+class Choice(RadioButton):
+    """A radio button whose state shows without colour (NO_COLOR): ``●`` on, blank off."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802 - Textual's name
+        return "●" if self.value else " "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,16 @@ async def test_home_groups_filters_and_lists_incidents(ctx, tui_home: Path, tmp_
         joined = "\n".join(texts)
         assert "Open incidents" in joined and inc in joined and "free to resume" in joined
         assert "component · level 1" in joined and "maintenance" in joined
-        assert any("files" in t and "RTO 15m RPO 1h" in t for t in texts)
-        assert any("slow" in t and "drilled 20" in t for t in texts)
+        # Fixed columns: id, title, RTO, RPO, last drill (never run together).
+        files = next(t for t in texts if t.startswith("  files "))
+        assert "File repair" in files and " 15m   1h " in files and files.rstrip().endswith("not drillable")
+        slow = next(t for t in texts if t.startswith("  slow "))
+        assert re.search(r"  \d{4}-\d{2}-\d{2}$", slow.rstrip()), slow
+        # Every playbook row and heading has the same width: the columns line up.
+        table_rows = [t for t in texts if not t.startswith(("Open incidents", f"  {inc}"))]
+        assert len({len(t) for t in table_rows}) == 1, table_rows
+        heading = next(t for t in texts if t.startswith("maintenance"))
+        assert heading.index("RTO") == files.index(" 15m ") + 1
         assert "env sandbox" in str(app.screen.query_one("#home-status").render())
         await pilot.press(*"flood")
         await pilot.pause(0.1)
