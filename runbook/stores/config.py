@@ -22,7 +22,6 @@ With none, only the built-in ``sandbox`` environment exists. Example::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +94,8 @@ def load_config(explicit: str | None = None) -> Config:
     path = find_config(explicit)
     if path is None:
         return Config()
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
