@@ -282,10 +282,10 @@ def _attach_notifications(obj: _Ctx, env: Any, engine: Any) -> None:
     cli_hook(obj, env, engine)
 
 
-def _answers(yes: bool, confirms: tuple[str, ...], auto: bool = False, interrupted: str | None = None, reason: str | None = None) -> Any:
+def _answers(yes: bool, confirms: tuple[str, ...], auto: bool = False, interrupted: str | None = None, reason: str | None = None, failed: str | None = None) -> Any:
     from runbook.headless import HeadlessAnswers
 
-    return HeadlessAnswers(yes=yes, confirms=_parse_kv(confirms, "--confirm"), auto=auto, interrupted=interrupted, reason=reason)
+    return HeadlessAnswers(yes=yes, confirms=_parse_kv(confirms, "--confirm"), auto=auto, interrupted=interrupted, reason=reason, failed=failed)
 
 
 def _run_headless(obj: _Ctx, engine: Any) -> None:
@@ -344,10 +344,11 @@ def run(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None,
 @click.option("--retry-interrupted", "choice", flag_value="retry", help="Re-run the interrupted step.")
 @click.option("--mark-done", "choice", flag_value="done", help="Mark the interrupted step done (needs --reason).")
 @click.option("--skip", "choice", flag_value="skip", help="Skip the interrupted step (needs --reason).")
+@click.option("--retry-failed", is_flag=True, help="Retry the step that failed and stopped the incident.")
 @click.option("--reason", metavar="TEXT", help="Why (journaled).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Secret parameter values.")
 @pass_ctx
-def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool, confirms: tuple[str, ...], choice: str | None, reason: str | None, params: tuple[str, ...]) -> None:
+def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool, confirms: tuple[str, ...], choice: str | None, retry_failed: bool, reason: str | None, params: tuple[str, ...]) -> None:
     """Continue an incident after a crash, disconnect or quit."""
     from runbook.engine import state as S
     from runbook.engine.runner import Engine
@@ -371,7 +372,7 @@ def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool,
         else:
             resume_incident_app(obj, incident, env, take_over)
             return
-    answers = _answers(yes, confirms, interrupted=choice, reason=reason)
+    answers = _answers(yes, confirms, interrupted=choice, reason=reason, failed="retry" if retry_failed else None)
     engine = Engine(journal, HeadlessFrontend(answers), home=home(), environment=env)
     _attach_notifications(obj, env, engine)
     secrets = _parse_kv(params, "Parameter")

@@ -159,6 +159,12 @@ class Drill:
         t0 = time.monotonic()
         Sandbox().ensure(playbook_components(self.pb))
         self.echo(f"drill {self.pb.id}: sandbox ready in {time.monotonic() - t0:.1f} s")
+        env = self.env()
+        if "slack" in env.stores:
+            # The drill's own Slack stand-in receives the [DRILL] messages (and notify.slack steps).
+            from runbook.notify import attach
+
+            self.outbox = attach(self.journal, None, env)
         if self.sc.setup:
             setup_pb = _synthetic(self.loaded, self._scenario_steps("setup"), "setup", self.dir)
             st = _run(self.journal, setup_pb, self.params, self.env(), self.home, self.quiet)
@@ -202,6 +208,14 @@ class Drill:
     def teardown(self) -> None:
         from runbook.sandbox.manager import Sandbox
 
+        outbox = getattr(self, "outbox", None)
+        if outbox is not None:
+            from runbook.notify import detach
+
+            try:
+                outbox.flush(5.0)  # deliver before the Slack stand-in stops; the rest stays queued
+            finally:
+                detach(outbox)
         try:
             Sandbox().down()
         finally:

@@ -27,6 +27,7 @@ class HeadlessAnswers:
     confirms: dict[str, str] = field(default_factory=dict)  # step -> typed value (or "done" for manual)
     auto: bool = False  # drills: confirm everything, typed with the expected value
     interrupted: str | None = None  # retry | done | skip
+    failed: str | None = None  # retry: a step that failed in an earlier run is retried on resume
     reason: str | None = None
     quiet_output: bool = False
 
@@ -135,11 +136,14 @@ class HeadlessFrontend:
             a.interrupted = None  # one decision answers one interrupted step
             return Decision(choice, reason=a.reason)
         if request.ask == Ask.FAILURE:
+            if a.failed == "retry":
+                a.failed = None  # one decision answers one failed step
+                return Decision(Choice.RETRY, reason=a.reason or "retry requested with --retry-failed")
             if a.auto:
                 return Decision(Choice.STOP)
             raise NeedsHuman(
-                f"Step {step!r} failed and its playbook asks a person what to do: {request.error} "
-                f"Resume with `runbook resume {request.incident}`."
+                f"Step {step!r} failed: {request.error} Retry it with `runbook resume {request.incident} "
+                "--headless --retry-failed`, or decide in the TUI with `runbook resume`."
             )
         if request.ask == Ask.SECRET:
             name = str(request.extra.get("param", ""))

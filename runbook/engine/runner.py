@@ -688,6 +688,10 @@ def _argv_text(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, list | dict):
+        import json
+
+        return json.dumps(value, sort_keys=True, default=str)  # one argv element, machine-readable
     return value
 
 

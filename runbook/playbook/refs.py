@@ -60,8 +60,8 @@ def parse_ref(text: str) -> Ref:
         raise RefError(f"unknown reference {text!r}: it must start with one of {', '.join(ROOTS)}")
     if root == "params" and len(parts) != 2:
         raise RefError(f"{text!r}: write params.NAME")
-    if root == "steps" and (len(parts) != 4 or parts[2] != "outputs"):
-        raise RefError(f"{text!r}: write steps.ID.outputs.NAME")
+    if root == "steps" and (len(parts) < 4 or parts[2] != "outputs"):
+        raise RefError(f"{text!r}: write steps.ID.outputs.NAME (or steps.ID.outputs.NAME.KEY for a mapping)")
     if root == "incident" and (len(parts) != 2 or parts[1] not in INCIDENT_KEYS):
         raise RefError(f"{text!r}: incident has {', '.join(INCIDENT_KEYS)}")
     if root == "mode" and len(parts) != 1:
@@ -172,7 +172,15 @@ def make_lookup(
                 if unknown_outputs:
                     return Unknown(ref.text)
                 raise RefError(f"step {step_id!r} has no output {name!r} (did it run?)")
-            return step_out[name]
+            value = step_out[name]
+            for key in ref.parts[4:]:  # steps.ID.outputs.counts.datasets
+                if isinstance(value, dict) and key in value:
+                    value = value[key]
+                elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                    value = value[int(key)]
+                else:
+                    raise RefError(f"{ref.text}: output {name!r} of step {step_id!r} has no {key!r}")
+            return value
         if root == "incident":
             return incident[ref.parts[1]]
         if root == "mode":

@@ -344,7 +344,7 @@ def _check_ref(
     if parts[0] == "params":
         if len(parts) > 1 and parts[1] not in pb.params:
             add(line, f"step {step.id!r} refers to undefined parameter {parts[1]!r}")
-    elif parts[0] == "steps" and len(parts) == 4:
+    elif parts[0] == "steps" and len(parts) >= 4:
         target_id, out = parts[1], parts[3]
         if scenario:
             return  # scenario steps may read outputs of playbook steps and of each other

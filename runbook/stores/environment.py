@@ -66,6 +66,11 @@ class Environment:
             return self.name
         if parts == ("sandbox",):
             return self.sandbox
+        if parts == ("python",):
+            # The interpreter runbook runs on (with the store clients), for scenario and helper scripts.
+            import sys
+
+            return sys.executable
         if len(parts) == 2 and parts[0] in self.stores:
             key = parts[1]
             if key.endswith("_env") or "password" in key or "token" in key:

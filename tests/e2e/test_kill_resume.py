@@ -240,3 +240,34 @@ steps:
     assert runbook(rb_home, "verify", incident).returncode == 0
     r = runbook(rb_home, "timeline", incident)
     assert r.returncode == 0 and "taken over from" in r.stdout and "original operator unreachable" in r.stdout
+
+
+def test_resume_can_retry_a_failed_step(rb_home: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "fixed"
+    pb = write_playbook(
+        tmp_path / "pbs",
+        f"""
+id: failonce
+title: Fail once
+tier: maintenance
+not_drillable: fixture
+steps:
+  - id: check
+    shell: [test, -e, "{flag}"]
+    effect: read-only
+  - id: after
+    shell: [echo, after]
+    effect: read-only
+""",
+    )
+    r = runbook(rb_home, "run", str(pb), "--headless")
+    assert r.returncode == 1 and "Step 'check' failed" in r.stderr
+    incident = r.stdout.split()[1]
+    r = runbook(rb_home, "resume", incident, "--headless")
+    assert r.returncode == 3 and "--retry-failed" in r.stderr
+    flag.write_text("fixed by hand")
+    r = runbook(rb_home, "resume", incident, "--headless", "--retry-failed", "--reason", "disk remounted")
+    assert r.returncode == 0, r.stderr
+    evs = events(rb_home, incident)
+    assert any(e.type == "step_retry_requested" and e.payload["reason"] == "disk remounted" for e in evs)
+    assert S.fold(incident, evs).status == "completed"

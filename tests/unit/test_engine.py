@@ -395,3 +395,33 @@ def test_step_log_is_readable_while_the_step_runs(tmp_path: Path) -> None:
     log.write("first line")
     assert (tmp_path / "s.log").read_text() == "first line\n"  # flushed without close
     log.close()
+
+
+def test_mapping_outputs_can_be_indexed_and_passed_as_json(tmp_path: Path) -> None:
+    out = tmp_path / "got"
+    text = f"""
+id: maps
+title: Maps
+tier: maintenance
+not_drillable: fixture
+steps:
+  - id: count
+    run: file.check_size
+    with: {{path: "{tmp_path}", min_bytes: 0}}
+  - id: use
+    when: "steps.count.outputs.size >= 0"
+    shell: ["{{{{ env.python }}}}", -c, "import sys, json; open(sys.argv[1], 'w').write(sys.argv[2])", "{out}", "{{{{ steps.count.outputs.ok }}}}"]
+    effect: read-only
+"""
+    engine, journal, st = make(tmp_path, text, Scripted())
+    assert engine.run().status == "completed"
+    assert out.read_text() == "true"
+
+
+def test_dict_output_reference_resolves_keys() -> None:
+    from runbook.playbook.refs import make_lookup, render
+
+    lookup = make_lookup(params={}, outputs={"c": {"counts": {"datasets": 600}, "names": ["a", "b"]}}, incident={}, env=lambda p: None, mode="live")
+    assert render("{{ steps.c.outputs.counts.datasets }}", lookup) == 600
+    assert render("{{ steps.c.outputs.names.1 }}", lookup) == "b"
+    assert render("n={{ steps.c.outputs.counts }}", lookup) == "n={'datasets': 600}"
