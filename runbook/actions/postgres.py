@@ -619,6 +619,10 @@ def _terminate(conn: psycopg.Connection[Any], db: str, users: list[str] | None, 
 
 def _recreate_database(ctx: StepContext, st: PostgresSettings, db: str) -> None:
     with _connect(st, st.maintenance_database) as conn:
+        # Keep the database's access list across the re-creation: a REVOKE CONNECT issued to stop
+        # the application must still hold while the restored data is being verified.
+        row = conn.execute("SELECT datacl::text[] FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        acl: list[str] | None = row[0] if row else None
         _terminate(conn, db, None, ctx.log)
         force = conn.info.server_version >= 130000  # WITH (FORCE) also stops connections racing in
         drop = _sql("DROP DATABASE IF EXISTS {}" + (" WITH (FORCE)" if force else ""), _ident(db))
@@ -627,6 +631,10 @@ def _recreate_database(ctx: StepContext, st: PostgresSettings, db: str) -> None:
         create = _sql("CREATE DATABASE {} TEMPLATE template0", _ident(db))
         ctx.log(create.as_string(conn))
         conn.execute(create)
+        if acl is not None and not any(entry.startswith("=") and "c" in entry.split("=", 1)[1].split("/")[0] for entry in acl):
+            revoke = _sql("REVOKE CONNECT ON DATABASE {} FROM PUBLIC", _ident(db))
+            ctx.log(revoke.as_string(conn) + "  (as before the restore)")
+            conn.execute(revoke)
 
 
 # --- postgres.restore_tables ------------------------------------------------------------------
@@ -1407,8 +1415,14 @@ class PitrRestoreAction(BaseAction):
             n += 1
         data = base / "data"
         run_dir = base / "run"
+        if len(str(run_dir / ".s.PGSQL.65535.lock")) > 100:
+            # A Unix socket path is limited to 107 bytes: deep directories get a short one.
+            import hashlib
+            import tempfile
+
+            run_dir = Path(tempfile.gettempdir()) / f"runbook-pitr-{hashlib.sha1(str(base).encode()).hexdigest()[:12]}"
         data.mkdir(parents=True, mode=0o700)
-        run_dir.mkdir()
+        run_dir.mkdir(parents=True, exist_ok=True)
         ctx.log(f"unpacking {base_tar} into {data}")
         _untar(base_tar, data)
         wal_tar = next((backup / n for n in ("pg_wal.tar.gz", "pg_wal.tar") if (backup / n).is_file()), None)
@@ -1426,6 +1440,8 @@ class PitrRestoreAction(BaseAction):
         log_path.touch()
         (base / "port").write_text(f"{port}\n")  # same layout as the sandbox cluster: `sandbox down` stops it
         _hand_over(base, user, ctx.log)
+        if not run_dir.is_relative_to(base):
+            _hand_over(run_dir, user, ctx.log)
         version = (data / "PG_VERSION").read_text().strip() if (data / "PG_VERSION").is_file() else None
         pg_ctl = st.program("pg_ctl", version)
         preexec = user if _is_root() else None

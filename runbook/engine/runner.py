@@ -148,7 +148,7 @@ class Engine:
         try:
             bound = P.bind(pb.params, given, self.environment.lookup)
         except P.ParamError as exc:
-            raise UsageError(_sentence(str(exc))) from None
+            raise UsageError(_sentence(_capitalized(str(exc)))) from None
         for name, spec in pb.params.items():
             if spec.secret and bound.get(name):
                 self.redactor.add(bound[name])
@@ -225,7 +225,7 @@ class Engine:
                 try:
                     value = P.coerce(name, spec, value)
                 except P.ParamError as exc:
-                    raise UsageError(_sentence(str(exc))) from None
+                    raise UsageError(_sentence(_capitalized(str(exc)))) from None
             self.redactor.add(value)
             self._secret_values[name] = value
         return st
@@ -272,7 +272,7 @@ class Engine:
             out["rto_met"] = elapsed <= st.rto
         if message:
             out["message"] = message
-        failed = [s.id for s in st.steps.values() if s.status == S.FAILED]
+        failed = [s.id for s in st.steps.values() if s.status == S.FAILED and not s.continued]
         if failed:
             out["failed_steps"] = failed
         return out
@@ -280,10 +280,15 @@ class Engine:
     def _close(self) -> Outcome:
         st = self.state
         assert st is not None
-        failed = [s.id for s in st.steps.values() if s.status == S.FAILED]
+        # A failure the playbook accepted (on_failure: continue) is recorded, not fatal.
+        failed = [s.id for s in st.steps.values() if s.status == S.FAILED and not s.continued]
+        accepted = [s.id for s in st.steps.values() if s.status == S.FAILED and s.continued]
         status = "failed" if failed else "completed"
         msg = f"steps failed: {', '.join(failed)}" if failed else ""
-        self._append("incident_closed", self._closing(status, msg))
+        closing = self._closing(status, msg)
+        if accepted:
+            closing["failures_accepted"] = accepted
+        self._append("incident_closed", closing)
         return Outcome(st.id, status, msg)
 
     # -- one step -------------------------------------------------------------------------------
@@ -730,11 +735,15 @@ def _describe_unknown(name: str, raw: Any) -> str:
     return f"{name}({', '.join(f'{k}={v}' for k, v in (raw or {}).items())})"
 
 
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _sentence(text: str) -> str:
+    # One line ending in a full stop; the case is left alone (it may start with a program name).
     text = " ".join(str(text).split())
     if not text:
         return text
-    text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
