@@ -28,6 +28,7 @@ class HomeData:
 
     playbooks: list[Any] = field(default_factory=list)  # catalog.Summary
     drills: dict[str, str] = field(default_factory=dict)  # playbook id -> ts of the last drill
+    overdue: set[str] = field(default_factory=set)  # drillable playbooks not drilled recently (or failing)
     incidents: list[dict[str, Any]] = field(default_factory=list)
     env: str = ""
     env_description: str = ""
@@ -138,8 +139,15 @@ def load_home_data(ctx: Any, *, with_sandbox: bool = True) -> HomeData:
     except Exception as exc:  # noqa: BLE001
         data.error = f"Playbooks could not be read: {exc}"
     journal = ctx.journal
-    for ev in journal.events_of_type("drill_result"):
-        data.drills[str(ev.payload.get("playbook", ""))] = ev.ts
+    from runbook.drill_history import interval_days, last_drills, status
+
+    last = last_drills(journal)
+    data.drills = {pid: d["ts"] for pid, d in last.items()}
+    config_days = getattr(getattr(ctx, "config", None), "drill_days", None)
+    for s in data.playbooks:
+        days = interval_days(s.level, getattr(s, "drill_every", None), config_days)
+        if status(s.drillable, last.get(s.id), days)[1]:
+            data.overdue.add(s.id)
     for inc in journal.incidents():
         from runbook.engine import state as S
 
@@ -377,12 +385,15 @@ class HomeScreen(Screen[None]):
             for s in sorted(items, key=lambda x: x.id):
                 drilled = self.data.drills.get(s.id)
                 when = drilled[:10] if drilled else ("never" if s.drillable else "not drillable")
+                due = s.id in self.data.overdue
+                if due:
+                    when += " ⚠"  # overdue: not drilled within its interval, or the last drill failed
                 line = Text.assemble("  ", (_cell(s.id, id_w), "bold"), "  ")
                 if title_w:
                     line.append(_cell(s.error or s.title, title_w), "red" if s.error else "")
                     line.append("  ")
                 line.append(f"{_cell(s.rto or '—', 5)} {_cell(s.rpo or '—', 5)}  ")
-                line.append(_cell(when, 13), "dim" if not drilled else "green")
+                line.append(_cell(when, 13), "yellow" if due else ("dim" if not drilled else "green"))
                 options.append(Option(line, id=f"pb:{s.id}"))
         if not options:
             options.append(Option(Text("Nothing matches the filter.", style="dim"), disabled=True))
