@@ -247,7 +247,18 @@ def plan(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None
     table = Table(title=f"{pb.id}: {pb.title} — env {env.name}", title_justify="left")
     for col in ("#", "step", "effect", "confirm", "runs"):
         table.add_column(col, overflow="fold")
+    from runbook.playbook.refs import Unknown, evaluate_condition, parse_condition
+
     for i, step in enumerate(pb.steps, 1):
+        if step.when:
+            try:
+                verdict = evaluate_condition(parse_condition(step.when), lookup)
+            except (RefError, RunbookError):
+                verdict = None
+            if verdict is not None and not isinstance(verdict, Unknown) and not verdict:
+                phase = f"[dim]{escape(step.phase)}[/]\n" if step.phase else ""
+                table.add_row(str(i), f"{phase}{escape(step.id)}", "—", "—", escape(f"skipped: condition is false ({step.when})"))
+                continue
         try:
             call = resolve_call(step, lookup, red)
             runs = call["describe"]

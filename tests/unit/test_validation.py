@@ -135,3 +135,16 @@ def test_schema_rejects_what_validation_rejects() -> None:
     shipped = json.loads((REPO / "runbook" / "playbook" / "playbook.schema.json").read_text())
     bad = {"id": "x", "title": "t", "tier": "component", "steps": [{"id": "a", "shell": ["true"], "bogus": 1}]}
     assert list(jsonschema.Draft202012Validator(shipped).iter_errors(bad))
+
+
+def test_plan_shows_steps_whose_condition_is_false_as_skipped(tmp_path: Path, rb) -> None:
+    path = write_playbook(
+        tmp_path / "pbs",
+        "id: planwhen\ntitle: P\ntier: maintenance\nnot_drillable: fixture\nparams:\n  restore_files: {type: bool, default: false}\n"
+        "steps:\n  - id: files\n    when: params.restore_files\n    shell: [echo, files]\n    effect: read-only\n"
+        "  - id: always\n    shell: [echo, always]\n    effect: read-only\n",
+    )
+    out = rb("plan", str(path)).stdout
+    assert "skipped: condition is false" in out and "echo always" in out
+    out = rb("plan", str(path), "-p", "restore_files=true").stdout
+    assert "skipped" not in out and "echo files" in out
