@@ -12,7 +12,6 @@ must stay cheap.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from runbook.stores import gcp
@@ -26,8 +25,6 @@ STORE = "BigQuery"
 # own default is 600 s; a step's timeout, not the retry loop, should bound an incident step.
 RETRY_SECONDS = 120.0
 
-_clients: dict[tuple[str, str | None, str], Client] = {}
-_lock = threading.Lock()
 _retry: Any = None
 
 
@@ -55,16 +52,7 @@ def client(env: Environment, region: str | None = None) -> Client:
     """
     gs = gcp.settings(env)
     ep = endpoint(gs, region)
-    key = (env.name, ep, gs.project)
-    found = _clients.get(key)  # lock-free fast path: steps call this on every run
-    if found is not None:
-        return found
-    with _lock:
-        found = _clients.get(key)
-        if found is None:
-            found = _build(gs, ep)
-            _clients[key] = found
-        return found
+    return _clients.get((env.name, ep, gs.project), lambda: _build(gs, ep))
 
 
 def _build(gs: gcp.GcpSettings, ep: str | None) -> Client:
@@ -81,25 +69,15 @@ def _build(gs: gcp.GcpSettings, ep: str | None) -> Client:
 def forget(env: Environment, region: str | None = None) -> None:
     """Drop the cached client (after the store became unreachable), closing its HTTP session."""
     gs = gcp.settings(env)
-    with _lock:
-        found = _clients.pop((env.name, endpoint(gs, region), gs.project), None)
-    if found is not None:
-        try:
-            found.close()
-        except Exception:  # noqa: BLE001, S110 - closing a dead session must not mask the real error
-            pass
+    _clients.pop((env.name, endpoint(gs, region), gs.project))
 
 
 def clear() -> None:
     """Drop every cached client (tests, sandbox restarts)."""
-    with _lock:
-        items = list(_clients.values())
-        _clients.clear()
-    for c in items:
-        try:
-            c.close()
-        except Exception:  # noqa: BLE001, S110
-            pass
+    _clients.clear()
+
+
+_clients: gcp.ClientCache[Client] = gcp.ClientCache(lambda c: c.close())
 
 
 def refused(exc: BaseException) -> bool:

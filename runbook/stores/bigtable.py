@@ -35,11 +35,8 @@ from runbook.stores.environment import Environment
 
 STORE = "Bigtable"
 EMULATOR_VAR = "BIGTABLE_EMULATOR_HOST"
-DEFAULT_RPC_TIMEOUT = 60.0  # seconds a store may stay unreachable before a step gives up
 
 _ENV_LOCK = threading.Lock()  # serialises every temporary change of BIGTABLE_EMULATOR_HOST
-_CACHE_LOCK = threading.Lock()
-_CACHE: dict[tuple[str, str, str, str | None], BigtableHandle] = {}
 _GRPC_OPTIONS = (
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
@@ -98,12 +95,7 @@ def endpoint_for(gs: gcp.GcpSettings, region: str) -> str | None:
     return str(host) if host else None
 
 
-def rpc_timeout(gs: gcp.GcpSettings, step_timeout: float | None = None) -> float:
-    """Seconds one call may keep retrying an unreachable store (gcp ``rpc_timeout``, capped by the step)."""
-    value = float(gs.get("rpc_timeout") or DEFAULT_RPC_TIMEOUT)
-    if step_timeout:
-        value = min(value, float(step_timeout))
-    return max(value, 0.5)
+rpc_timeout = gcp.rpc_timeout
 
 
 def handle(env: Environment, region: str | None = None) -> tuple[BigtableHandle, gcp.GcpSettings]:
@@ -115,16 +107,7 @@ def handle(env: Environment, region: str | None = None) -> tuple[BigtableHandle,
     gs = gcp.settings(env)
     resolved = gs.region_or_default(region)
     endpoint = endpoint_for(gs, resolved)
-    key = (env.name, gs.project, resolved, endpoint)
-    got = _CACHE.get(key)
-    if got is not None:
-        return got, gs
-    with _CACHE_LOCK:
-        got = _CACHE.get(key)
-        if got is None:
-            got = _build(gs, resolved, endpoint)
-            _CACHE[key] = got
-    return got, gs
+    return _CACHE.get((env.name, gs.project, resolved, endpoint), lambda: _build(gs, resolved, endpoint)), gs
 
 
 def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHandle:
@@ -170,17 +153,20 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHa
     return BigtableHandle(admin=admin, data=data, project=gs.project, region=region, endpoint=endpoint)
 
 
+def _close(handle: BigtableHandle) -> None:
+    for close in (handle.data.close, handle.admin.transport.close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001, S110 - best effort on shutdown
+            pass
+
+
+_CACHE: gcp.ClientCache[BigtableHandle] = gcp.ClientCache(_close)
+
+
 def clear_cache() -> None:
     """Close and forget every cached client (tests, or after the sandbox moved to new ports)."""
-    with _CACHE_LOCK:
-        handles = list(_CACHE.values())
-        _CACHE.clear()
-    for h in handles:
-        for close in (h.data.close, h.admin.transport.close):
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - best effort on shutdown
-                pass
+    _CACHE.clear()
 
 
 # --- retries ---------------------------------------------------------------------------------

@@ -27,11 +27,8 @@ from runbook.stores import gcp
 from runbook.stores.environment import Environment
 
 STORE = "Dataflow"
-DEFAULT_RPC_TIMEOUT = 60.0  # seconds a region may keep answering 503 before a step gives up
 JOB_ID = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}_\d{2}_\d{2}-\d+$")
 
-_CACHE_LOCK = threading.Lock()
-_CACHE: dict[tuple[str, str, str, str | None], DataflowClients] = {}
 
 
 @dataclass
@@ -83,12 +80,7 @@ def endpoint_for(gs: gcp.GcpSettings, region: str) -> str | None:
     return str(value) if value else None
 
 
-def rpc_timeout(gs: gcp.GcpSettings, step_timeout: float | None = None) -> float:
-    """Seconds a read may keep retrying an unavailable region (gcp ``rpc_timeout``, capped by the step)."""
-    value = float(gs.get("rpc_timeout") or DEFAULT_RPC_TIMEOUT)
-    if step_timeout:
-        value = min(value, float(step_timeout))
-    return max(value, 0.5)
+rpc_timeout = gcp.rpc_timeout
 
 
 def clients(env: Environment, region: str | None = None) -> tuple[DataflowClients, gcp.GcpSettings]:
@@ -100,16 +92,7 @@ def clients(env: Environment, region: str | None = None) -> tuple[DataflowClient
     gs = gcp.settings(env)
     resolved = gs.region_or_default(region)
     endpoint = endpoint_for(gs, resolved)
-    key = (env.name, gs.project, resolved, endpoint)
-    got = _CACHE.get(key)
-    if got is not None:
-        return got, gs
-    with _CACHE_LOCK:
-        got = _CACHE.get(key)
-        if got is None:
-            got = _build(gs, resolved, endpoint)
-            _CACHE[key] = got
-    return got, gs
+    return _CACHE.get((env.name, gs.project, resolved, endpoint), lambda: _build(gs, resolved, endpoint)), gs
 
 
 def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowClients:
@@ -128,10 +111,12 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowCl
     )
 
 
+_CACHE: gcp.ClientCache[DataflowClients] = gcp.ClientCache()
+
+
 def clear_cache() -> None:
     """Forget every cached client (tests, or after the sandbox moved to new ports)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 @functools.lru_cache(maxsize=32)  # Retry objects are immutable: one per budget, not per call

@@ -22,8 +22,10 @@ check (credentials, project, permission, quota, an emulator that died).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from runbook.errors import ActionError, StoreUnavailable
 from runbook.stores.environment import Environment
@@ -111,3 +113,66 @@ def translate(exc: BaseException, store: str, what: str, gs: GcpSettings | None 
     if name in ("BadRequest", "InvalidArgument", "FailedPrecondition"):
         return ActionError(f"{store} refused to {what}: {msg}.")
     return ActionError(f"{store} failed to {what}: {name}: {msg}.")
+
+
+DEFAULT_RPC_TIMEOUT = 60.0  # seconds a store may stay unreachable before a step gives up
+
+
+def rpc_timeout(gs: GcpSettings, step_timeout: float | None = None) -> float:
+    """Seconds one call may keep retrying an unreachable store (gcp ``rpc_timeout``, capped by the step)."""
+    value = float(gs.get("rpc_timeout") or DEFAULT_RPC_TIMEOUT)
+    if step_timeout:
+        value = min(value, float(step_timeout))
+    return max(value, 0.5)
+
+
+T = TypeVar("T")
+
+
+class ClientCache(Generic[T]):
+    """Clients built once per key (environment, project, region, endpoint…).
+
+    Building a Google client costs more than most calls made with it, and steps call the stores
+    over and over; lookups take no lock once a client exists.
+
+    Args:
+        close: How to close a client that is dropped (best effort: its server may be gone).
+    """
+
+    def __init__(self, close: Callable[[T], None] | None = None) -> None:
+        self._items: dict[Hashable, T] = {}
+        self._lock = threading.Lock()
+        self._close = close
+
+    def get(self, key: Hashable, build: Callable[[], T]) -> T:
+        found = self._items.get(key)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                found = build()
+                self._items[key] = found
+            return found
+
+    def _closing(self, items: list[T]) -> None:
+        if self._close is None:
+            return
+        for item in items:
+            try:
+                self._close(item)
+            except Exception:  # noqa: BLE001, S110 - closing a dead channel must not mask the real error
+                pass
+
+    def pop(self, key: Hashable) -> None:
+        """Drop one client (after its store became unreachable), closing it."""
+        with self._lock:
+            found = self._items.pop(key, None)
+        self._closing([found] if found is not None else [])
+
+    def clear(self) -> None:
+        """Drop every client (tests, or after the sandbox moved to new ports)."""
+        with self._lock:
+            items = list(self._items.values())
+            self._items.clear()
+        self._closing(items)

@@ -26,7 +26,6 @@ STORE = "Pub/Sub"
 RETRY_SECONDS = 60.0
 CALL_TIMEOUT = 30.0
 
-_lock = threading.Lock()
 _retry: Any = None
 
 
@@ -109,7 +108,7 @@ class PubSubClients:
                 pass
 
 
-_clients: dict[tuple[str, str | None, str], PubSubClients] = {}
+_clients: gcp.ClientCache[PubSubClients] = gcp.ClientCache(lambda c: c.close())
 
 
 def endpoint(gs: gcp.GcpSettings, region: str | None = None) -> str | None:
@@ -125,34 +124,18 @@ def client(env: Environment, region: str | None = None) -> PubSubClients:
     """
     gs = gcp.settings(env)
     ep = endpoint(gs, region)
-    key = (env.name, ep, gs.project)
-    found = _clients.get(key)
-    if found is not None:
-        return found
-    with _lock:
-        found = _clients.get(key)
-        if found is None:
-            found = PubSubClients(project=gs.project, endpoint=ep, settings=gs)
-            _clients[key] = found
-        return found
+    return _clients.get((env.name, ep, gs.project), lambda: PubSubClients(project=gs.project, endpoint=ep, settings=gs))
 
 
 def forget(env: Environment, region: str | None = None) -> None:
     """Drop the cached clients (after the store became unreachable) and close their channels."""
     gs = gcp.settings(env)
-    with _lock:
-        found = _clients.pop((env.name, endpoint(gs, region), gs.project), None)
-    if found is not None:
-        found.close()
+    _clients.pop((env.name, endpoint(gs, region), gs.project))
 
 
 def clear() -> None:
     """Drop every cached client."""
-    with _lock:
-        items = list(_clients.values())
-        _clients.clear()
-    for c in items:
-        c.close()
+    _clients.clear()
 
 
 def retry() -> Any:
