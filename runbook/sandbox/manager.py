@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -187,13 +188,30 @@ class Sandbox:
         took: dict[str, float] = {}
         pg = self.postgres() if "postgres" in wanted else None
         pg_started = False
+        pg_errors: list[BaseException] = []
+        pg_thread = None
         if pg is not None and not pg.is_running():
-            pg.init(wal_archiving=True, archive_timeout=5, extra_settings={"fsync": "off", "full_page_writes": "on"})
-            pg.stop()  # clears a crashed server's leftovers
-            pg.start()
+
+            def start_postgres() -> None:
+                # initdb takes about a second: run it while the emulators start.
+                try:
+                    pg.init(wal_archiving=True, archive_timeout=5, extra_settings={"fsync": "off", "full_page_writes": "on"})
+                    pg.stop()  # clears a crashed server's leftovers
+                    pg.start()
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                    pg_errors.append(exc)
+
+            pg_thread = threading.Thread(target=start_postgres, name="sandbox-postgres", daemon=True)
+            pg_thread.start()
             pg_started = True
         servers = self._servers(wanted)
-        started = start_all(servers)
+        try:
+            started = start_all(servers)
+        finally:
+            if pg_thread is not None:
+                pg_thread.join()
+        if pg_errors:
+            raise pg_errors[0]
         took.update(started)
         if "bigtable" in wanted:
             proxies = [self.bigtable_proxy(r) for r in REGIONS]
