@@ -395,6 +395,7 @@ class _RsyncOutput:
         self.copied = 0
         self.items = 0
         self.total_size: int | None = None
+        self.regular_files: int | None = None  # from --stats: "Number of files: N (reg: R, dir: D)"
         self.redone = False  # rsync re-sent a file that failed its transfer check
         self.on_start: Callable[[], None] | None = None
         self._last = time.monotonic()
@@ -420,6 +421,10 @@ class _RsyncOutput:
             return
         if "failed verification" in line:
             self.redone = True
+        if line.startswith("Number of files:"):
+            m = re.search(r"reg: ([0-9,.]+)", line)
+            if m:
+                self.regular_files = int(re.sub(r"[^0-9]", "", m.group(1)))
         if line.startswith("Total file size:"):
             digits = re.sub(r"[^0-9]", "", line.split(":", 1)[1].split("bytes")[0])
             self.total_size = int(digits) if digits else None
@@ -751,6 +756,18 @@ class SnapshotAction(BaseAction):
         # rsync, so hard-linked to the previous snapshot) reused from the previous manifest.
         early_get, prev_get, scandir, join = early.get, prev_manifest.get, os.scandir, os.path.join
         stack = [""]
+        # Every file of the new snapshot was either copied (rsync named it) or hard-linked from the
+        # previous one (in its manifest). When that candidate set has exactly as many files as
+        # rsync counted, it *is* the snapshot's file list: the walk can be skipped.
+        if prev and out.regular_files is not None and not out.redone:
+            candidate = prev_manifest.keys() | transferred
+            if len(candidate) == out.regular_files:
+                stack = []
+                for rel in candidate:
+                    digest = early_get(rel)
+                    if digest is None and rel not in transferred:
+                        digest = prev_get(rel)
+                    entries[rel] = digest
         while stack:
             rel_dir = stack.pop()
             try:

@@ -178,6 +178,15 @@ def test_first_and_second_snapshot_share_unchanged_inodes(tmp_path: Path, store:
     subprocess.run(["sha256sum", "-c", "--quiet", MANIFEST], cwd=s2, check=True)
     assert not (root / MANIFEST).exists()
 
+    # No deletion this time: the file list comes from rsync's count, without a walk. Same result.
+    bump(root / "tenant-b/ds1/part1.csv", "changed again\n")
+    (root / "tenant-a/ds3").mkdir()
+    (root / "tenant-a/ds3/fresh.csv").write_text("fresh\n")
+    third = snap(tmp_path, root, backups)
+    s3 = Path(third["path"])
+    assert read_manifest(str(s3 / MANIFEST)) == tree_hashes(s3) == tree_hashes(root)
+    assert third["files"] == 14 and third["new_files"] == 2
+
 
 def test_tagged_snapshot_without_latest_and_name_collisions(tmp_path: Path, store: tuple[Path, Path]) -> None:
     root, backups = store
