@@ -77,7 +77,7 @@ HEAVY = __HEAVY__
 HomeScreen.on_home_loaded = loaded
 tui_app._run = lambda app: app.run(headless=True)
 sys.argv = ["runbook"]
-from runbook.cli import main
+from runbook.entry import main
 try:
     main()
 finally:
