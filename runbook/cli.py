@@ -471,8 +471,6 @@ def timeline(obj: _Ctx, incident: str) -> None:
     for col in ("UTC", "local", "actor", "step", "event"):
         table.add_column(col, overflow="fold")
     for ev in journal.iter_events(incident):
-        if ev.type == "param_bound" and ev.payload.get("secret"):
-            pass
         table.add_row(ev.ts[11:19], local_time(ev.ts), ev.actor, ev.step or "", escape(describe_event(ev)))
     _console().print(table)
 

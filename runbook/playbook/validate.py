@@ -136,9 +136,7 @@ def validate_raw(raw: Any, path: Path) -> Loaded:
         pb = Playbook.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = tuple(err["loc"])
-            # pydantic adds the union member name to the location; drop what is not in the YAML.
-            loc = tuple(p for p in loc if not (isinstance(p, str) and (p.startswith(("function-", "literal[")) or p in ("str", "int", "float", "ConfirmTyped", "OutputSpec", "bool"))))
+            loc = _yaml_loc(tuple(err["loc"]))
             where = ".".join(str(p) for p in loc) or "playbook"
             if err["type"] == "extra_forbidden":
                 add(line_of(raw, loc, key=True), f"unknown key {loc[-1]!r}" + (f" in {'.'.join(map(str, loc[:-1]))}" if len(loc) > 1 else ""))
@@ -160,6 +158,17 @@ def validate_raw(raw: Any, path: Path) -> Loaded:
 
     _check_meaning(pb, raw, path, add)
     return Loaded(path, pb if not diags else pb, diags, raw)
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "ConfirmTyped", "OutputSpec"}
+
+
+def _yaml_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pydantic error location as a path in the YAML: union member names (``str``,
+    ``literal['none','yes','typed']``, ``function-after[…]``) are pydantic's, not the file's."""
+    return tuple(
+        p for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or p.startswith(("function-", "literal["))))
+    )
 
 
 def _check_meaning(pb: Playbook, raw: Any, path: Path, add: Any) -> None:
