@@ -80,7 +80,9 @@ def _synthetic(loaded: Loaded, key_steps: list[Any], suffix: str, directory: Pat
         "id": f"{raw['id']}--{suffix}",
         "title": f"{raw.get('title', raw['id'])} — drill {suffix}",
         "tier": raw.get("tier", "maintenance"),
-        "params": raw.get("params", {}),
+        # Scenario steps share the playbook's params, none required: a param the scenario hands to
+        # the playbook from its own outputs does not exist yet while setup and break run.
+        "params": {name: {**spec, "required": False} for name, spec in raw.get("params", {}).items()},
         "steps": key_steps,
         "not_drillable": "part of the drill of another playbook",
     }
@@ -130,6 +132,7 @@ class Drill:
         self.break_time = 0.0
         self.scenario_incident: str | None = None
         self.verify_incident: str | None = None
+        self.scenario_outputs: dict[str, dict[str, Any]] = {}  # setup/break step outputs, for scenario.params
         self._previous_env: str | None = None
 
     # The sandbox of a drill is selected through RUNBOOK_SANDBOX_DIR, for this process and its children.
@@ -167,10 +170,11 @@ class Drill:
             self.outbox = attach(self.journal, None, env)
         if self.sc.setup:
             setup_pb = _synthetic(self.loaded, self._scenario_steps("setup"), "setup", self.dir)
-            st = _run(self.journal, setup_pb, self.params, self.env(), self.home, self.quiet)
+            st = _run(self.journal, setup_pb, self._static_params(), self.env(), self.home, self.quiet)
             self.scenario_incident = st.id
             if st.status != "completed":
                 raise RunbookError(f"Drill setup of {self.pb.id} failed: {_first_failure(st)}")
+            self.scenario_outputs.update(st.outputs())
 
     def break_sandbox(self) -> None:
         from runbook.sandbox import fingerprint
@@ -181,15 +185,30 @@ class Drill:
         steps = self._scenario_steps("break")
         if steps:
             break_pb = _synthetic(self.loaded, steps, "break", self.dir)
-            st = _run(self.journal, break_pb, self.params, env, self.home, self.quiet)
+            st = _run(self.journal, break_pb, self._static_params(), env, self.home, self.quiet)
             self.scenario_incident = st.id
             if st.status != "completed":
                 raise RunbookError(f"Drill scenario of {self.pb.id} failed to break the sandbox: {_first_failure(st)}")
+            self.scenario_outputs.update(st.outputs())
         self.break_time = time.time()
         self.echo(f"drill {self.pb.id}: scenario applied ({self.sc.description or 'no description'})")
 
+    def _static_params(self) -> dict[str, Any]:
+        """Scenario params usable before the break (those not taken from setup/break outputs)."""
+        from runbook.playbook.refs import has_template
+
+        return {k: v for k, v in self.params.items() if not has_template(v)}
+
+    def run_params(self) -> dict[str, Any]:
+        """The playbook's params for the drill: ``scenario.params`` with references to setup/break
+        step outputs resolved (e.g. the recovery target time the scenario noted before breaking)."""
+        from runbook.playbook.refs import make_lookup, render
+
+        lookup = make_lookup(params={}, outputs=self.scenario_outputs, incident={}, env=self.env().lookup, mode="drill")
+        return {k: render(v, lookup) for k, v in self.params.items()}
+
     def recover(self) -> S.IncidentState:
-        return _run(self.journal, self.loaded, self.params, self.env(), self.home, self.quiet)
+        return _run(self.journal, self.loaded, self.run_params(), self.env(), self.home, self.quiet)
 
     def check(self) -> list[str]:
         """Verify steps and fingerprints: an empty list when the data came back exactly."""
@@ -198,7 +217,7 @@ class Drill:
         problems: list[str] = []
         if self.sc.verify:
             verify_pb = _synthetic(self.loaded, self._scenario_steps("verify"), "verify", self.dir)
-            vst = _run(self.journal, verify_pb, self.params, self.env(), self.home, self.quiet)
+            vst = _run(self.journal, verify_pb, self.run_params(), self.env(), self.home, self.quiet)
             self.verify_incident = vst.id
             if vst.status != "completed":
                 problems.append(f"verification failed: {_first_failure(vst)}")

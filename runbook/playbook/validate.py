@@ -188,9 +188,20 @@ def _check_meaning(pb: Playbook, raw: Any, path: Path, add: Any) -> None:
         sc = pb.scenario
         for key, steps in (("setup", sc.setup), ("break", sc.break_), ("verify", sc.verify)):
             _check_steps(steps, ("scenario", key), pb, raw, add, get_action, later_ok=True, scenario=True)
-        for name in sc.params:
+        scenario_ids = {s.id for s in (*sc.setup, *sc.break_)}
+        for name, value in sc.params.items():
+            line = line_of(raw, ("scenario", "params", name), key=True)
             if name not in pb.params:
-                add(line_of(raw, ("scenario", "params", name), key=True), f"scenario sets unknown parameter {name!r}")
+                add(line, f"scenario sets unknown parameter {name!r}")
+            try:
+                for ref in refs_in(value):
+                    # A drill may hand the playbook a value its setup/break produced.
+                    if ref.root == "steps" and ref.parts[1] not in scenario_ids:
+                        add(line, f"scenario parameter {name!r} refers to {ref.parts[1]!r}, which is not a setup or break step")
+                    elif ref.root not in ("steps", "env"):
+                        add(line, f"scenario parameter {name!r} may refer to setup/break step outputs or env.*, not {ref.text!r}")
+            except RefError as exc:
+                add(line, f"scenario parameter {name!r}: {exc}")
     if pb.scenario is None and not pb.not_drillable:
         # Reported by `validate` (exit 1) but not blocking: an untested playbook can still be run.
         add(

@@ -44,3 +44,40 @@ def test_playbook_without_scenario_is_not_drillable(rb_home: Path, tmp_path: Pat
     pb.write_text("id: manual-only\ntitle: M\ntier: maintenance\nnot_drillable: needs a human on site\nsteps:\n  - id: a\n    manual: true\n")
     r = runbook(rb_home, "drill", str(pb))
     assert r.returncode == 2 and "cannot be drilled: needs a human on site" in r.stderr
+
+
+def test_scenario_passes_a_value_from_its_setup_to_the_playbook(rb_home: Path, tmp_path: Path) -> None:
+    pb = tmp_path / "pbs" / "handoff.yaml"
+    pb.parent.mkdir()
+    pb.write_text(
+        """
+id: handoff
+title: Hand-off
+tier: data-loss
+params:
+  target_time: {type: timestamp, required: true}
+steps:
+  - id: use
+    shell: [echo, "recovering to {{ params.target_time }}"]
+    effect: read-only
+scenario:
+  params:
+    target_time: "{{ steps.note_time.outputs.now }}"
+  setup:
+    - id: note_time
+      shell: [date, -u, "+%Y-%m-%dT%H:%M:%SZ"]
+      effect: read-only
+      outputs: {now: last_line}
+"""
+    )
+    r = runbook(rb_home, "drill", str(pb), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    incident = next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("incident: "))
+    from runbook.journal.store import Journal
+
+    bound = [e for e in Journal(rb_home / "journal.sqlite3").events(incident) if e.type == "param_bound"]
+    assert bound[0].payload["value"].startswith("20") and bound[0].payload["value"].endswith("Z")
+    bad = pb.read_text().replace("steps.note_time.outputs.now", "steps.use.outputs.stdout")
+    pb.write_text(bad)
+    r = runbook(rb_home, "validate", str(pb))
+    assert r.returncode == 1 and "not a setup or break step" in r.stdout
