@@ -291,8 +291,8 @@ class Sandbox:
         running = [s.name for s in parts if s.running and s.port]
         pg = parts[0]
         if not pg.running and not running:
-            return "sandbox down"
-        return f"sandbox up: {', '.join(running)}" if running else "sandbox: storage only"
+            return "down"
+        return f"up ({', '.join(running)})" if running else "storage only"
 
     # -- seeding -----------------------------------------------------------------------------------
 
@@ -430,4 +430,4 @@ def status_summary() -> str:
     try:
         return Sandbox().summary()
     except (OSError, SandboxError) as exc:
-        return f"sandbox: {exc}"
+        return f"unknown ({exc})"
