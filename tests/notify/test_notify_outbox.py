@@ -51,7 +51,8 @@ def test_slack_down_for_a_whole_drill_then_up_delivers_everything_once_in_order(
     msgs = {m["ts"]: m for m in slack.messages()}
     parent = next(m for m in slack.messages() if m["thread_ts"] is None and m["channel_name"] == "incidents")
     assert parent["blocks"][0]["type"] == "header" and "[DRILL]" in parent["blocks"][0]["text"]["text"]
-    assert parent["edited"] >= 1 and "failed" in parent["text"]  # chat.update carried the final status
+    # chat.update carried the final status (the playbook accepts flaky_check's failure: completed)
+    assert parent["edited"] >= 1 and "completed" in parent["text"]
     fields = json.dumps(parent["blocks"][1])
     for want in ("data-loss", "level 2", "sandbox", "drill", "15m", incident):
         assert want in fields
