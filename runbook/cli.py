@@ -305,7 +305,7 @@ def _run_headless(obj: _Ctx, engine: Any) -> None:
         click.echo(outcome.message, err=True)
     elif outcome.status == "needs-human":
         _fail(outcome.message, 3)
-    elif outcome.status == "failed":
+    elif outcome.status in ("failed", "taken-over"):
         _fail(outcome.message or f"Incident {outcome.incident} failed.", 1)
     sys.exit(outcome.exit_code)
 
@@ -384,6 +384,8 @@ def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool,
             resume_incident_app(obj, incident, env, take_over)
             return
     answers = _answers(yes, confirms, interrupted=choice, reason=reason, failed="retry" if retry_failed else None)
+    failed_now = [sid for sid, ss in st.steps.items() if ss.status == S.FAILED and not ss.continued]
+    answers.failed_step = failed_now[0] if failed_now else None
     engine = Engine(journal, HeadlessFrontend(answers), home=home(), environment=env)
     _attach_notifications(obj, env, engine)
     secrets = _parse_kv(params, "Parameter")

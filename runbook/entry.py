@@ -24,6 +24,11 @@ def main() -> None:
         except RunbookError as exc:
             sys.stderr.write(f"error: {exc}\n")
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
+            sys.stderr.write(f"error: Unexpected error ({type(exc).__name__}: {exc}); run `runbook list` to check the install.\n")
+            sys.exit(1)
     from runbook.cli import main as cli_main
 
     cli_main()

@@ -28,6 +28,7 @@ class HeadlessAnswers:
     auto: bool = False  # drills: confirm everything, typed with the expected value
     interrupted: str | None = None  # retry | done | skip
     failed: str | None = None  # retry: a step that failed in an earlier run is retried on resume
+    failed_step: str | None = None  # …only that step (the one failed when the resume started)
     reason: str | None = None
     quiet_output: bool = False
 
@@ -136,7 +137,7 @@ class HeadlessFrontend:
             a.interrupted = None  # one decision answers one interrupted step
             return Decision(choice, reason=a.reason)
         if request.ask == Ask.FAILURE:
-            if a.failed == "retry":
+            if a.failed == "retry" and a.failed_step in (None, step):
                 a.failed = None  # one decision answers one failed step
                 return Decision(Choice.RETRY, reason=a.reason or "retry requested with --retry-failed")
             if a.auto:

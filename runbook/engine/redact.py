@@ -9,10 +9,13 @@ from typing import Any
 MASK = "••••••"
 # Credentials that show up in command output even when nobody declared them secret.
 _PATTERNS = [
-    re.compile(r"(?i)(postgres(?:ql)?://[^:/\s@]+:)([^@\s]+)(@)"),
-    re.compile(r"(?i)\b(password\s*[=:]\s*)(\S+)"),
+    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s]+)(@)"),  # scheme://user:password@host
+    re.compile(r"(?i)([A-Za-z_]*(?:password|passwd)\s*[=:]\s*)(\S+)"),  # PGPASSWORD=…, password: …
     re.compile(r"\b(xox[abprs]-)[A-Za-z0-9-]{8,}"),
 ]
+
+
+_VERBATIM = {"playbook_text"}
 
 
 class Redactor:
@@ -24,8 +27,11 @@ class Redactor:
         for s in secrets:
             self.add(s)
 
-    def add(self, secret: str | None) -> None:
-        if not secret or not isinstance(secret, str) or len(secret) < 3 or secret in self._secrets:
+    def add(self, secret: object) -> None:
+        if secret is None or isinstance(secret, bool):
+            return
+        secret = str(secret)  # an int PIN is a secret too
+        if len(secret) < 3 or secret in self._secrets:
             return
         self._secrets.append(secret)
         # Longest first so a secret that contains another is masked whole.
@@ -35,10 +41,13 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
-    def text(self, value: str) -> str:
+    def text(self, value: str, *, patterns: bool = True) -> str:
         if self._re is not None and value:
             value = self._re.sub(MASK, value)
-        if "://" in value or "assword" in value or "xox" in value:
+        if not patterns:
+            return value
+        lowered = value.lower()
+        if "://" in value or "passw" in lowered or "xox" in value:
             for pat in _PATTERNS:
                 value = pat.sub(lambda m: m.group(1) + MASK + (m.group(3) if m.lastindex and m.lastindex >= 3 else ""), value)
         return value
@@ -50,5 +59,7 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
+            # The journaled playbook is re-read on resume: mask secret values in it, but never
+            # rewrite it by pattern (a param named `password:` is YAML, not a credential).
+            return {k: self.text(v, patterns=False) if k in _VERBATIM and isinstance(v, str) else self.value(v) for k, v in value.items()}
         return value

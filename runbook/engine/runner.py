@@ -71,7 +71,8 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "failed": 1, "paused": 0, "needs-human": 3}.get(self.status, 1)
+        # taken-over: someone else drives it now; a script must not read that as success.
+        return {"completed": 0, "failed": 1, "paused": 0, "needs-human": 3, "taken-over": 1}.get(self.status, 1)
 
 
 class _Quit(Exception):
@@ -145,6 +146,8 @@ class Engine:
             mode = Mode(mode).value
         except ValueError:
             raise UsageError(f"Unknown mode {mode!r}: use live, dry-run or drill.") from None
+        if mode == Mode.DRILL.value and self.environment.production:
+            raise UsageError(f"A drill cannot run against the production environment {self.environment.name!r}: drill on the sandbox or a staging environment.")
         try:
             bound = P.bind(pb.params, given, self.environment.lookup)
         except P.ParamError as exc:
@@ -154,6 +157,8 @@ class Engine:
                 self.redactor.add(bound[name])
         text = loaded.path.read_text(encoding="utf-8")
         incident = new_incident_id()
+        while self.journal.events_page(incident, -1, 1):
+            incident = new_incident_id()  # two incidents opened in the same second
         self.playbook = pb
         self.state = S.IncidentState(incident)
         self.journal.acquire(incident)
@@ -192,42 +197,46 @@ class Engine:
             LockedError: Another live process drives it (unless ``take_over``).
             RunbookError: It is completed, or its playbook can no longer be read.
         """
-        events = self.journal.events(incident)
-        if not events:
+        if not self.journal.events_page(incident, -1, 1):
             raise RunbookError(f"No incident {incident!r}.", exit_code=2)
-        st = S.fold(incident, events)
-        if st.status == "completed":
-            raise RunbookError(f"Incident {incident} is already completed; nothing to resume.")
-        raw = _load_text(st.playbook_text)
-        loaded = validate_raw(raw, Path(st.playbook_path or f"{st.playbook_id}.yaml"))
-        if loaded.playbook is None or loaded.errors:
-            raise RunbookError(f"The playbook journaled with incident {incident} cannot be loaded: {loaded.errors[0]}")
-        self.playbook = loaded.playbook
-        self.state = st
+        # Lock first, then read: a take-over must see every event the previous holder wrote.
         previous = self.journal.acquire(incident, take_over=take_over)
+        try:
+            st = S.fold(incident, self.journal.events(incident))
+            if st.status == "completed":
+                raise RunbookError(f"Incident {incident} is already completed; nothing to resume.")
+            raw = _load_text(st.playbook_text)
+            loaded = validate_raw(raw, Path(st.playbook_path or f"{st.playbook_id}.yaml"))
+            if loaded.playbook is None or loaded.errors:
+                raise RunbookError(f"The playbook journaled with incident {incident} cannot be loaded: {loaded.errors[0]}")
+            self.playbook = loaded.playbook
+            # Secrets are collected and checked before anything is journaled.
+            self._secret_values = {}
+            for name in st.secret_params:
+                value = (secrets or {}).get(name)
+                if value is None:
+                    d = self.frontend.decide(Request(Ask.SECRET, incident, None, title=f"Value of secret parameter {name!r}", choices=(Choice.VALUE, Choice.QUIT), extra={"param": name}))
+                    if d.choice != Choice.VALUE or not d.value:
+                        raise NeedsHuman(f"Incident {incident} needs the secret parameter {name!r}: set RUNBOOK_PARAM_{name.upper()} and resume.")
+                    value = d.value
+                spec = self.playbook.params.get(name)
+                if spec is not None:
+                    try:
+                        value = P.coerce(name, spec, value)
+                    except P.ParamError as exc:
+                        raise UsageError(_sentence(_capitalized(str(exc)))) from None
+                self.redactor.add(value)
+                self._secret_values[name] = value
+        except BaseException:
+            self.journal.release(incident)
+            raise
+        self.state = st
         if previous is not None and previous.alive():
             self._append("take_over", {"from": previous.holder, "from_pid": previous.pid, "since": previous.since})
         else:
             self._append("resumed", {"stale_lock": previous.holder if previous else None})
         if st.closed is not None:
             self._append("reopened", {"was": st.status})
-        self._secret_values = {}
-        for name in st.secret_params:
-            value = (secrets or {}).get(name)
-            if value is None:
-                d = self.frontend.decide(Request(Ask.SECRET, incident, None, title=f"Value of secret parameter {name!r}", choices=(Choice.VALUE, Choice.QUIT), extra={"param": name}))
-                if d.choice != Choice.VALUE or not d.value:
-                    self._pause("a secret parameter was not supplied")
-                    raise NeedsHuman(f"Incident {incident} needs the secret parameter {name!r}: set RUNBOOK_PARAM_{name.upper()} and resume.")
-                value = d.value
-            spec = self.playbook.params.get(name)
-            if spec is not None:
-                try:
-                    value = P.coerce(name, spec, value)
-                except P.ParamError as exc:
-                    raise UsageError(_sentence(_capitalized(str(exc)))) from None
-            self.redactor.add(value)
-            self._secret_values[name] = value
         return st
 
     # -- the loop ------------------------------------------------------------------------------
@@ -250,7 +259,7 @@ class Engine:
             self._append("incident_closed", self._closing("failed", str(exc)))
             return Outcome(st.id, "failed", str(exc))
         except LostLockError as exc:
-            return Outcome(st.id, "paused", str(exc))
+            return Outcome(st.id, "taken-over", str(exc))
         except JournalError as exc:
             # The disk may be full: stop cleanly; what is journaled stays.
             return Outcome(st.id, "failed", str(exc))
@@ -315,7 +324,9 @@ class Engine:
         if ss.status in S.RESOLVED or (ss.status == S.FAILED and ss.continued):
             return
         dry = st.mode == Mode.DRY_RUN
-        if ss.status == S.RUNNING:
+        if ss.status == S.RUNNING and step.kind == "manual":
+            pass  # nothing ran by itself: ask the operator again below
+        elif ss.status == S.RUNNING:
             self._resolve_interrupted(step, ss)
             if ss.status in S.RESOLVED:
                 return
@@ -366,24 +377,32 @@ class Engine:
                 return
 
             if not self._confirm(step, call):
+                if ss.status in S.RESOLVED:
+                    return  # skipped from the confirmation
                 continue  # refused: ask again what to do with this step
 
             attempts_left = step.retries + 1
+            force_ask = False
             while attempts_left > 0:
                 attempts_left -= 1
-                ok, error = self._execute(step, call)
+                ok, error, stuck = self._execute(step, call, final=attempts_left == 0)
                 if ok:
                     return
+                if stuck:
+                    # The action did not stop when told: never start a second copy beside it.
+                    force_ask = True
+                    break
                 if attempts_left > 0:
                     delay = parse_duration(step.retry_delay)
                     if self._cancel.wait(delay):
                         self._cancel.clear()
+                        self._fail_step(step, ss.attempts, "the retries were stopped by the operator", 0.0, None, final=True)
                         break
                     try:
                         call = self._resolve(step, self._lookup())
                     except (RefError, ActionError):
                         pass
-            self._after_failure(step, error or "it failed")
+            self._after_failure(step, error or "it failed", force_ask=force_ask)
             return
 
     def _resolve(self, step: Step, lookup: Any) -> dict[str, Any]:
@@ -425,6 +444,10 @@ class Engine:
                 return False
             if level == "typed":
                 typed = d.typed if d.typed is not None else ""
+                try:
+                    typed = P.check_text("typed confirmation", typed)
+                except P.ParamError:
+                    typed = typed.encode("utf-8", "replace").decode("utf-8")[:200]  # journaled as refused below
                 if typed != expected:
                     self._append("confirmation_refused", {"level": level, "typed": typed, "expected": expected, "reason": "typed value does not match"}, step=step.id)
                     continue
@@ -442,7 +465,8 @@ class Engine:
 
     def _manual(self, step: Step, call: dict[str, Any]) -> None:
         ss = self.state.step(step.id)  # type: ignore[union-attr]
-        self._append("step_started", {"attempt": ss.attempts + 1, "action": "manual", "effect": "manual"}, step=step.id)
+        if ss.status != S.RUNNING:
+            self._append("step_started", {"attempt": ss.attempts + 1, "action": "manual", "effect": "manual"}, step=step.id)
         d = self.frontend.decide(self._request(Ask.MANUAL, step, call, choices=(Choice.DONE, Choice.SKIP, Choice.QUIT)))
         if d.choice == Choice.DONE:
             self._append("step_finished", {"manual": True, "note": d.reason, "outputs": {}, "duration": None}, step=step.id)
@@ -451,8 +475,8 @@ class Engine:
         else:
             raise _Quit()
 
-    def _execute(self, step: Step, call: dict[str, Any]) -> tuple[bool, str | None]:
-        """Run one attempt. Returns (ok, error)."""
+    def _execute(self, step: Step, call: dict[str, Any], *, final: bool = True) -> tuple[bool, str | None, bool]:
+        """Run one attempt. Returns (ok, error, still running after being told to stop)."""
         st = self.state
         assert st is not None
         ss = st.step(step.id)
@@ -502,12 +526,13 @@ class Engine:
 
         started = time.monotonic()
         timed_out = False
+        stuck = False
         if timeout is None:
             # No deadline to enforce from outside: run inline (commands still stop on cancel,
             # through their own watchdog), saving a thread per step.
             target()
         else:
-            self._watch(target, ctx, timeout, started)
+            stuck = self._watch(target, ctx, timeout, started)
             timed_out = time.monotonic() - started >= timeout and ctx.cancelled.is_set()
         duration = time.monotonic() - started
         try:
@@ -537,29 +562,34 @@ class Engine:
                 outputs = self._outputs(step, result, log_path)
             except ActionError as exc:
                 error = str(exc)
+        if stuck:
+            error = f"{error or 'it failed'} It did not stop when told to and may still be running: check before retrying"
         if error is not None:
-            will_retry = attempt <= step.retries
-            self._fail_step(step, attempt, error, duration, (str(log_path), digest, log.lines), final=not will_retry, timed_out=timed_out)
-            return False, error
+            self._fail_step(step, attempt, error, duration, (str(log_path), digest, log.lines), final=final or stuck, timed_out=timed_out)
+            return False, error, stuck
         self._append(
             "step_finished",
             {"outputs": _journal_outputs(outputs), "duration": round(duration, 3), "log": str(log_path), "log_sha256": digest, "lines": log.lines},
             step=step.id,
         )
-        return True, None
+        return True, None, False
 
-    def _watch(self, target: Any, ctx: StepContext, timeout: float, started: float) -> None:
-        """Run ``target`` in a worker thread and stop it (via ctx.cancelled) at the deadline."""
+    def _watch(self, target: Any, ctx: StepContext, timeout: float, started: float) -> bool:
+        """Run ``target`` in a worker thread and stop it (via ctx.cancelled) at the deadline.
+
+        Returns True when the action is still running after the grace period (it ignored the stop).
+        """
         worker = threading.Thread(target=target, name=f"step-{ctx.step_id}", daemon=True)
         worker.start()
         while worker.is_alive():
             worker.join(max(0.0, min(0.2, timeout - (time.monotonic() - started))))
             if not worker.is_alive():
-                return
+                return False
             if ctx.cancelled.is_set() or time.monotonic() - started >= timeout:
                 ctx.cancelled.set()
                 worker.join(TIMEOUT_GRACE)
-                return
+                return worker.is_alive()
+        return False
 
     def _fail_step(self, step: Step, attempt: int, error: str, duration: float, log: tuple[str, str, int] | None, *, final: bool, timed_out: bool = False) -> None:
         payload: dict[str, Any] = {"attempt": attempt, "error": _sentence(error), "duration": round(duration, 3), "will_retry": not final}
@@ -609,6 +639,10 @@ class Engine:
             )
         )
         reason = (d.reason or "").strip()
+        try:
+            reason = P.check_text("reason", reason[:2000], allow_newlines=True)
+        except P.ParamError as exc:
+            raise UsageError(_sentence(_capitalized(str(exc)))) from None
         if d.choice == Choice.QUIT:
             raise _Quit()
         if d.choice in (Choice.DONE, Choice.SKIP) and not reason:
@@ -665,7 +699,7 @@ def resolve_call(step: Step, lookup: Any, redactor: Redactor) -> dict[str, Any]:
         raw = render(step.with_, lookup)
     assert action is not None
     if contains_unknown(raw):
-        return {"action": action.name, "params": raw, "effect": step_effect(step).value, "target": "", "confirm": required_confirm(step), "describe": _describe_unknown(action.name, raw), "expected": None, "impl": action}
+        return {"action": action.name, "params": raw, "effect": step_effect(step).value, "target": "", "confirm": required_confirm(step), "describe": redactor.text(_describe_unknown(action.name, raw)), "expected": None, "impl": action}
     try:
         params = action.Params.model_validate(raw)
     except Exception as exc:  # pydantic.ValidationError
@@ -676,6 +710,9 @@ def resolve_call(step: Step, lookup: Any, redactor: Redactor) -> dict[str, Any]:
     if confirm == "typed":
         expected = render(step.confirm.typed, lookup) if isinstance(step.confirm, ConfirmTyped) else target
         expected = str(expected)
+        if not expected.strip():
+            # An empty value would let Enter alone confirm a destructive step.
+            raise ActionError("its typed confirmation has nothing to type (the target resolved to an empty value)")
     return {
         "action": action.name,
         "params": params,

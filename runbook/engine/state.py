@@ -112,12 +112,15 @@ def apply(st: IncidentState, ev: Event) -> None:
         if p.get("secret"):
             if p.get("provided", True):
                 st.secret_params.append(p["name"])
+            else:
+                st.params[p["name"]] = None
         else:
             st.params[p["name"]] = p.get("value")
     elif ev.step is not None and t.startswith("step_"):
         s = st.step(ev.step)
         if t == "step_started":
             s.status = RUNNING
+            s.continued = False
             s.attempts = p.get("attempt", s.attempts + 1)
             s.started = ev.ts
             s.error = None
@@ -132,8 +135,6 @@ def apply(st: IncidentState, ev: Event) -> None:
             s.finished = ev.ts
             s.duration = p.get("duration")
             s.status = RUNNING if p.get("will_retry") else FAILED
-            if p.get("continued"):
-                s.continued = True
         elif t == "step_skipped":
             s.status = SKIPPED
             s.reason = p.get("reason")
@@ -144,6 +145,8 @@ def apply(st: IncidentState, ev: Event) -> None:
             s.finished = ev.ts
         elif t == "step_planned":
             s.status = PLANNED
+        elif t == "step_failure_accepted":
+            s.continued = True  # on_failure: continue — the failure is recorded, not fatal
         elif t == "step_retry_requested":
             s.status = PENDING
             s.error = None

@@ -248,6 +248,8 @@ class Journal:
                     raise
             except sqlite3.Error as exc:
                 raise JournalError(_disk_message(exc, self.path)) from None
+            except UnicodeError:
+                raise JournalError("An event could not be journaled: it holds text that is not valid UTF-8.") from None
         event = Event(int(seq or 0), incident, n, ts, who, step, type_, json.loads(body), prev, digest)
         for listener in list(self._listeners):
             listener(event)

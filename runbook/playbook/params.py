@@ -45,6 +45,8 @@ def coerce(name: str, spec: ParamSpec, raw: Any) -> Any:
         ParamError: One sentence naming the parameter and what is wrong.
     """
     t = spec.type
+    # A secret's value must not appear in an error message (terminal, CI logs).
+    show = _hidden if spec.secret else _show
     if raw is None:
         raise ParamError(f"parameter {name!r} has no value")
     if t == ParamType.BOOL:
@@ -55,18 +57,18 @@ def coerce(name: str, spec: ParamSpec, raw: Any) -> Any:
             return True
         if text in ("false", "no", "n", "0", "off"):
             return False
-        raise ParamError(f"parameter {name!r} must be true or false, not {_show(raw)}")
+        raise ParamError(f"parameter {name!r} must be true or false, not {show(raw)}")
     if t == ParamType.INT:
         if isinstance(raw, bool):
-            raise ParamError(f"parameter {name!r} must be a whole number, not {_show(raw)}")
+            raise ParamError(f"parameter {name!r} must be a whole number, not {show(raw)}")
         try:
             value = int(str(raw).strip(), 10) if not isinstance(raw, int) else raw
         except ValueError:
-            raise ParamError(f"parameter {name!r} must be a whole number, not {_show(raw)}") from None
+            raise ParamError(f"parameter {name!r} must be a whole number, not {show(raw)}") from None
         if spec.min is not None and value < spec.min:
-            raise ParamError(f"parameter {name!r} must be at least {spec.min}, not {value}")
+            raise ParamError(f"parameter {name!r} must be at least {spec.min}, not {show(value)}")
         if spec.max is not None and value > spec.max:
-            raise ParamError(f"parameter {name!r} must be at most {spec.max}, not {value}")
+            raise ParamError(f"parameter {name!r} must be at most {spec.max}, not {show(value)}")
         return value
     if isinstance(raw, bool | int | float) and t in (ParamType.STRING, ParamType.DURATION):
         raw = str(raw) if not isinstance(raw, bool) else str(raw).lower()
@@ -77,7 +79,7 @@ def coerce(name: str, spec: ParamSpec, raw: Any) -> Any:
         if not IDENTIFIER.match(value) or value in (".", ".."):
             raise ParamError(
                 f"parameter {name!r} must be an identifier (letters, digits, '.', '_' or '-', "
-                f"starting with a letter or digit), not {_show(value)}"
+                f"starting with a letter or digit), not {show(value)}"
             )
     elif t == ParamType.PATH:
         if not value.strip():
@@ -89,7 +91,7 @@ def coerce(name: str, spec: ParamSpec, raw: Any) -> Any:
     elif t == ParamType.ENUM:
         choices = spec.choices or []
         if value not in choices:
-            raise ParamError(f"parameter {name!r} must be one of {', '.join(choices)}, not {_show(value)}")
+            raise ParamError(f"parameter {name!r} must be one of {', '.join(choices)}, not {show(value)}")
     elif t == ParamType.DURATION:
         try:
             parse_duration(value)
@@ -98,7 +100,7 @@ def coerce(name: str, spec: ParamSpec, raw: Any) -> Any:
     elif t == ParamType.TIMESTAMP:
         value = normalize_timestamp(name, value)
     if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
-        raise ParamError(f"parameter {name!r} does not match the pattern {spec.pattern!r}: {_show(value)}")
+        raise ParamError(f"parameter {name!r} does not match the pattern {spec.pattern!r}: {show(value)}")
     return value
 
 
@@ -119,6 +121,10 @@ def normalize_timestamp(name: str, value: str) -> str:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _hidden(_value: Any) -> str:
+    return "the value given"
 
 
 def _show(value: Any) -> str:

@@ -38,6 +38,11 @@ class Unknown:
     __repr__ = __str__
 
 
+class UnknownText(str):
+    """Text with an :class:`Unknown` interpolated into it (dry-run): marked by type, never guessed
+    from its content (a parameter may legitimately contain ``<steps.x.outputs.y>``)."""
+
+
 @dataclass(frozen=True)
 class Ref:
     """A parsed reference path."""
@@ -114,13 +119,19 @@ def render(value: Any, lookup: Lookup) -> Any:
         if "{{" not in value:
             return value
 
+        unknown = False
+
         def sub(m: re.Match[str]) -> str:
+            nonlocal unknown
             got = lookup(parse_ref(m.group(1)))
             if got is None:
                 raise RefError(f"{m.group(0)} has no value")
+            if isinstance(got, Unknown):
+                unknown = True
             return _text(got)
 
-        return TEMPLATE.sub(sub, value)
+        text = TEMPLATE.sub(sub, value)
+        return UnknownText(text) if unknown else text
     if isinstance(value, list):
         return [render(v, lookup) for v in value]
     if isinstance(value, dict):
@@ -137,10 +148,8 @@ def _text(value: Any) -> str:
 
 
 def contains_unknown(value: Any) -> bool:
-    if isinstance(value, Unknown):
+    if isinstance(value, Unknown | UnknownText):
         return True
-    if isinstance(value, str):
-        return "<steps." in value and ".outputs." in value
     if isinstance(value, list):
         return any(contains_unknown(v) for v in value)
     if isinstance(value, dict):
@@ -285,12 +294,25 @@ def evaluate_condition(tree: ast.Expression, lookup: Lookup) -> Any:
             v = ev(node.operand)
             if isinstance(v, Unknown):
                 return v
-            return (not v) if isinstance(node.op, ast.Not) else -v
+            if isinstance(node.op, ast.Not):
+                return not v
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise RefError(f"cannot negate {v!r}")
+            return -v
         if isinstance(node, ast.BoolOp):
-            vals = [ev(v) for v in node.values]
-            if any(isinstance(v, Unknown) for v in vals):
-                return next(v for v in vals if isinstance(v, Unknown))
-            return all(vals) if isinstance(node.op, ast.And) else any(vals)
+            # Left to right, stopping as Python does: `params.x and steps.x.outputs.ok` must not
+            # read the outputs of a step that was skipped because params.x is false.
+            is_and = isinstance(node.op, ast.And)
+            unknown: Unknown | None = None
+            for operand in node.values:
+                v = ev(operand)
+                if isinstance(v, Unknown):
+                    unknown = unknown or v
+                elif is_and and not v:
+                    return False
+                elif not is_and and v:
+                    return True
+            return unknown if unknown is not None else is_and
         if isinstance(node, ast.Compare):
             left = ev(node.left)
             for op, comp in zip(node.ops, node.comparators, strict=True):
@@ -323,7 +345,10 @@ def _coerce_pair(a: Any, b: Any) -> tuple[Any, Any]:
 
 def _compare(op: ast.cmpop, a: Any, b: Any) -> bool:
     if isinstance(op, ast.In | ast.NotIn):
-        result = a in b if isinstance(b, list | str | dict) else False
+        try:
+            result = a in b if isinstance(b, list | str | dict) else False
+        except TypeError:
+            raise RefError(f"cannot test whether {a!r} is in {b!r}") from None
         return result if isinstance(op, ast.In) else not result
     a, b = _coerce_pair(a, b)
     try:

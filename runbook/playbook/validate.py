@@ -288,6 +288,12 @@ def _check_steps(
                     re.compile(spec.regex)
                 except re.error as exc:
                     add(line_of(raw, (*loc, "outputs", out_name)), f"invalid regex for output {out_name!r}: {exc}")
+        if step.kind == "shell" and step_effect(step) == Effect.DESTRUCTIVE and not isinstance(step.confirm, ConfirmTyped):
+            # For a command the target is only argv[0] ("rm"): the playbook must say what to type.
+            add(
+                line_of(raw, (*loc, "effect")),
+                f"step {step.id!r}: a destructive shell step needs confirm: {{typed: …}} naming what it destroys",
+            )
         # Confirmation may be raised, never lowered.
         declared = confirm_level(step)
         if declared is not None and step.kind != "manual":

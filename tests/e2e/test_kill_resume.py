@@ -236,7 +236,8 @@ steps:
     after_take = [e for e in evs if e.n > take[0].n]
     assert not any(e.type == "step_finished" and e.step == "wait" for e in after_take)
     assert [e.type for e in after_take if e.step == "wait"] == ["interrupted_resolved", "step_skipped"]
-    assert proc.returncode == 0  # it paused cleanly: "taken over by …"
+    assert proc.returncode == 1  # stopped cleanly, and a script can tell it did not finish the run
+    assert "taken over by" in proc.stderr.read()
     assert runbook(rb_home, "verify", incident).returncode == 0
     r = runbook(rb_home, "timeline", incident)
     assert r.returncode == 0 and "taken over from" in r.stdout and "original operator unreachable" in r.stdout
@@ -271,3 +272,30 @@ steps:
     evs = events(rb_home, incident)
     assert any(e.type == "step_retry_requested" and e.payload["reason"] == "disk remounted" for e in evs)
     assert S.fold(incident, evs).status == "completed"
+
+
+def test_a_param_named_password_survives_resume(rb_home: Path, tmp_path: Path) -> None:
+    pb = write_playbook(
+        tmp_path / "pbs",
+        """
+id: pwparam
+title: Password param
+tier: security
+not_drillable: fixture
+params:
+  password: {type: string, secret: true, required: true}
+steps:
+  - id: check
+    shell: [sh, -c, 'test -n "$0"', "{{ params.password }}"]
+    effect: read-only
+  - id: confirm_rotation
+    manual: true
+""",
+    )
+    r = runbook(rb_home, "run", str(pb), "--headless", RUNBOOK_PARAM_PASSWORD="Rot4ted-Secret-99")
+    assert r.returncode == 3 and "confirm_rotation=done" in r.stderr
+    incident = r.stdout.split()[1]
+    r = runbook(rb_home, "resume", incident, "--headless", "--confirm", "confirm_rotation=done", RUNBOOK_PARAM_PASSWORD="Rot4ted-Secret-99")
+    assert r.returncode == 0, r.stderr
+    assert S.fold(incident, events(rb_home, incident)).status == "completed"
+    assert b"Rot4ted-Secret-99" not in (rb_home / "journal.sqlite3").read_bytes()

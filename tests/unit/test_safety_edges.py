@@ -1,0 +1,113 @@
+"""Edge cases of the safety rules: skip from a confirmation, accepted failures after resume,
+conditions that short-circuit, masking of secrets in odd forms, empty typed targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runbook.engine import state as S
+from runbook.engine.frontend import Ask, Choice, Decision
+from runbook.engine.redact import MASK, Redactor
+from runbook.engine.runner import Engine
+from runbook.playbook.model import ParamSpec
+from runbook.playbook.params import ParamError, coerce
+from runbook.playbook.refs import RefError, evaluate_condition, make_lookup, parse_condition
+from runbook.stores.environment import Environment
+from tests.unit.test_engine import Scripted, make
+
+
+def test_skip_from_the_confirmation_never_runs_the_step(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = f"""
+id: skipconf
+title: T
+tier: maintenance
+not_drillable: fixture
+steps:
+  - id: touch
+    shell: [touch, "{marker}"]
+  - id: after
+    shell: [echo, after]
+    effect: read-only
+"""
+    fe = Scripted(lambda r: Decision(Choice.SKIP, reason="done by hand already"))
+    engine, journal, st = make(tmp_path, text, fe)
+    assert engine.run().status == "completed"
+    assert not marker.exists()
+    types = [(e.type, e.step) for e in journal.events(st.id)]
+    assert ("step_skipped", "touch") in types and ("step_started", "touch") not in types
+
+
+def test_an_accepted_failure_stays_accepted_after_resume(tmp_path: Path) -> None:
+    text = """
+id: acc
+title: T
+tier: maintenance
+not_drillable: fixture
+steps:
+  - id: soft
+    shell: ["false"]
+    effect: read-only
+    on_failure: continue
+  - id: manual
+    manual: true
+"""
+    engine, journal, st = make(tmp_path, text, Scripted(lambda r: Decision(Choice.QUIT)))
+    assert engine.run().status == "paused"
+    folded = S.fold(st.id, journal.events(st.id))
+    assert folded.steps["soft"].continued
+    fe = Scripted(lambda r: Decision(Choice.DONE, reason="checked"))
+    engine2 = Engine(journal, fe, home=tmp_path / "home", environment=Environment("test"))
+    engine2.resume(st.id)
+    assert engine2.run().status == "completed"
+    assert not [r for r in fe.requests if r.ask == Ask.FAILURE]  # not asked again about `soft`
+
+
+def test_conditions_short_circuit_and_type_errors_are_sentences() -> None:
+    lookup = make_lookup(params={"do_x": False, "n": 3, "s": "abc"}, outputs={}, incident={}, env=lambda p: None, mode="live")
+    assert evaluate_condition(parse_condition("params.do_x and steps.x.outputs.ok == 'yes'"), lookup) is False
+    assert evaluate_condition(parse_condition("not params.do_x or steps.x.outputs.ok"), lookup) is True
+    for bad in ("params.n in params.s", "-params.s == 1"):
+        with pytest.raises(RefError):
+            evaluate_condition(parse_condition(bad), lookup)
+
+
+def test_secrets_in_odd_forms_are_masked() -> None:
+    red = Redactor([4242, "hunter22"])
+    assert red.text("pin 4242 ok") == f"pin {MASK} ok"
+    for line in ("PGPASSWORD=abc123 pg_dump", "DB_PASSWORD: xyz", "postgresql+psycopg://u:pw9@h/db", "https://bot:tok3n@git.example/x"):
+        masked = red.text(line)
+        assert MASK in masked, line
+        assert not any(s in masked for s in ("abc123", "xyz", "pw9", "tok3n"))
+
+
+def test_a_secret_value_is_never_echoed_in_an_error() -> None:
+    spec = ParamSpec(type="string", secret=True, pattern="[a-z]+")
+    with pytest.raises(ParamError) as err:
+        coerce("api_key", spec, "S3cret-Value")
+    assert "S3cret-Value" not in str(err.value)
+
+
+def test_empty_typed_target_fails_the_step_instead_of_accepting_enter(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    text = f"""
+id: emptytyped
+title: T
+tier: data-loss
+not_drillable: fixture
+params:
+  name: {{type: string, default: ""}}
+steps:
+  - id: drop
+    shell: [rm, "{victim}"]
+    effect: destructive
+    confirm: {{typed: "{{{{ params.name }}}}"}}
+"""
+    engine, journal, st = make(tmp_path, text, Scripted(lambda r: Decision(Choice.CONFIRM, typed="")))
+    assert engine.run().status == "failed"
+    assert victim.exists()
+    failed = [e for e in journal.events(st.id) if e.type == "step_failed"]
+    assert "nothing to type" in failed[0].payload["error"]
