@@ -505,6 +505,7 @@ def export(obj: _Ctx, incident: str, fmt: str, output: str | None) -> None:
     if output:
         path = Path(output)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         click.echo(f"Wrote {fmt} export of {incident} to {path}.", err=True)

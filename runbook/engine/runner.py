@@ -111,8 +111,9 @@ class Engine:
 
     def _append(self, type_: str, payload: dict[str, Any] | None = None, *, step: str | None = None) -> Event:
         assert self.state is not None
-        ev = self.journal.append(self.state.id, type_, self.redactor.value(payload or {}), step=step)
-        S.apply(self.state, ev)
+        with self._lock:  # notes arrive from the front end's thread while the engine runs
+            ev = self.journal.append(self.state.id, type_, self.redactor.value(payload or {}), step=step)
+            S.apply(self.state, ev)
         self.frontend.emit(Journaled(self.state.id, ev))
         if step is not None and type_.startswith("step_"):
             self.frontend.emit(StepStatus(self.state.id, step, self.state.step(step).status))

@@ -51,11 +51,3 @@ class StepLog:
 
 def step_log_path(home: Path, incident: str, step: str, attempt: int) -> Path:
     return home / "logs" / incident / f"{step}.{attempt}.log"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -157,7 +157,7 @@ def validate_raw(raw: Any, path: Path) -> Loaded:
         return Loaded(path, None, unique, raw)
 
     _check_meaning(pb, raw, path, add)
-    return Loaded(path, pb if not diags else pb, diags, raw)
+    return Loaded(path, pb, diags, raw)
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "ConfirmTyped", "OutputSpec"}

@@ -121,6 +121,15 @@ def load_config(explicit: str | None = None) -> Config:
                         f"{path}: environments.{env_name}.{store}.{key} looks like a secret: put it in an "
                         f"environment variable and write {key}_env = \"VARIABLE_NAME\" instead."
                     )
+    notify_cfg = data.get("notify", {})
+    if isinstance(notify_cfg, dict):
+        for channel, settings in notify_cfg.items():
+            for key in settings if isinstance(settings, dict) else ():
+                if any(x in key.lower() for x in SECRET_KEYS) and not key.endswith("_env"):
+                    raise UsageError(
+                        f"{path}: notify.{channel}.{key} looks like a secret: put it in an environment "
+                        f"variable and write {key}_env = \"VARIABLE_NAME\" instead."
+                    )
     dirs = data.get("playbook_dirs", [])
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise UsageError(f"{path}: playbook_dirs must be a list of paths.")
