@@ -212,7 +212,7 @@ def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: P
             time.sleep(0.05)
         else:
             pytest.fail("pg_restore of the big table never started")
-        time.sleep(0.5)
+        time.sleep(0.05)  # pg_restore is loading `big` now (the log line is flushed within 0.25 s)
         assert proc.poll() is None, "the restore finished before the kill: make the table bigger"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
