@@ -34,8 +34,6 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -43,7 +41,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.errors import ActionError, RunbookError, StoreUnavailable
+from runbook.errors import ActionError
 from runbook.playbook.durations import format_duration, parse_duration
 from runbook.stores import bigquery as bqstore
 from runbook.stores import gcp
@@ -159,18 +157,9 @@ class _Session:
         # Quoted part by part: bqemulator rejects `p.d.t` as a CTAS target with FOR SYSTEM_TIME.
         return f"`{self.project}`.`{dataset}`.`{table}`"
 
-    @contextmanager
-    def api(self, what: str) -> Iterator[None]:
+    def api(self, what: str) -> Any:
         """Turn any client error inside the block into one sentence (gcp.translate)."""
-        try:
-            yield
-        except RunbookError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
-            err = gcp.translate(exc, bqstore.STORE, what, self.gs)
-            if isinstance(err, StoreUnavailable):
-                bqstore.forget(self.ctx.environment, self.region)
-            raise err from None
+        return gcp.api_errors(bqstore.STORE, what, self.gs, lambda: bqstore.forget(self.ctx.environment, self.region))
 
     def check_cancelled(self, what: str) -> None:
         """Stop between phases once the operator (or the step's timeout) stopped the step."""

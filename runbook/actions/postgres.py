@@ -617,6 +617,17 @@ def _terminate(conn: psycopg.Connection[Any], db: str, users: list[str] | None, 
     return terminated
 
 
+def _execute_all(conn: Any, statements: list[Any], log: Callable[[str], None]) -> list[str]:
+    """Run each SQL statement, logging it; return their texts."""
+    done = []
+    for stmt in statements:
+        text = stmt.as_string(conn)
+        conn.execute(stmt)
+        log(text)
+        done.append(text)
+    return done
+
+
 def _recreate_database(ctx: StepContext, st: PostgresSettings, db: str) -> None:
     with _connect(st, st.maintenance_database) as conn:
         # Keep the database's access list across the re-creation: a REVOKE CONNECT issued to stop
@@ -1047,13 +1058,8 @@ class RevokeConnectAction(BaseAction):
         statements = _priv_statements("REVOKE", db, params.roles, params.public)
         if not statements:
             raise ActionError("Nothing to revoke: set public: true or list roles.")
-        done = []
         with _connect(st, st.maintenance_database) as conn:
-            for stmt in statements:
-                text = stmt.as_string(conn)
-                conn.execute(stmt)
-                ctx.log(text)
-                done.append(text)
+            done = _execute_all(conn, statements, ctx.log)
             ctx.log("note: superusers and the database owner can still connect")
             terminated = 0
             if params.terminate:
@@ -1081,13 +1087,8 @@ class GrantConnectAction(BaseAction):
         statements = _priv_statements("GRANT", db, params.roles, params.public)
         if not statements:
             raise ActionError("Nothing to grant: set public: true or list roles.")
-        done = []
         with _connect(st, st.maintenance_database) as conn:
-            for stmt in statements:
-                text = stmt.as_string(conn)
-                conn.execute(stmt)
-                ctx.log(text)
-                done.append(text)
+            done = _execute_all(conn, statements, ctx.log)
         return {"statements": done}
 
 

@@ -25,8 +25,6 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -35,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.actions.bigquery import parse_timestamp
-from runbook.errors import ActionError, RunbookError, StoreUnavailable
+from runbook.errors import ActionError
 from runbook.playbook.durations import format_duration
 from runbook.stores import gcp
 from runbook.stores import pubsub as psstore
@@ -106,19 +104,10 @@ class _Session:
     def topic(self, given: str | None) -> str:
         return self.clients.topic_path(self.name(given, "pubsub_topic", "topic"))
 
-    @contextmanager
-    def api(self, what: str) -> Iterator[None]:
+    def api(self, what: str) -> Any:
         """Turn any client error inside the block into one sentence (gcp.translate)."""
-        try:
-            yield
-        except RunbookError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
-            err = gcp.translate(exc, psstore.STORE, what, self.gs)
-            if isinstance(err, StoreUnavailable):
-                # A gRPC channel to a dead server backs off before reconnecting: start afresh.
-                psstore.forget(self.ctx.environment)
-            raise err from None
+        # A gRPC channel to a dead server backs off before reconnecting: start afresh.
+        return gcp.api_errors(psstore.STORE, what, self.gs, lambda: psstore.forget(self.ctx.environment))
 
     def snapshots(self) -> list[Any]:
         with self.api(f"list the snapshots of project {self.clients.project}"):

@@ -23,7 +23,8 @@ check (credentials, project, permission, quota, an emulator that died).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -113,6 +114,26 @@ def translate(exc: BaseException, store: str, what: str, gs: GcpSettings | None 
     if name in ("BadRequest", "InvalidArgument", "FailedPrecondition"):
         return ActionError(f"{store} refused to {what}: {msg}.")
     return ActionError(f"{store} failed to {what}: {name}: {msg}.")
+
+
+@contextmanager
+def api_errors(store: str, what: str, gs: GcpSettings | None, on_unavailable: Callable[[], None] | None = None) -> Iterator[None]:
+    """Turn any client error inside the block into one sentence (see :func:`translate`).
+
+    ``on_unavailable`` runs when the store could not be reached (e.g. drop a cached client whose
+    channel backs off before reconnecting, so a retry starts afresh).
+    """
+    from runbook.errors import RunbookError
+
+    try:
+        yield
+    except RunbookError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every client error becomes one sentence
+        err = translate(exc, store, what, gs)
+        if isinstance(err, StoreUnavailable) and on_unavailable is not None:
+            on_unavailable()
+        raise err from None
 
 
 DEFAULT_RPC_TIMEOUT = 60.0  # seconds a store may stay unreachable before a step gives up
