@@ -42,7 +42,7 @@ from pydantic import Field, field_validator, model_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.errors import ActionError
-from runbook.playbook.durations import format_duration, parse_duration
+from runbook.playbook.durations import check_duration, format_duration, parse_duration
 from runbook.stores import bigquery as bqstore
 from runbook.stores import gcp
 
@@ -768,9 +768,7 @@ class ListBackupsParams(_DatasetParams):
     @field_validator("max_age")
     @classmethod
     def _dur(cls, v: Any) -> Any:
-        if v is not None:
-            parse_duration(v)
-        return v
+        return check_duration(v)
 
 
 class ListBackups(BaseAction):

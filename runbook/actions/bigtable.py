@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.errors import ActionError
-from runbook.playbook.durations import format_duration, parse_duration
+from runbook.playbook.durations import check_duration, format_duration, parse_duration
 from runbook.stores import bigtable as bts
 from runbook.stores import gcp
 
@@ -56,13 +56,7 @@ MUTATE_BATCH_CELLS = 50_000  # the service caps one MutateRows request at 100,00
 # --- shared helpers --------------------------------------------------------------------------
 
 
-def _duration(value: Any, what: str) -> Any:
-    if value is not None:
-        try:
-            parse_duration(value)
-        except ValueError as exc:
-            raise ValueError(f"{what}: {exc}") from None
-    return value
+_duration = check_duration
 
 
 class _Location(ActionParams):

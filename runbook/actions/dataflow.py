@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.errors import ActionError
-from runbook.playbook.durations import format_duration, parse_duration
+from runbook.playbook.durations import check_duration, format_duration, parse_duration
 from runbook.stores import dataflow as dfs
 from runbook.stores import gcp
 
@@ -81,13 +81,7 @@ def _norm_state(value: str) -> str:
     return value.strip().upper().removeprefix("JOB_STATE_")
 
 
-def _duration(value: Any, what: str) -> Any:
-    if value is not None:
-        try:
-            parse_duration(value)
-        except ValueError as exc:
-            raise ValueError(f"{what}: {exc}") from None
-    return value
+_duration = check_duration
 
 
 def _iso_now() -> str:

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.errors import ActionError
-from runbook.playbook.durations import format_duration, parse_duration
+from runbook.playbook.durations import check_duration, format_duration, parse_duration
 
 CHUNK = 1 << 20
 
@@ -74,9 +74,7 @@ class _Duration(ActionParams):
     @field_validator("max_age", "min_age", check_fields=False)
     @classmethod
     def _dur(cls, v: Any) -> Any:
-        if v is not None:
-            parse_duration(v)
-        return v
+        return check_duration(v)
 
 
 # --- sha256 --------------------------------------------------------------------------------

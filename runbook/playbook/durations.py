@@ -31,6 +31,20 @@ def parse_duration(value: object) -> float:
     return float(sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)))
 
 
+def check_duration(value: object, what: str | None = None) -> object:
+    """A pydantic validator body: ``value`` unchanged if it is a duration (or None).
+
+    Raises:
+        ValueError: Not a duration; the message names ``what`` when given.
+    """
+    if value is not None:
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}" if what else str(exc)) from None
+    return value
+
+
 def format_duration(seconds: float) -> str:
     """Short human form: ``42s``, ``3m05s``, ``1h02m``, ``2d03h``."""
     seconds = max(0.0, float(seconds))

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from runbook.actions.base import Effect
-from runbook.playbook.durations import parse_duration
+from runbook.playbook.durations import check_duration, parse_duration
 
 IDENT = r"^[a-z][a-z0-9_]{0,63}$"  # step ids and param names: usable in references and conditions
 PLAYBOOK_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -52,9 +52,7 @@ Duration = Annotated[str | int | float, Field(description="Seconds, or a duratio
 
 
 def _duration(value: Any) -> Any:
-    if value is not None:
-        parse_duration(value)
-    return value
+    return check_duration(value)
 
 
 class ParamSpec(Strict):
