@@ -18,7 +18,8 @@ def best_of(fn: Callable[[], Any], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def row(figure: str, measured: str, target: str, ratio: float | None, passed: bool, baseline: str = "") -> dict[str, Any]:
+def row(figure: str, measured: str, target: str, ratio: float | None, passed: bool | None, baseline: str = "") -> dict[str, Any]:
+    """One result; ``passed=None`` marks a figure shown for information, without a target."""
     return {"figure": figure, "measured": measured, "target": target, "ratio": ratio, "passed": passed, "baseline": baseline}
 
 
@@ -26,5 +27,5 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
     width = max(len(r["figure"]) for r in rows)
     for r in rows:
         ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else "—"
-        status = "PASS" if r["passed"] else "FAIL"
+        status = "INFO" if r["passed"] is None else "PASS" if r["passed"] else "FAIL"
         print(f"{r['figure']:<{width}}  {r['measured']:>14}  target {r['target']:<18} ratio {ratio:>7}  {status}  {r.get('baseline', '')}")

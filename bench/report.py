@@ -44,11 +44,11 @@ def main(argv: list[str]) -> int:
     for r in rows:
         ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else "—"
         lines.append(
-            f"| {r['bench']} | {r['figure']} | {r['measured']} | {r['target']} | {ratio} | {r.get('baseline', '')} | {'pass' if r['passed'] else '**FAIL**'} |"
+            f"| {r['bench']} | {r['figure']} | {r['measured']} | {r['target']} | {ratio} | {r.get('baseline', '')} | {'info' if r['passed'] is None else 'pass' if r['passed'] else '**FAIL**'} |"
         )
     (HERE / "REPORT.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {HERE / 'REPORT.md'}")
-    return 0 if all(r["passed"] for r in rows) else 1
+    return 0 if all(r["passed"] is not False for r in rows) else 1
 
 
 if __name__ == "__main__":

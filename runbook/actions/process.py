@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from runbook.errors import ActionError
 
@@ -66,6 +67,7 @@ def run_process(
     check: bool = False,
     tail_lines: int = 50,
     preexec_user: str | None = None,
+    stdout_to: BinaryIO | None = None,
 ) -> ProcessResult:
     """Run ``argv`` and stream every output line (stdout and stderr merged) to ``log``.
 
@@ -81,6 +83,8 @@ def run_process(
         check: Raise :class:`ActionError` if the command does not exit 0.
         tail_lines: How many last lines to keep in ``ProcessResult.tail``.
         preexec_user: Run as this system user (``runuser -u USER --``), used for PostgreSQL as root.
+        stdout_to: Write stdout to this file instead (for machine output too long to stream
+            line by line); only stderr then reaches ``log``, ``tail`` and ``captured``.
 
     Raises:
         ActionError: The program does not exist, or ``check`` and the command failed.
@@ -97,8 +101,8 @@ def run_process(
     try:
         proc = subprocess.Popen(
             full_argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE if stdout_to is None else stdout_to,
+            stderr=subprocess.STDOUT if stdout_to is None else subprocess.PIPE,
             stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
             env=child_env,
             cwd=cwd,
@@ -151,9 +155,10 @@ def run_process(
     captured: list[str] | None = [] if capture else None
     captured_bytes = 0
     count = 0
-    assert proc.stdout is not None
+    stream = proc.stdout if stdout_to is None else proc.stderr
+    assert stream is not None
     try:
-        for raw in proc.stdout:
+        for raw in stream:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             count += 1
             tail.append(line)
@@ -162,7 +167,7 @@ def run_process(
                 captured_bytes += len(raw)
             log(line)
     finally:
-        proc.stdout.close()
+        stream.close()
         exit_code = proc.wait()
         done.set()
 

@@ -1,4 +1,4 @@
-"""File storage: rsync snapshots with hard links, sha256 manifests, restores, pruning and checks.
+"""File storage: rsync snapshots with hard links, checksum manifests, restores, pruning and checks.
 
 The seed's storage backup (``rsync -a --delete --link-dest=BACKUPS/latest ROOT/ BACKUPS/backup_DATE/``
 then repoint ``latest``), its full, tenant and dataset restores, and its verification, made safe
@@ -7,14 +7,21 @@ to run at 3 a.m.:
 * A snapshot is copied into ``BACKUPS/.incomplete-NAME/`` and renamed to ``NAME`` only once rsync
   succeeded and the manifest is written, so a killed run never leaves a ``backup_*`` that looks
   complete. ``latest`` is replaced atomically (a new symlink renamed over the old one).
-* Every snapshot holds a manifest, ``.runbook-manifest.sha256``, in ``sha256sum`` format: one
-  ``<sha256>  <path relative to the snapshot>`` line per regular file, sorted by path, with GNU
-  escaping (a leading backslash, ``\\\\``, ``\\n``, ``\\r``) for names holding a backslash or a
-  line break. Symlinks are kept by rsync but not listed. ``cd SNAPSHOT && sha256sum -c
-  .runbook-manifest.sha256`` checks it by hand. Its name starts with a dot, which no tenant id can,
-  so it never collides with the data; snapshots and restores exclude it.
-* Manifest hashing is one pass over the files rsync actually copied, overlapped with rsync
-  itself (a file is hashed once rsync has renamed it into place); the hash of every unchanged file (hard-linked to the previous snapshot, same inode, same
+* Every snapshot holds a manifest: one ``<digest>  <path relative to the snapshot>`` line per
+  regular file (sorted by path; on a first snapshot, in the order rsync copied them), with GNU
+  escaping (a leading backslash, ``\\\\``, ``\\n``, ``\\r``) for names holding a backslash or
+  a line break. Symlinks are kept by rsync but not listed. Its name starts with a dot, which no
+  tenant id can, so it never collides with the data; snapshots and restores exclude it. Two kinds:
+
+  - ``.runbook-manifest.xxh128`` (the default): XXH3-128 digests, the whole-file checksum rsync
+    already computes to check every file it copies. rsync reports it per file (``%C`` in its log
+    file), so the manifest costs no extra read of the data. ``xxh128sum -c`` checks it by hand.
+  - ``.runbook-manifest.sha256`` (``checksums: sha256``): cryptographic digests, computed by
+    reading each copied file once more while rsync goes on copying the next ones.
+    ``sha256sum -c`` checks it by hand.
+
+  Verification and restores read whichever manifest a snapshot has.
+* The digest of every unchanged file (hard-linked to the previous snapshot: same inode, same
   content) is reused from the previous snapshot's manifest instead of being read again.
 * Tenant and dataset ids are single path components, checked before any path is joined, and the
   joined paths must not run through a symlink or leave the snapshot or the storage root.
@@ -36,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -46,13 +53,19 @@ from runbook.actions.process import ProcessResult, describe_failure
 from runbook.errors import ActionError
 from runbook.playbook.durations import format_duration, parse_duration
 
-MANIFEST = ".runbook-manifest.sha256"
+CHECKSUMS = ("xxh128", "sha256")  # manifest kinds, the default first
+MANIFESTS = {algo: f".runbook-manifest.{algo}" for algo in CHECKSUMS}
+MANIFEST = MANIFESTS["xxh128"]  # what a new snapshot holds by default
+_HEXLEN = {"xxh128": 32, "sha256": 64}
+_CHECK_BY_HAND = {"xxh128": "xxh128sum -c", "sha256": "sha256sum -c"}
 INCOMPLETE = ".incomplete-"
+RECORDS = ".files"  # rsync's stdout (the files it copied), beside .incomplete-NAME while it runs
 LOCK = ".runbook.lock"
 LATEST = "latest"
 CHUNK = 1 << 20
 PROGRESS_EVERY = 2.0  # seconds between "N files copied so far" lines
 
+_MANIFEST_NAMES = frozenset(MANIFESTS.values())
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _OWNER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?")
 _MODE = re.compile(r"[0-7]{3,4}")
@@ -154,16 +167,27 @@ def walk_files(top: str, sub: str = "") -> list[str]:
                 name = f"{rel}/{entry.name}" if rel else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(name)
-                elif entry.is_file(follow_symlinks=False) and name != MANIFEST:
+                elif entry.is_file(follow_symlinks=False) and name not in _MANIFEST_NAMES:
                     out.append(name)
     return out
 
 
-def hash_file(path: str) -> tuple[str, int]:
-    """sha256 hex and bytes read of a regular file; a symlink is refused (O_NOFOLLOW)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _hasher(algo: str) -> Any:
+    if algo == "xxh128":
+        import xxhash  # small C extension; only storage needs it
+
+        return xxhash.xxh3_128()
+    return hashlib.sha256()
+
+
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def hash_file(path: str, algo: str = "sha256") -> tuple[str, int]:
+    """Hex digest (``sha256`` or ``xxh128``) and bytes read of a regular file; a symlink is refused (O_NOFOLLOW)."""
+    fd = os.open(path, _OPEN)
     try:
-        h = hashlib.sha256()
+        h = _hasher(algo)
         n = 0
         # os.read into fresh bytes beats readinto for the many small files a tree usually holds.
         while chunk := os.read(fd, CHUNK):
@@ -174,8 +198,48 @@ def hash_file(path: str) -> tuple[str, int]:
         os.close(fd)
 
 
+def _quick_hasher(algo: str) -> Callable[[str], tuple[str, int]]:
+    """:func:`hash_file` for trees of many small files: one read, and a file shorter than the
+    read is taken as complete (one syscall and no hash object fewer per file). Any mismatch it
+    reports must be confirmed with :func:`hash_file`."""
+    if algo == "xxh128":
+        import xxhash
+
+        digest: Callable[[bytes], str] = xxhash.xxh3_128_hexdigest
+    else:
+        digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    read, open_, close = os.read, os.open, os.close
+
+    def quick(path: str) -> tuple[str, int]:
+        fd = open_(path, _OPEN)
+        try:
+            data = read(fd, CHUNK)
+            if len(data) < CHUNK:
+                return digest(data), len(data)
+            h = _hasher(algo)
+            h.update(data)
+            n = len(data)
+            while chunk := read(fd, CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+            return h.hexdigest(), n
+        finally:
+            close(fd)
+
+    return quick
+
+
+def find_manifest(snap: str) -> tuple[str, str] | None:
+    """(path, algorithm) of the manifest in snapshot ``snap``, or None when it has none."""
+    for algo in CHECKSUMS:
+        path = os.path.join(snap, MANIFESTS[algo])
+        if os.path.isfile(path):
+            return path, algo
+    return None
+
+
 def manifest_line(rel: str, digest: str) -> str:
-    """One ``sha256sum`` line, escaped the GNU way when the name holds a backslash or line break."""
+    """One ``sha256sum``/``xxh128sum`` line, escaped the GNU way when the name holds a backslash or line break."""
     if "\\" in rel or "\n" in rel or "\r" in rel:
         name = rel.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
         return f"\\{digest}  {name}\n"
@@ -183,7 +247,7 @@ def manifest_line(rel: str, digest: str) -> str:
 
 
 def write_manifest(path: str, entries: dict[str, str]) -> None:
-    """Write ``entries`` (relative path → sha256 hex) sorted by path, names as the filesystem has them."""
+    """Write ``entries`` (relative path → hex digest) sorted by path, names as the filesystem has them."""
     names = sorted(entries)
     if any(c in "".join(names) for c in "\\\n\r"):
         text = "".join([manifest_line(rel, entries[rel]) for rel in names])
@@ -196,12 +260,19 @@ def write_manifest(path: str, entries: dict[str, str]) -> None:
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
-def read_manifest(path: str) -> dict[str, str]:
-    """Relative path → sha256 hex from a ``sha256sum``-format file.
+def read_manifest(path: str, algo: str | None = None) -> dict[str, str]:
+    """Relative path → hex digest from a ``sha256sum``- or ``xxh128sum``-format file.
+
+    Args:
+        path: The manifest.
+        algo: ``sha256`` or ``xxh128``; by default taken from the file name.
 
     Raises:
         ActionError: The file cannot be read or a line is not a checksum line.
     """
+    if algo is None:
+        algo = "xxh128" if path.endswith(".xxh128") else "sha256"
+    width = _HEXLEN[algo]
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -212,32 +283,39 @@ def read_manifest(path: str) -> dict[str, str]:
     if lines and not lines[-1]:
         lines.pop()
     plain = [line for line in lines if line[:1] != "\\"]
-    if len(plain) == len(lines) and all(line[64:66] in ("  ", " *") and len(line) > 66 for line in lines):
-        out = {line[66:]: line[:64] for line in lines}
+    start = width + 2
+    if len(plain) == len(lines) and all(line[width:start] in ("  ", " *") and len(line) > start for line in lines):
+        out = {line[start:]: line[:width] for line in lines}
     else:
         out = {}
         for number, line in enumerate(lines, 1):
             escaped = line[:1] == "\\"
             body = line[1:] if escaped else line
-            if len(body) <= 66 or body[64:66] not in ("  ", " *"):
+            if len(body) <= start or body[width:start] not in ("  ", " *"):
                 raise ActionError(f"The manifest {path} is damaged at line {number}.")
-            name = body[66:]
+            name = body[start:]
             if escaped:
                 name = re.sub(
                     r"\\(.)", lambda m: {"\\": "\\", "n": "\n", "r": "\r"}.get(m.group(1), m.group(0)), name
                 )
-            out[name] = body[:64]
+            out[name] = body[:width]
     digests = "".join(out.values())
     if _HEX.fullmatch(digests) is None:  # one C-level pass over every digest
         bad = next(n for n, d in enumerate(out.values(), 1) if _HEX.fullmatch(d) is None)
-        raise ActionError(f"The manifest {path} is damaged: entry {bad} is not a sha256 digest.")
+        raise ActionError(f"The manifest {path} is damaged: entry {bad} is not a valid {algo} digest.")
     if not digests.islower() and any(c in digests for c in "ABCDEF"):
         out = {k: v.lower() for k, v in out.items()}
     return out
 
 
 def verify_tree(
-    ctx: StepContext, tree: str, expected: dict[str, str], *, sub: str = "", extras: bool = True
+    ctx: StepContext,
+    tree: str,
+    expected: dict[str, str],
+    *,
+    algo: str = "sha256",
+    sub: str = "",
+    extras: bool = True,
 ) -> tuple[int, int, list[str]]:
     """Hash the files under ``tree/sub`` listed in ``expected`` and compare.
 
@@ -252,14 +330,17 @@ def verify_tree(
     present = set(walk_files(tree, sub))
     problems: list[tuple[str, str]] = []
     files = total = 0
+    quick, cancelled, top = _quick_hasher(algo), ctx.cancelled, tree.rstrip("/") + "/"
     for rel, digest in wanted.items():
-        if ctx.cancelled.is_set():
+        if not files & 255 and cancelled.is_set():
             raise ActionError("Verification was stopped by the operator.")
         if rel not in present:
             problems.append((rel, f"{_printable(rel)} is missing"))
             continue
         try:
-            actual, n = hash_file(os.path.join(tree, rel))
+            actual, n = quick(top + rel)
+            if actual != digest:  # confirmed the strict way before it is reported
+                actual, n = hash_file(top + rel, algo)
         except OSError as exc:
             problems.append((rel, f"{_printable(rel)} cannot be read ({exc.strerror})"))
             continue
@@ -384,36 +465,56 @@ def _rsync_name(text: str) -> str:
     return os.fsdecode(bytes(raw))
 
 
+# Per-file records: "::%i %C  %n" (11 itemize characters, the 32-character whole-file checksum or
+# blanks, two spaces, the name). "::" marks them apart from rsync's own messages; from the checksum
+# on, a record is already a manifest line.
+_RECORD_FORMAT = "::%i %C  %n"
+# Picking them out of rsync's stdout kept in a file: files sent with their checksum (the manifest
+# line), sent without one (the name), copied locally from the --link-dest snapshot; and the lines
+# that are not records (stats, notices).
+_SENT = re.compile(rb"^::>f.{9} ([0-9a-f]{32}  .+)$", re.MULTILINE)
+_SENT_BLANK = re.compile(rb"^::>f.{9} {35}(.+)$", re.MULTILINE)
+_LOCAL_COPY = re.compile(rb"^::cf", re.MULTILINE)
+_NOT_RECORD = re.compile(rb"\n(?!::)")  # the start of a line that is not a record: found in C
+
+
 class _RsyncOutput:
-    """Receives rsync's lines: per-file lines become counts and a progress line every few
-    seconds (20,000 log lines help nobody), everything else (stats, warnings, errors) is logged."""
+    """Receives rsync's lines: per-file records become counts, names and checksums, and a progress
+    line every few seconds (20,000 log lines help nobody); everything else (stats, warnings,
+    errors) is logged."""
 
     def __init__(self, log: Callable[[str], None], on_transfer: Callable[[str], None] | None = None) -> None:
         self.log = log
         self.on_transfer = on_transfer
         self.transferred: set[str] = set()
+        self.digests: dict[str, str] = {}  # rsync's whole-file checksum of each copied file, when it gave one
         self.copied = 0
-        self.items = 0
         self.total_size: int | None = None
         self.regular_files: int | None = None  # from --stats: "Number of files: N (reg: R, dir: D)"
         self.redone = False  # rsync re-sent a file that failed its transfer check
         self.on_start: Callable[[], None] | None = None
         self._last = time.monotonic()
 
+    def record(self, body: str) -> None:
+        """One per-file record without its ``::`` marker."""
+        code = body[:11]
+        if code.startswith(">f"):
+            rel = _rsync_name(body[46:])
+            self.transferred.add(rel)
+            digest = body[12:44]
+            if digest[0] != " ":
+                self.digests[rel] = digest
+            if self.on_transfer is not None:
+                self.on_transfer(rel)
+        elif code.startswith("cf"):
+            self.copied += 1
+
     def __call__(self, line: str) -> None:
         if self.on_start is not None:
             self.on_start()
             self.on_start = None
-        if line.startswith("::") and len(line) > 14:
-            code, name = line[2:13], line[14:]
-            self.items += 1
-            if code.startswith(">f"):
-                rel = _rsync_name(name)
-                self.transferred.add(rel)
-                if self.on_transfer is not None:
-                    self.on_transfer(rel)
-            elif code.startswith("cf"):
-                self.copied += 1
+        if line.startswith("::") and len(line) > 48:
+            self.record(line[2:])
             now = time.monotonic()
             if now - self._last >= PROGRESS_EVERY:
                 self._last = now
@@ -437,10 +538,131 @@ class _RsyncOutput:
         self.log(line)
 
 
-def _run_rsync(ctx: StepContext, argv: list[str], out: _RsyncOutput) -> ProcessResult:
+class _RecordsReader:
+    """Reads rsync's stdout from the file it goes to: per-file records (``::%i %C  %n``), stats.
+
+    rsync writes 20,000 records in a few milliseconds to a file, where a pipe read line by line
+    would cost more than rsync's own copy of 20,000 small files. The file is read while rsync
+    writes it: the records are parsed as they come, and every few seconds a progress line says
+    how many files were copied. :meth:`finish` reads the rest.
+    """
+
+    POLL = 0.25
+
+    def __init__(self, path: str, log: Callable[[str], None]) -> None:
+        self.path = path
+        self.log = log
+        self.lines: list[bytes] = []  # "CHECKSUM  NAME" of each file sent, names as rsync wrote them
+        self.unsummed: list[bytes] = []  # names of files sent without a checksum (none, normally)
+        self.copied = 0  # files copied locally from the --link-dest snapshot (attributes changed)
+        self.escaped = False  # some name holds a backslash: rsync's \#ooo escapes or a real one
+        self.other: list[str] = []  # the lines that are not records: stats, notices
+        self._offset = 0
+        self._error: Exception | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="runbook-rsync-records", daemon=True)
+        self._thread.start()
+
+    def _take(self, data: bytes) -> None:
+        # One regex pass per chunk instead of a Python call per line.
+        lines = _SENT.findall(data)
+        self.lines += lines
+        if data.count(b"::>f") > len(lines):
+            self.unsummed += _SENT_BLANK.findall(data)
+        if b"::cf" in data:
+            self.copied += len(_LOCAL_COPY.findall(data))
+        if b"\\" in data:
+            self.escaped = True
+        text = b"\n" + data
+        for m in _NOT_RECORD.finditer(text):
+            end = text.find(b"\n", m.end())
+            line = text[m.end() : end if end >= 0 else len(text)]
+            if line:
+                self.other.append(line.decode("utf-8", "replace"))
+
+    def _read(self, final: bool) -> None:
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        end = len(chunk) if final else chunk.rfind(b"\n") + 1  # whole lines only while rsync writes
+        if end:
+            self._offset += end
+            self._take(chunk[:end])
+
+    def _work(self) -> None:
+        last = time.monotonic()
+        while not self._done.wait(self.POLL):
+            try:
+                self._read(final=False)
+                if time.monotonic() - last >= PROGRESS_EVERY:
+                    last = time.monotonic()
+                    self.log(f"… {len(self.lines) + len(self.unsummed):,} files copied so far")
+            except OSError:
+                continue  # read again on the next poll; finish() reports a lasting error
+            except Exception as exc:  # noqa: BLE001 - the step's log failed (a full disk): finish() raises it
+                self._error = exc
+                return
+
+    def stop(self) -> None:
+        """Stop reading while rsync runs (idempotent)."""
+        self._done.set()
+        self._thread.join()
+
+    def finish(self) -> None:
+        """After rsync exited: read the records not read yet.
+
+        Raises:
+            ActionError: The file could not be read.
+        """
+        self.stop()
+        if self._error is not None:
+            raise self._error
+        try:
+            self._read(final=True)
+        except OSError as exc:
+            raise ActionError(f"Cannot read rsync's file list {self.path}: {exc.strerror}.") from None
+
+    @property
+    def sent(self) -> int:
+        """Files rsync sent (new or changed)."""
+        return len(self.lines) + len(self.unsummed)
+
+    def manifest(self) -> bytes | None:
+        """The manifest straight from the records (in the order rsync copied the files), when
+        every file has its checksum and no name needs unescaping; else None."""
+        if self.escaped or self.copied or self.unsummed:
+            return None
+        return b"\n".join(self.lines) + b"\n" if self.lines else b""
+
+    def apply(self, out: _RsyncOutput) -> None:
+        """Hand the records to ``out`` as names and checksums, like rsync's stdout records."""
+        def name(raw: bytes) -> str:
+            return _rsync_name(raw.decode("utf-8", "surrogateescape"))
+
+        summed = [name(line[34:]) for line in self.lines]
+        out.transferred.update(summed)
+        out.transferred.update(name(raw) for raw in self.unsummed)
+        out.digests.update(zip(summed, (line[:32].decode() for line in self.lines), strict=True))
+        out.copied += self.copied
+
+
+def _serialized(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` for two threads (rsync's stderr and the records reader): one line at a time."""
+    lock = threading.Lock()
+
+    def locked(line: str) -> None:
+        with lock:
+            log(line)
+
+    return locked
+
+
+def _run_rsync(
+    ctx: StepContext, argv: list[str], out: _RsyncOutput, stdout_to: BinaryIO | None = None
+) -> ProcessResult:
     # Same context (cancel event, timeout), but rsync's lines go through the filter first.
     filtered = dataclasses.replace(ctx, log=out)
-    return filtered.run_process(argv, env={"LC_ALL": "C"})
+    return filtered.run_process(argv, env={"LC_ALL": "C"}, stdout_to=stdout_to)
 
 
 def _rsync_failed(result: ProcessResult, what: str) -> ActionError:
@@ -552,6 +774,13 @@ class SnapshotParams(ActionParams):
         False, description="rsync --checksum: compare contents, not size and mtime, to decide what changed."
     )
     update_latest: bool = Field(True, description="Point `latest` at the new snapshot.")
+    checksums: Literal["xxh128", "sha256"] = Field(
+        "xxh128",
+        description=(
+            "Manifest digests: xxh128 (rsync's own whole-file checksum of each copied file, recorded "
+            "at no extra cost) or sha256 (cryptographic; every copied file is read once more)."
+        ),
+    )
 
     @field_validator("tag", "name", mode="before")
     @classmethod
@@ -576,23 +805,20 @@ def _previous(backups: str) -> str | None:
     if name:
         return name
     for _, candidate in reversed(snapshot_dirs(backups)):
-        if os.path.isfile(os.path.join(backups, candidate, MANIFEST)):
+        if find_manifest(os.path.join(backups, candidate)):
             return candidate
     return None
 
 
-def _snapshot_argv(root: str, dest: str, link_dest: str | None, checksum: bool) -> list[str]:
-    # Per-file lines (only for files rsync copies) say which files are new: those are hashed while
-    # rsync goes on, the others are hard links whose hashes are reused. They also drive progress.
-    argv = [
-        "rsync",
-        "-a",
-        "--delete",
-        "--stats",
-        "--no-human-readable",
-        "--out-format=::%i %n",
-        f"--exclude=/{MANIFEST}",
-    ]
+def _snapshot_argv(root: str, dest: str, link_dest: str | None, checksum: bool, xxh128: bool) -> list[str]:
+    # Per-file records (only for files rsync copies) say which files are new; the others are hard
+    # links whose digests are reused. For an xxh128 manifest each record carries the checksum rsync
+    # computed while copying (xxh128 named, whatever RSYNC_CHECKSUM_LIST says); for sha256 the files
+    # are hashed as their records arrive.
+    argv = ["rsync", "-a", "--delete", "--stats", "--no-human-readable", f"--out-format={_RECORD_FORMAT}"]
+    if xxh128:
+        argv.append("--checksum-choice=xxh128")
+    argv.append("--exclude=/.runbook-manifest.*")
     if checksum:
         argv.append("--checksum")
     if link_dest:
@@ -605,7 +831,7 @@ class SnapshotAction(BaseAction):
     name: ClassVar[str] = "storage.snapshot"
     effect: ClassVar[Effect] = Effect.MUTATING
     summary: ClassVar[str] = (
-        "Incremental snapshot of the storage tree (rsync --link-dest), with a sha256 manifest; repoints `latest`."
+        "Incremental snapshot of the storage tree (rsync --link-dest), with a checksum manifest; repoints `latest`."
     )
     Params = SnapshotParams
     outputs: ClassVar[dict[str, str]] = {
@@ -616,7 +842,7 @@ class SnapshotAction(BaseAction):
         "linked": "Files hard-linked to (or copied from) the previous snapshot, unchanged.",
         "new_files": "Files copied from the live tree (new or changed).",
         "previous": "The snapshot it was linked against ('' for the first).",
-        "manifest": "Path of its sha256 manifest.",
+        "manifest": "Path of its manifest (.runbook-manifest.xxh128 or .sha256).",
     }
 
     def target(self, params: SnapshotParams) -> str:
@@ -626,13 +852,13 @@ class SnapshotAction(BaseAction):
         backups = os.path.abspath(params.backups)
         prev = _previous(backups) if os.path.isdir(backups) else None
         name = params.name or f"{params.tag or 'backup'}_<YYYYmmdd_HHMMSS>"
+        tmp = os.path.join(backups, INCOMPLETE + name)
+        xxh128 = params.checksums == "xxh128"
         argv = _snapshot_argv(
-            os.path.abspath(params.root),
-            os.path.join(backups, INCOMPLETE + name),
-            os.path.join(backups, prev) if prev else None,
-            params.checksum,
+            os.path.abspath(params.root), tmp, os.path.join(backups, prev) if prev else None, params.checksum, xxh128
         )
-        then = f"; then write {MANIFEST}, rename to {name}"
+        then = f" > {shlex.quote(tmp + RECORDS)}" if xxh128 else ""
+        then += f"; then write {MANIFESTS[params.checksums]}, rename to {name}"
         if params.update_latest:
             then += f" and point {os.path.join(backups, LATEST)} at it"
         return shlex.join(argv) + then
@@ -669,7 +895,9 @@ class SnapshotAction(BaseAction):
             if params.update_latest:
                 self._point_latest(backups, name)
                 ctx.log(f"{link} → {name}")
-        stats.update(path=final, name=name, previous=prev or "", manifest=os.path.join(final, MANIFEST))
+        stats.update(
+            path=final, name=name, previous=prev or "", manifest=os.path.join(final, MANIFESTS[params.checksums])
+        )
         ctx.log(
             f"{name} complete: {stats['files']:,} files, {human_bytes(stats['bytes'])}; "
             f"{stats['linked']:,} unchanged (hard-linked), {stats['new_files']:,} new or changed"
@@ -680,9 +908,14 @@ class SnapshotAction(BaseAction):
     def _clean_incomplete(ctx: StepContext, backups: str) -> None:
         # We hold the lock, so any .incomplete-* left here is from a run that was killed.
         for entry in os.scandir(backups):
-            if entry.name.startswith(INCOMPLETE) and entry.is_dir(follow_symlinks=False):
+            if not entry.name.startswith(INCOMPLETE):
+                continue
+            if entry.is_dir(follow_symlinks=False):
                 ctx.log(f"removing {entry.name}, left by an interrupted snapshot")
                 shutil.rmtree(entry.path, ignore_errors=True)
+            elif entry.name.endswith(RECORDS):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
     @staticmethod
     def _new_name(params: SnapshotParams, backups: str) -> str:
@@ -701,43 +934,100 @@ class SnapshotAction(BaseAction):
         self, ctx: StepContext, params: SnapshotParams, root: str, tmp: str, prev: str | None
     ) -> dict[str, Any]:
         """rsync into ``tmp`` and write its manifest; on any failure ``tmp`` is removed."""
+        algo = params.checksums
         prev_manifest: dict[str, str] = {}
-        hasher = _LiveHasher(tmp, ctx.cancelled)
-        out = _RsyncOutput(ctx.log, on_transfer=hasher.add)
         loader = None
-        if prev and os.path.isfile(os.path.join(prev, MANIFEST)):
+        found = find_manifest(prev) if prev else None
+        if found and found[1] == algo:
             # Parsed on the side while rsync copies, from rsync's first line on so that it does
             # not delay rsync's start.
-            loader = _Background(read_manifest, os.path.join(prev, MANIFEST))
-            out.on_start = loader.start
+            loader = _Background(read_manifest, *found)
+        elif found:
+            ctx.log(f"{os.path.basename(prev or '')} has a {found[1]} manifest, not {algo}: every file will be hashed")
         elif prev:
             ctx.log(f"WARNING: {os.path.basename(prev)} has no manifest; every file will be hashed")
+        # xxh128: rsync's own checksums, its stdout kept in a file. sha256: files hashed as rsync
+        # names them on a pipe.
+        records = tmp + RECORDS if algo == "xxh128" else None
+        hasher = _LiveHasher(tmp, ctx.cancelled) if records is None else None
+        log = _serialized(ctx.log)
+        out = _RsyncOutput(log, on_transfer=hasher.add if hasher else None)
+        reader = None
+        if loader is not None:
+            out.on_start = loader.start
         kept = False
+        stdout_to = None
         try:
-            result = _run_rsync(ctx, _snapshot_argv(root, tmp, prev, params.checksum), out)
-            hasher.finish()
+            if records is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(records)
+                fd = os.open(records, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                stdout_to = os.fdopen(fd, "wb")
+                reader = _RecordsReader(records, log)
+                if loader is not None:
+                    loader.start()
+            argv = _snapshot_argv(root, tmp, prev, params.checksum, records is not None)
+            result = _run_rsync(ctx, argv, out, stdout_to=stdout_to)
+            if reader is not None:
+                try:
+                    reader.finish()
+                except ActionError:
+                    if result.ok:
+                        raise
+                for line in reader.other:  # stats and notices, as if they had come on the pipe
+                    out(line)
+            if hasher is not None:
+                hasher.finish()
             if ctx.cancelled.is_set() and result.ok:
                 result.cancelled = True
             if result.exit_code == 24 and not (result.cancelled or result.timed_out):
                 ctx.log("WARNING: some files vanished from the live tree while it was copied (rsync code 24)")
             elif not result.ok:
                 raise _rsync_failed(result, "snapshot")
+            if reader is not None:
+                if prev is None and not out.redone and out.regular_files == reader.sent:
+                    text = reader.manifest()
+                    if text is not None:  # the common first snapshot: rsync's records are the manifest
+                        stats = self._write_records_manifest(ctx, tmp, text, reader.sent, out)
+                        kept = True
+                        return stats
+                reader.apply(out)
             if loader is not None:
                 try:
                     prev_manifest = loader.result()
                 except ActionError as exc:
                     ctx.log(f"WARNING: {exc} Every file will be hashed.")
-            early = {} if out.redone else hasher.hashed
-            stats = self._write_manifest(ctx, tmp, out, early, prev_manifest, prev)
+            # A file rsync had to send twice: its digests are not trusted, every copied file is read.
+            early = {} if out.redone else (hasher.hashed if hasher is not None else out.digests)
+            stats = self._write_manifest(ctx, tmp, out, early, prev_manifest, prev, algo)
             if stats["bytes"] is None:
                 stats["bytes"] = tree_size(Path(tmp))
             kept = True
             return stats
         finally:
-            hasher.finish()
+            if reader is not None:
+                reader.stop()
+            if stdout_to is not None:
+                stdout_to.close()
+            if hasher is not None:
+                hasher.finish()
+            if records is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(records)
             if not kept:
                 shutil.rmtree(tmp, ignore_errors=True)
                 ctx.log("no snapshot was kept: the incomplete copy was removed")
+
+    @staticmethod
+    def _write_records_manifest(
+        ctx: StepContext, tmp: str, text: bytes, files: int, out: _RsyncOutput
+    ) -> dict[str, Any]:
+        path = os.path.join(tmp, MANIFESTS["xxh128"])
+        with open(path, "wb") as f:
+            f.write(text)
+        ctx.log(f"{MANIFESTS['xxh128']}: {files:,} files, every one checksummed by rsync as it copied")
+        size = out.total_size if out.total_size is not None else tree_size(Path(tmp))
+        return {"files": files, "bytes": size, "new_files": files, "linked": 0}
 
     @staticmethod
     def _write_manifest(
@@ -747,8 +1037,10 @@ class SnapshotAction(BaseAction):
         early: dict[str, str],
         prev_manifest: dict[str, str],
         prev: str | None,
+        algo: str,
     ) -> dict[str, Any]:
-        """Hash what rsync copied (most of it already hashed while rsync ran), reuse the rest."""
+        """Write the manifest from the digests known already (rsync's, or hashed while it ran),
+        reused ones (hard links to the previous snapshot) and, for anything else, a read now."""
         started = time.monotonic()
         transferred = out.transferred
         entries: dict[str, str | None] = {}
@@ -758,16 +1050,13 @@ class SnapshotAction(BaseAction):
         stack = [""]
         # Every file of the new snapshot was either copied (rsync named it) or hard-linked from the
         # previous one (in its manifest). When that candidate set has exactly as many files as
-        # rsync counted, it *is* the snapshot's file list: the walk can be skipped.
-        if prev and out.regular_files is not None and not out.redone:
-            candidate = prev_manifest.keys() | transferred
-            if len(candidate) == out.regular_files:
+        # rsync counted, it *is* the snapshot's file list: the walk can be skipped (on a first
+        # snapshot, when rsync named as many files as it counted).
+        if out.regular_files is not None and not out.redone:
+            if len(prev_manifest.keys() | transferred) == out.regular_files:
                 stack = []
-                for rel in candidate:
-                    digest = early_get(rel)
-                    if digest is None and rel not in transferred:
-                        digest = prev_get(rel)
-                    entries[rel] = digest
+                entries.update(prev_manifest)  # C-level copies: 20,000 entries in a millisecond
+                entries.update({rel: early_get(rel) for rel in transferred})
         while stack:
             rel_dir = stack.pop()
             try:
@@ -781,7 +1070,7 @@ class SnapshotAction(BaseAction):
                     rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(rel)
-                    elif entry.is_file(follow_symlinks=False) and rel != MANIFEST:
+                    elif entry.is_file(follow_symlinks=False) and rel not in _MANIFEST_NAMES:
                         digest = early_get(rel)
                         if digest is None and rel not in transferred:
                             digest = prev_get(rel)
@@ -803,20 +1092,22 @@ class SnapshotAction(BaseAction):
             if cancelled.is_set():
                 raise ActionError("The snapshot was stopped by the operator.")
             try:
-                entries[rel] = hash_file(os.path.join(tmp, rel))[0]
+                entries[rel] = hash_file(os.path.join(tmp, rel), algo)[0]
             except OSError as exc:
                 raise ActionError(
                     f"Cannot read {os.path.join(tmp, rel)} to checksum it: {exc.strerror}."
                 ) from None
-        reused = len(entries) - len(missing) - len(early.keys() & entries.keys())
-        write_manifest(os.path.join(tmp, MANIFEST), entries)  # type: ignore[arg-type]  # all filled now
+        known = len(early.keys() & entries.keys())
+        reused = len(entries) - len(missing) - known
+        write_manifest(os.path.join(tmp, MANIFESTS[algo]), entries)  # type: ignore[arg-type]  # all filled now
         files = entries
         present = entries.keys()
         new = len(transferred & present)
         linked = max(0, len(files) - new - out.copied) if prev else 0
+        how = "checksummed by rsync as it copied" if algo == "xxh128" else "hashed as rsync copied"
         ctx.log(
-            f"manifest: {len(files):,} files, {len(files) - reused:,} hashed, {reused:,} reused from the "
-            f"previous manifest ({format_duration(time.monotonic() - started)} after the copy)"
+            f"{MANIFESTS[algo]}: {len(files):,} files; {known:,} {how}, {reused:,} reused from the previous "
+            f"manifest, {len(missing):,} read now ({format_duration(time.monotonic() - started)} after the copy)"
         )
         return {"files": len(files), "bytes": out.total_size, "new_files": new, "linked": linked}
 
@@ -869,11 +1160,12 @@ def _describe_snapshot(params: _SnapshotRef) -> str:
         return os.path.join(os.path.abspath(params.backups or "."), params.snapshot)
 
 
-def _load_manifest(snap: str) -> dict[str, str]:
-    path = os.path.join(snap, MANIFEST)
-    if not os.path.isfile(path):
-        raise ActionError(f"Snapshot {snap} has no manifest ({MANIFEST}), so it cannot be verified.")
-    return read_manifest(path)
+def _load_manifest(snap: str) -> tuple[dict[str, str], str]:
+    """(relative path → digest, algorithm) of ``snap``'s manifest."""
+    found = find_manifest(snap)
+    if found is None:
+        raise ActionError(f"Snapshot {snap} has no manifest (.runbook-manifest.xxh128 or .sha256), so it cannot be verified.")
+    return read_manifest(*found), found[1]
 
 
 class VerifySnapshotParams(_SnapshotRef):
@@ -886,7 +1178,7 @@ class VerifySnapshotAction(BaseAction):
     name: ClassVar[str] = "storage.verify_snapshot"
     effect: ClassVar[Effect] = Effect.READ_ONLY
     summary: ClassVar[str] = (
-        "Check a snapshot against its sha256 manifest: no file missing, changed or extra."
+        "Check a snapshot against its checksum manifest: no file missing, changed or extra."
     )
     Params = VerifySnapshotParams
     outputs: ClassVar[dict[str, str]] = {
@@ -902,18 +1194,21 @@ class VerifySnapshotAction(BaseAction):
         return _describe_snapshot(params)
 
     def describe(self, params: VerifySnapshotParams) -> str:
-        snap = shlex.quote(_describe_snapshot(params))
+        path = _describe_snapshot(params)
+        found = find_manifest(path)
+        algo = found[1] if found else CHECKSUMS[0]
+        snap = shlex.quote(path)
         return (
-            f"sha256 of every file in {snap} compared with its {MANIFEST}, no file missing or extra "
-            f"(like: cd {snap} && sha256sum -c --quiet {MANIFEST})"
+            f"{algo} of every file in {snap} compared with its {MANIFESTS[algo]}, no file missing or extra "
+            f"(like: cd {snap} && {_CHECK_BY_HAND[algo]} --quiet {MANIFESTS[algo]})"
         )
 
     def run(self, ctx: StepContext, params: VerifySnapshotParams) -> dict[str, Any]:
         snap = resolve_snapshot(params.backups, params.snapshot)
-        manifest = _load_manifest(snap)
-        ctx.log(f"verifying {snap} against {MANIFEST} ({len(manifest):,} files)")
+        manifest, algo = _load_manifest(snap)
+        ctx.log(f"verifying {snap} against {MANIFESTS[algo]} ({len(manifest):,} files)")
         started = time.monotonic()
-        files, total, problems = verify_tree(ctx, snap, manifest)
+        files, total, problems = verify_tree(ctx, snap, manifest, algo=algo)
         for text in problems[:20]:
             ctx.log(f"FAILED: {text}")
         if len(problems) > 20:
@@ -972,9 +1267,9 @@ def _verify_restore(
     if not params.verify:
         ctx.log("verification skipped (verify: false)")
         return 0, 0, False
-    manifest = _load_manifest(snap)
+    manifest, algo = _load_manifest(snap)
     started = time.monotonic()
-    files, total, problems = verify_tree(ctx, tree, manifest, sub=sub, extras=extras)
+    files, total, problems = verify_tree(ctx, tree, manifest, algo=algo, sub=sub, extras=extras)
     for text in problems[:20]:
         ctx.log(f"FAILED: {text}")
     if problems:
@@ -1016,8 +1311,8 @@ class RestoreFullAction(BaseAction):
             "-a",
             "--stats",
             "--no-human-readable",
-            "--out-format=::%i %n",
-            f"--exclude=/{MANIFEST}",
+            f"--out-format={_RECORD_FORMAT}",
+            "--exclude=/.runbook-manifest.*",
             *_perm_options(params.mode, params.owner, log),
             snap + "/",
             root + "/",
@@ -1026,7 +1321,7 @@ class RestoreFullAction(BaseAction):
     def describe(self, params: RestoreFullParams) -> str:
         root = os.path.abspath(params.root)
         argv = self._argv(_describe_snapshot(params), root, params)
-        check = f"; verify {root} against {MANIFEST}" if params.verify else ""
+        check = f"; verify {root} against the snapshot's manifest" if params.verify else ""
         return f"mv {shlex.quote(root)} {shlex.quote(root + '_old_<YYYYmmdd_HHMMSS>')}; {shlex.join(argv)}{check}"
 
     def run(self, ctx: StepContext, params: RestoreFullParams) -> dict[str, Any]:
@@ -1152,7 +1447,7 @@ class RestoreTenantAction(BaseAction):
     def _argv(
         self, src: str, dst: str, params: RestoreTenantParams, log: Callable[[str], None] | None = None
     ) -> list[str]:
-        argv = ["rsync", "-a", "--stats", "--no-human-readable", "--out-format=::%i %n"]
+        argv = ["rsync", "-a", "--stats", "--no-human-readable", f"--out-format={_RECORD_FORMAT}"]
         if params.checksum:
             argv.append("--checksum")
         if params.delete:
@@ -1163,7 +1458,7 @@ class RestoreTenantAction(BaseAction):
         rel = self.target(params)
         src = os.path.join(_describe_snapshot(params), rel)
         dst = os.path.join(os.path.abspath(params.root), rel)
-        check = f"; verify {dst} against {MANIFEST}" if params.verify else ""
+        check = f"; verify {dst} against the snapshot's manifest" if params.verify else ""
         return shlex.join(self._argv(src, dst, params)) + check
 
     def run(self, ctx: StepContext, params: RestoreTenantParams) -> dict[str, Any]:
@@ -1349,10 +1644,10 @@ class CheckRecentAction(BaseAction):
         name, _ = _newest(backups, params.pattern)
         path = os.path.join(backups, name)
         age = max(0.0, time.time() - os.lstat(path).st_mtime)
-        complete = os.path.isfile(os.path.join(path, MANIFEST))
+        complete = find_manifest(path) is not None
         ctx.log(f"newest snapshot: {name}, {format_duration(age)} old (limit {params.max_age})")
         if not complete:
-            ctx.log(f"WARNING: {name} has no manifest ({MANIFEST}); it cannot be verified")
+            ctx.log(f"WARNING: {name} has no manifest (.runbook-manifest.*); it cannot be verified")
         if age > parse_duration(params.max_age):
             raise ActionError(
                 f"The newest storage snapshot {name} is {format_duration(age)} old, older than {params.max_age}."
@@ -1486,7 +1781,7 @@ class ListSnapshotsAction(BaseAction):
             marks = []
             if name == latest:
                 marks.append("latest")
-            if not os.path.isfile(os.path.join(backups, name, MANIFEST)):
+            if find_manifest(os.path.join(backups, name)) is None:
                 marks.append("no manifest")
             suffix = f"  ({', '.join(marks)})" if marks else ""
             ctx.log(f"{name}  {format_duration(now - mtime)} old{suffix}")

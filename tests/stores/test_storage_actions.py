@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from runbook.actions import registry
 from runbook.actions.base import Effect, StepContext
-from runbook.actions.storage import MANIFEST, read_manifest
+from runbook.actions.storage import MANIFEST, MANIFESTS, read_manifest
 from runbook.errors import ActionError
 from runbook.stores.environment import Environment
 
@@ -54,23 +54,40 @@ class Ctx:
 
 def act(action_name: str, tmp_path: Path, ctx: Ctx | None = None, /, **params: Any) -> dict[str, Any]:
     action = registry()[action_name]
-    return action.run((ctx or Ctx(tmp_path)).ctx, action.Params(**params))
+    ctx = ctx or Ctx(tmp_path)
+    try:
+        return action.run(ctx.ctx, action.Params(**params))
+    finally:
+        # rsync's per-file records become counts and progress, never one log line per file.
+        assert not [line for line in ctx.lines if line.startswith("::")]
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def digest(path: Path, algo: str = "sha256") -> str:
+    data = path.read_bytes()
+    if algo == "xxh128":
+        import xxhash
+
+        return xxhash.xxh3_128(data).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
-def tree_hashes(top: Path) -> dict[str, str]:
-    """Relative path → sha256 of every regular file (the manifest left out)."""
+def tree_hashes(top: Path, algo: str = "sha256") -> dict[str, str]:
+    """Relative path → digest of every regular file (manifests left out)."""
     out = {}
     for dirpath, _dirs, files in os.walk(top):
         for name in files:
             p = Path(dirpath, name)
             rel = p.relative_to(top).as_posix()
-            if rel != MANIFEST and not p.is_symlink():
-                out[rel] = sha(p)
+            if rel not in MANIFESTS.values() and not p.is_symlink():
+                out[rel] = digest(p, algo)
     return out
+
+
+def check_by_hand(snapshot: Path, algo: str) -> None:
+    """The manifest passes the coreutils-style checker of its kind (sha256sum / xxh128sum -c)."""
+    tool = {"sha256": "sha256sum", "xxh128": "xxh128sum"}[algo]
+    assert shutil.which(tool), f"{tool} is not installed (scripts/test installs it)"
+    subprocess.run([tool, "-c", "--quiet", MANIFESTS[algo]], cwd=snapshot, check=True)
 
 
 def seed(root: Path) -> None:
@@ -145,9 +162,12 @@ def test_target_and_describe_show_what_runs(store: tuple[Path, Path]) -> None:
 # --- snapshot --------------------------------------------------------------------------------
 
 
-def test_first_and_second_snapshot_share_unchanged_inodes(tmp_path: Path, store: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("algo", ["xxh128", "sha256"])
+def test_first_and_second_snapshot_share_unchanged_inodes(
+    tmp_path: Path, store: tuple[Path, Path], algo: str
+) -> None:
     root, backups = store
-    first = snap(tmp_path, root, backups)
+    first = snap(tmp_path, root, backups, checksums=algo)
     assert re.fullmatch(r"backup_\d{8}_\d{6}", first["name"])
     assert first["files"] == 13 and first["new_files"] == 13 and first["linked"] == 0
     assert first["bytes"] == sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
@@ -157,7 +177,7 @@ def test_first_and_second_snapshot_share_unchanged_inodes(tmp_path: Path, store:
     (root / "tenant-b/ds2/new.csv").write_text("new file\n")
     (root / "tenant-a/ds2/part2.csv").unlink()
     ctx = Ctx(tmp_path)
-    second = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
+    second = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups), checksums=algo)
     assert second["name"] != first["name"] and second["previous"] == first["name"]
     assert os.readlink(backups / "latest") == second["name"]
     s1, s2 = Path(first["path"]), Path(second["path"])
@@ -171,20 +191,27 @@ def test_first_and_second_snapshot_share_unchanged_inodes(tmp_path: Path, store:
     assert second["files"] == 13 and second["new_files"] == 2 and second["linked"] == 11
 
     # The manifest lists exactly the snapshot's files with their true checksums, reused ones included.
-    assert read_manifest(str(s2 / MANIFEST)) == tree_hashes(s2)
-    assert read_manifest(str(s1 / MANIFEST)) == tree_hashes(s1)
-    assert any("11 reused" in line for line in ctx.lines)
-    # ...and is plain sha256sum format.
-    subprocess.run(["sha256sum", "-c", "--quiet", MANIFEST], cwd=s2, check=True)
-    assert not (root / MANIFEST).exists()
+    manifest = MANIFESTS[algo]
+    assert second["manifest"] == str(s2 / manifest)
+    assert read_manifest(str(s2 / manifest)) == tree_hashes(s2, algo)
+    assert read_manifest(str(s1 / manifest)) == tree_hashes(s1, algo)
+    how = "2 checksummed by rsync as it copied" if algo == "xxh128" else "2 hashed as rsync copied"
+    assert any(how in line for line in ctx.lines)
+    assert any("11 reused" in line and "0 read now" in line for line in ctx.lines)
+    # ...in plain sha256sum / xxh128sum format, and only that one manifest.
+    check_by_hand(s2, algo)
+    assert [p.name for p in s2.iterdir() if p.name.startswith(".")] == [manifest]
+    assert not (root / manifest).exists()
+    # rsync's file list (xxh128) lived beside the copy only while it ran.
+    assert sorted(p.name for p in backups.iterdir() if p.name.startswith(".")) == [".runbook.lock"]
 
     # No deletion this time: the file list comes from rsync's count, without a walk. Same result.
     bump(root / "tenant-b/ds1/part1.csv", "changed again\n")
     (root / "tenant-a/ds3").mkdir()
     (root / "tenant-a/ds3/fresh.csv").write_text("fresh\n")
-    third = snap(tmp_path, root, backups)
+    third = snap(tmp_path, root, backups, checksums=algo)
     s3 = Path(third["path"])
-    assert read_manifest(str(s3 / MANIFEST)) == tree_hashes(s3) == tree_hashes(root)
+    assert read_manifest(str(s3 / manifest)) == tree_hashes(s3, algo) == tree_hashes(root, algo)
     assert third["files"] == 14 and third["new_files"] == 2
 
 
@@ -222,9 +249,15 @@ def test_odd_file_names_round_trip(tmp_path: Path) -> None:
     second = snap(tmp_path, root, backups)
     assert second["new_files"] == 1 and second["linked"] == len(names) - 1
     for s in (first, second):
-        assert read_manifest(str(Path(s["path"]) / MANIFEST)) == tree_hashes(Path(s["path"]))
-        subprocess.run(["sha256sum", "-c", "--quiet", MANIFEST], cwd=s["path"], check=True)
+        assert read_manifest(str(Path(s["path"]) / MANIFEST)) == tree_hashes(Path(s["path"]), "xxh128")
+        check_by_hand(Path(s["path"]), "xxh128")
         assert act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot=s["name"])["ok"]
+    # The same names through the sha256 path (rsync's stdout instead of its log file).
+    third = snap(tmp_path, root, backups, checksums="sha256")
+    path = Path(third["path"])
+    assert read_manifest(str(path / MANIFESTS["sha256"])) == tree_hashes(path)
+    check_by_hand(path, "sha256")
+    assert act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot=third["name"])["ok"]
 
 
 def test_cancelled_snapshot_leaves_nothing_that_looks_complete(
@@ -237,7 +270,7 @@ def test_cancelled_snapshot_leaves_nothing_that_looks_complete(
     block = os.urandom(64 * 1024)
     for i in range(1500):
         (big / f"f{i:05d}.bin").write_bytes(block[i % 1024 :] + block[: i % 1024])
-    ctx = Ctx(tmp_path, cancel_on="created directory")  # cancel as soon as rsync starts writing
+    ctx = Ctx(tmp_path, cancel_on="unchanged files hard-linked")  # cancelled as rsync starts
     with pytest.raises(ActionError, match="stopped"):
         act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
     assert ctx.cancelled.is_set()
@@ -280,6 +313,114 @@ def test_verify_detects_a_modified_byte(tmp_path: Path, store: tuple[Path, Path]
     got = act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot=s["path"], warn_only=True)
     assert got["ok"] is False and got["problems"] == 3
     assert got["first_problem"] == "tenant-a/ds1/part0.csv is missing"
+
+
+def test_snapshots_of_both_manifest_kinds_live_side_by_side(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    """An older sha256 snapshot stays verifiable and restorable; the next xxh128 one hashes afresh."""
+    root, backups = store
+    old = snap(tmp_path, root, backups, checksums="sha256")
+    bump(root / "tenant-a/ds1/part0.csv", "changed\n")
+    ctx = Ctx(tmp_path)
+    new = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
+    path = Path(new["path"])
+    assert new["linked"] == 12 and new["new_files"] == 1  # still hard-linked against the old one
+    assert read_manifest(str(path / MANIFESTS["xxh128"])) == tree_hashes(path, "xxh128")
+    assert any("has a sha256 manifest, not xxh128" in line for line in ctx.lines)
+    assert any("12 read now" in line for line in ctx.lines)  # digests of another kind cannot be reused
+    verify = registry()["storage.verify_snapshot"]
+    for s, algo in ((old, "sha256"), (new, "xxh128")):
+        params = verify.Params(backups=str(backups), snapshot=s["name"])
+        assert f"{MANIFESTS[algo]}" in verify.describe(params)
+        assert act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot=s["name"])["ok"]
+    (Path(old["path"]) / "README").write_text("bit rot\n")
+    with pytest.raises(ActionError, match="README does not match its manifest checksum"):
+        act("storage.verify_snapshot", tmp_path, backups=str(backups), snapshot=old["name"])
+    # A restore from the old snapshot checks the restored files against its sha256 manifest.
+    (Path(old["path"]) / "README").write_text("storage root\n")
+    shutil.rmtree(root / "tenant-b")
+    out = act(
+        "storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), snapshot=old["name"],
+        tenant="tenant-b",
+    )
+    assert out["verified"] and tree_hashes(root / "tenant-b") == tree_hashes(Path(old["path"]) / "tenant-b")
+
+
+def test_a_killed_snapshots_leftovers_are_removed(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    snap(tmp_path, root, backups)
+    (backups / ".incomplete-backup_20200101_000000").mkdir()
+    (backups / ".incomplete-backup_20200101_000000.files").write_text("2020/01/01 00:00:00 [1] ::>f\n")
+    snap(tmp_path, root, backups)
+    assert sorted(p.name for p in backups.iterdir() if p.name.startswith(".")) == [".runbook.lock"]
+
+
+def test_a_damaged_manifest_is_one_sentence(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    root, backups = store
+    s = snap(tmp_path, root, backups)
+    manifest = Path(s["path"]) / MANIFEST
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(["zz" + lines[0][2:], *lines[1:]]) + "\n")
+    with pytest.raises(ActionError, match=r"entry 1 is not a valid xxh128 digest\.$"):
+        act("storage.verify_snapshot", tmp_path, backups=str(backups))
+    manifest.write_text("not a manifest line\n")
+    with pytest.raises(ActionError, match=r"is damaged at line 1\.$"):
+        act("storage.verify_snapshot", tmp_path, backups=str(backups))
+
+
+def test_rsync_records_are_read_strictly(tmp_path: Path) -> None:
+    """Only rsync's own per-file records count: not a notice quoting one, not a directory."""
+    from runbook.actions.storage import _RecordsReader, _RsyncOutput
+
+    blank = " " * 32
+    path = tmp_path / "rsync.out"
+    lines = [
+        "created directory /backups/.incomplete-x",
+        f"::cd+++++++++ {blank}  ./",
+        f"::>f+++++++++ {'a' * 32}  plain.csv",
+        f"::>f+++++++++ {blank}  no-sum.csv",
+        f"::cf..t...... {blank}  attrs-only.csv",
+        f'skipping "::>f+++++++++ {"c" * 32}  fake"',
+        f"::>f+++++++++ {'d' * 32}  new\\#012line",
+        "",
+        "Number of files: 6 (reg: 5, dir: 1)",
+    ]
+    path.write_bytes("".join(f"{line}\n" for line in lines).encode())
+    reader = _RecordsReader(str(path), lambda line: None)
+    reader.finish()
+    assert reader.sent == 3 and reader.manifest() is None  # a file without checksum, an escaped name
+    assert reader.other == [lines[0], lines[5], lines[8]]
+    out = _RsyncOutput(lambda line: None)
+    reader.apply(out)
+    assert out.transferred == {"plain.csv", "no-sum.csv", "new\nline"}
+    assert out.digests == {"plain.csv": "a" * 32, "new\nline": "d" * 32}
+    assert out.copied == 1
+
+    path.write_bytes(f"{lines[2]}\n::>f+++++++++ {'e' * 32}  b/c.csv\n".encode())
+    reader = _RecordsReader(str(path), lambda line: None)
+    reader.finish()
+    assert reader.manifest() == f"{'a' * 32}  plain.csv\n{'e' * 32}  b/c.csv\n".encode()
+
+
+def test_records_are_read_while_rsync_writes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole lines only while the file grows; progress lines from the reader's thread."""
+    from runbook.actions import storage
+    from runbook.actions.storage import _RecordsReader
+
+    monkeypatch.setattr(_RecordsReader, "POLL", 0.01)
+    monkeypatch.setattr(storage, "PROGRESS_EVERY", 0.0)
+    path = tmp_path / "rsync.out"
+    logged: list[str] = []
+    with open(path, "wb", buffering=0) as f:
+        reader = _RecordsReader(str(path), logged.append)
+        f.write(f"::>f+++++++++ {'a' * 32}  one.csv\n::>f+++++++++ {'b' * 32}  tw".encode())
+        deadline = time.monotonic() + 5
+        while not any("1 files copied so far" in line for line in logged) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reader.lines == [f"{'a' * 32}  one.csv".encode()]  # the half-written line waits
+        f.write(b"o.csv\n")
+    reader.finish()
+    assert reader.sent == 2 and reader.lines[1] == f"{'b' * 32}  two.csv".encode()
+    assert any("1 files copied so far" in line for line in logged)
 
 
 def test_verify_without_manifest_or_snapshot(tmp_path: Path) -> None:
