@@ -1,7 +1,11 @@
 """Store benchmarks: postgres.dump/restore, storage.snapshot/verify_snapshot, sandbox start-up.
 
 Every action is compared with the raw tool it wraps, run with the same options on the same data
-in the same run, interleaved (ours, raw, ours, raw…), medians compared:
+in the same run, interleaved (ours, raw, ours, raw…). The figure judged is the median of the
+per-pair ratios: the two runs of a pair share the machine's load of the moment, so a burst on this
+shared VM moves both, where it shifts a ratio of two medians by several percent (seen: a ratio of
+medians of 1.08× for a pairwise 1.01×, and raw rsync alone varying 0.46–0.72 s on one tree). The
+ratio of the medians is reported beside it:
 
 * ``postgres.dump`` vs ``pg_dump --format=custom --compress=6 --file=…`` and ``postgres.restore``
   vs ``dropdb; createdb; pg_restore --no-owner --exit-on-error`` on a generated database of at least
@@ -73,13 +77,12 @@ EXTRA: list[float] = []
 
 
 def _ratio_row(figure: str, ours: float, raw: float, raw_label: str, runs: tuple[list[float], list[float]]) -> dict[str, Any]:
-    ratio = ours / raw
-    # Each ours/raw pair ran back to back under the same machine load: their median ratio is a
-    # second, load-robust reading shown beside the ratio of medians.
+    # Each ours/raw pair ran back to back under the same machine load: the median of their ratios
+    # is judged (see the module docstring); the ratio of medians is shown beside it.
     pairs = statistics.median(x / y for x, y in zip(*runs, strict=True))
     spread = f"ours {'/'.join(f'{t:.2f}' for t in runs[0])} s, raw {'/'.join(f'{t:.2f}' for t in runs[1])} s"
-    return row(figure, f"{ours:.2f} s", f"≤ {TARGET_RATIO:.2f}× raw", ratio, ratio <= TARGET_RATIO,
-               f"{raw_label} {raw:.2f} s ({spread}; pairwise median {pairs:.2f}×)")
+    return row(figure, f"{ours:.2f} s", f"≤ {TARGET_RATIO:.2f}× raw (pairwise)", pairs, pairs <= TARGET_RATIO,
+               f"{raw_label} {raw:.2f} s ({spread}; ratio of medians {ours / raw:.2f}×)")
 
 
 def _context(box: Any, workdir: Path) -> Any:
