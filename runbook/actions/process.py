@@ -1,5 +1,8 @@
 """Run a command from an argv list, stream its output line by line, stop it on timeout or cancel.
 
+Output is stdout and stderr merged, or, for machine output too long to stream (``stdout_to``),
+stdout written to a file and only stderr streamed.
+
 Never a shell: user values travel as argv elements. The child gets its own process group so a
 timeout or cancel stops everything it started (SIGTERM, then SIGKILL after a grace period).
 """
@@ -157,6 +160,7 @@ def run_process(
     count = 0
     stream = proc.stdout if stdout_to is None else proc.stderr
     assert stream is not None
+    leaving = True  # until the output ends normally: then the command is waited for, not stopped
     try:
         for raw in stream:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -166,8 +170,11 @@ def run_process(
                 captured.append(line)
                 captured_bytes += len(raw)
             log(line)
+        leaving = False
     finally:
         stream.close()
+        if leaving:  # ``log`` raised (say the step's log is on a full disk): stop the command too
+            _kill_group(proc)
         exit_code = proc.wait()
         done.set()
 

@@ -33,11 +33,13 @@ import contextlib
 import dataclasses
 import fcntl
 import fnmatch
+import functools
 import hashlib
 import os
 import re
 import shlex
 import shutil
+import subprocess
 import threading
 import time
 from collections import deque
@@ -332,7 +334,7 @@ def verify_tree(
     files = total = 0
     quick, cancelled, top = _quick_hasher(algo), ctx.cancelled, tree.rstrip("/") + "/"
     for rel, digest in wanted.items():
-        if not files & 255 and cancelled.is_set():
+        if cancelled.is_set():
             raise ActionError("Verification was stopped by the operator.")
         if rel not in present:
             problems.append((rel, f"{_printable(rel)} is missing"))
@@ -465,17 +467,13 @@ def _rsync_name(text: str) -> str:
     return os.fsdecode(bytes(raw))
 
 
-# Per-file records: "::%i %C  %n" (11 itemize characters, the 32-character whole-file checksum or
-# blanks, two spaces, the name). "::" marks them apart from rsync's own messages; from the checksum
-# on, a record is already a manifest line.
-_RECORD_FORMAT = "::%i %C  %n"
-# Picking them out of rsync's stdout kept in a file: files sent with their checksum (the manifest
-# line), sent without one (the name), copied locally from the --link-dest snapshot; and the lines
-# that are not records (stats, notices).
-_SENT = re.compile(rb"^::>f.{9} ([0-9a-f]{32}  .+)$", re.MULTILINE)
-_SENT_BLANK = re.compile(rb"^::>f.{9} {35}(.+)$", re.MULTILINE)
-_LOCAL_COPY = re.compile(rb"^::cf", re.MULTILINE)
-_NOT_RECORD = re.compile(rb"\n(?!::)")  # the start of a line that is not a record: found in C
+# Per-file records on rsync's stdout, "::" marking them apart from rsync's own messages:
+# "::%i %n" (11 itemize characters, the name) on a pipe read line by line (restores, sha256
+# snapshots), and "::%i %C  %n" (then the 32-character xxh128 whole-file checksum or blanks, two
+# spaces, the name: from the checksum on, a manifest line) in a file for xxh128 snapshots.
+_NAMED_FORMAT = "::%i %n"
+_SUMMED_FORMAT = "::%i %C  %n"
+_HEX_BYTES = re.compile(rb"[0-9a-f]*")
 
 
 class _RsyncOutput:
@@ -495,26 +493,19 @@ class _RsyncOutput:
         self.on_start: Callable[[], None] | None = None
         self._last = time.monotonic()
 
-    def record(self, body: str) -> None:
-        """One per-file record without its ``::`` marker."""
-        code = body[:11]
-        if code.startswith(">f"):
-            rel = _rsync_name(body[46:])
-            self.transferred.add(rel)
-            digest = body[12:44]
-            if digest[0] != " ":
-                self.digests[rel] = digest
-            if self.on_transfer is not None:
-                self.on_transfer(rel)
-        elif code.startswith("cf"):
-            self.copied += 1
-
     def __call__(self, line: str) -> None:
         if self.on_start is not None:
             self.on_start()
             self.on_start = None
-        if line.startswith("::") and len(line) > 48:
-            self.record(line[2:])
+        if line.startswith("::") and len(line) > 14:  # a _NAMED_FORMAT record
+            code = line[2:13]
+            if code.startswith(">f"):
+                rel = _rsync_name(line[14:])
+                self.transferred.add(rel)
+                if self.on_transfer is not None:
+                    self.on_transfer(rel)
+            elif code.startswith("cf"):
+                self.copied += 1
             now = time.monotonic()
             if now - self._last >= PROGRESS_EVERY:
                 self._last = now
@@ -539,23 +530,26 @@ class _RsyncOutput:
 
 
 class _RecordsReader:
-    """Reads rsync's stdout from the file it goes to: per-file records (``::%i %C  %n``), stats.
+    """Reads rsync's stdout from the file it goes to: ``_SUMMED_FORMAT`` records, stats, notices.
 
     rsync writes 20,000 records in a few milliseconds to a file, where a pipe read line by line
-    would cost more than rsync's own copy of 20,000 small files. The file is read while rsync
-    writes it: the records are parsed as they come, and every few seconds a progress line says
-    how many files were copied. :meth:`finish` reads the rest.
+    would cost more than rsync's own copy of 20,000 small files. The file is read (through the
+    descriptor it was created with, never reopened by name) while rsync writes it: the records
+    are parsed as they come, and every few seconds a progress line says how many files were
+    copied. :meth:`finish` reads the rest.
     """
 
     POLL = 0.25
+    CHUNK = 8 << 20
 
-    def __init__(self, path: str, log: Callable[[str], None]) -> None:
-        self.path = path
+    def __init__(self, fd: int, log: Callable[[str], None]) -> None:
+        self.fd = fd
         self.log = log
         self.lines: list[bytes] = []  # "CHECKSUM  NAME" of each file sent, names as rsync wrote them
         self.unsummed: list[bytes] = []  # names of files sent without a checksum (none, normally)
         self.copied = 0  # files copied locally from the --link-dest snapshot (attributes changed)
         self.escaped = False  # some name holds a backslash: rsync's \#ooo escapes or a real one
+        self.malformed = False  # a record not in the expected shape: its checksums are not used
         self.other: list[str] = []  # the lines that are not records: stats, notices
         self._offset = 0
         self._error: Exception | None = None
@@ -564,26 +558,29 @@ class _RecordsReader:
         self._thread.start()
 
     def _take(self, data: bytes) -> None:
-        # One regex pass per chunk instead of a Python call per line.
-        lines = _SENT.findall(data)
-        self.lines += lines
-        if data.count(b"::>f") > len(lines):
-            self.unsummed += _SENT_BLANK.findall(data)
+        lines = data.split(b"\n")
+        sent = [line for line in lines if line[:4] == b"::>f"]
+        # "::>f+++++++++ " (14 bytes), 32 checksum characters or blanks, two spaces, the name.
+        summed = [line[14:] for line in sent if line[14:15] != b" " and line[46:48] == b"  "]
+        if len(summed) < len(sent):
+            for line in sent:
+                if line[14:15] == b" " and line[46:48] == b"  " and not line[14:46].strip():
+                    self.unsummed.append(line[48:])
+                elif not (line[14:15] != b" " and line[46:48] == b"  "):
+                    self.malformed = True
+        if summed and _HEX_BYTES.fullmatch(b"".join([line[:32] for line in summed])) is None:
+            self.malformed = True
+        self.lines += summed
         if b"::cf" in data:
-            self.copied += len(_LOCAL_COPY.findall(data))
+            self.copied += sum(1 for line in lines if line[:4] == b"::cf")
         if b"\\" in data:
             self.escaped = True
-        text = b"\n" + data
-        for m in _NOT_RECORD.finditer(text):
-            end = text.find(b"\n", m.end())
-            line = text[m.end() : end if end >= 0 else len(text)]
-            if line:
-                self.other.append(line.decode("utf-8", "replace"))
+        self.other += [line.decode("utf-8", "replace") for line in lines if line and line[:2] != b"::"]
 
     def _read(self, final: bool) -> None:
-        with open(self.path, "rb") as f:
-            f.seek(self._offset)
-            chunk = f.read()
+        chunk = b""
+        while part := os.pread(self.fd, self.CHUNK, self._offset + len(chunk)):
+            chunk += part
         end = len(chunk) if final else chunk.rfind(b"\n") + 1  # whole lines only while rsync writes
         if end:
             self._offset += end
@@ -596,12 +593,17 @@ class _RecordsReader:
                 self._read(final=False)
                 if time.monotonic() - last >= PROGRESS_EVERY:
                     last = time.monotonic()
-                    self.log(f"… {len(self.lines) + len(self.unsummed):,} files copied so far")
+                    self.log(f"… {self.sent:,} files copied so far")
             except OSError:
                 continue  # read again on the next poll; finish() reports a lasting error
             except Exception as exc:  # noqa: BLE001 - the step's log failed (a full disk): finish() raises it
                 self._error = exc
                 return
+
+    @property
+    def sent(self) -> int:
+        """Files rsync sent (new or changed)."""
+        return len(self.lines) + len(self.unsummed)
 
     def stop(self) -> None:
         """Stop reading while rsync runs (idempotent)."""
@@ -620,30 +622,41 @@ class _RecordsReader:
         try:
             self._read(final=True)
         except OSError as exc:
-            raise ActionError(f"Cannot read rsync's file list {self.path}: {exc.strerror}.") from None
-
-    @property
-    def sent(self) -> int:
-        """Files rsync sent (new or changed)."""
-        return len(self.lines) + len(self.unsummed)
+            raise ActionError(f"Cannot read rsync's list of copied files: {exc.strerror}.") from None
 
     def manifest(self) -> bytes | None:
         """The manifest straight from the records (in the order rsync copied the files), when
         every file has its checksum and no name needs unescaping; else None."""
-        if self.escaped or self.copied or self.unsummed:
+        if self.escaped or self.copied or self.unsummed or self.malformed:
             return None
         return b"\n".join(self.lines) + b"\n" if self.lines else b""
 
-    def apply(self, out: _RsyncOutput) -> None:
-        """Hand the records to ``out`` as names and checksums, like rsync's stdout records."""
+    def apply(self, out: _RsyncOutput, *, checksums: bool) -> None:
+        """Hand the records to ``out`` as names and (when ``checksums``) rsync's checksums."""
         def name(raw: bytes) -> str:
             return _rsync_name(raw.decode("utf-8", "surrogateescape"))
 
         summed = [name(line[34:]) for line in self.lines]
-        out.transferred.update(summed)
-        out.transferred.update(name(raw) for raw in self.unsummed)
-        out.digests.update(zip(summed, (line[:32].decode() for line in self.lines), strict=True))
+        names = summed + [name(raw) for raw in self.unsummed]
+        out.transferred.update(names)
+        if len(out.transferred) < len(names):
+            out.redone = True  # a file sent twice: rsync re-sent it after a failed transfer check
+        if checksums and not self.malformed:
+            out.digests.update(zip(summed, (line[:32].decode() for line in self.lines), strict=True))
         out.copied += self.copied
+
+
+@functools.cache
+def rsync_has_xxh128() -> bool:
+    """Whether the installed rsync can use xxh128 checksums (3.2.3+ built with xxhash 0.8)."""
+    try:
+        text = subprocess.run(
+            ["rsync", "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    listed = text.split("Checksum list:", 1)[1].split("\n", 2)[1] if "Checksum list:" in text else ""
+    return "xxh128" in listed.split()
 
 
 def _serialized(log: Callable[[str], None]) -> Callable[[str], None]:
@@ -815,9 +828,11 @@ def _snapshot_argv(root: str, dest: str, link_dest: str | None, checksum: bool, 
     # links whose digests are reused. For an xxh128 manifest each record carries the checksum rsync
     # computed while copying (xxh128 named, whatever RSYNC_CHECKSUM_LIST says); for sha256 the files
     # are hashed as their records arrive.
-    argv = ["rsync", "-a", "--delete", "--stats", "--no-human-readable", f"--out-format={_RECORD_FORMAT}"]
+    argv = ["rsync", "-a", "--delete", "--stats", "--no-human-readable"]
     if xxh128:
-        argv.append("--checksum-choice=xxh128")
+        argv += [f"--out-format={_SUMMED_FORMAT}", "--checksum-choice=xxh128"]
+    else:
+        argv.append(f"--out-format={_NAMED_FORMAT}")
     argv.append("--exclude=/.runbook-manifest.*")
     if checksum:
         argv.append("--checksum")
@@ -896,7 +911,7 @@ class SnapshotAction(BaseAction):
                 self._point_latest(backups, name)
                 ctx.log(f"{link} → {name}")
         stats.update(
-            path=final, name=name, previous=prev or "", manifest=os.path.join(final, MANIFESTS[params.checksums])
+            path=final, name=name, previous=prev or "", manifest=os.path.join(final, MANIFESTS[stats.pop("algo")])
         )
         ctx.log(
             f"{name} complete: {stats['files']:,} files, {human_bytes(stats['bytes'])}; "
@@ -933,8 +948,14 @@ class SnapshotAction(BaseAction):
     def _copy(
         self, ctx: StepContext, params: SnapshotParams, root: str, tmp: str, prev: str | None
     ) -> dict[str, Any]:
-        """rsync into ``tmp`` and write its manifest; on any failure ``tmp`` is removed."""
+        """rsync into ``tmp`` and write its manifest; on any failure ``tmp`` is removed.
+
+        Returns the stats, with ``algo`` the kind of manifest written.
+        """
         algo = params.checksums
+        if algo == "xxh128" and not rsync_has_xxh128():
+            ctx.log("WARNING: this rsync has no xxh128 checksum (rsync 3.2.3 or later has): the manifest is sha256")
+            algo = "sha256"
         prev_manifest: dict[str, str] = {}
         loader = None
         found = find_manifest(prev) if prev else None
@@ -961,18 +982,19 @@ class SnapshotAction(BaseAction):
             if records is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(records)
-                fd = os.open(records, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                stdout_to = os.fdopen(fd, "wb")
-                reader = _RecordsReader(records, log)
+                fd = os.open(records, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                stdout_to = os.fdopen(fd, "r+b", buffering=0)  # rsync writes; the reader preads
+                reader = _RecordsReader(fd, log)
                 if loader is not None:
                     loader.start()
             argv = _snapshot_argv(root, tmp, prev, params.checksum, records is not None)
             result = _run_rsync(ctx, argv, out, stdout_to=stdout_to)
+            vanished = result.exit_code == 24 and not (result.cancelled or result.timed_out)
             if reader is not None:
                 try:
                     reader.finish()
                 except ActionError:
-                    if result.ok:
+                    if result.ok or vanished:
                         raise
                 for line in reader.other:  # stats and notices, as if they had come on the pipe
                     out(line)
@@ -980,18 +1002,22 @@ class SnapshotAction(BaseAction):
                 hasher.finish()
             if ctx.cancelled.is_set() and result.ok:
                 result.cancelled = True
-            if result.exit_code == 24 and not (result.cancelled or result.timed_out):
+            if vanished:
                 ctx.log("WARNING: some files vanished from the live tree while it was copied (rsync code 24)")
+                out.regular_files = None  # rsync counted files it then did not copy: walk the snapshot
             elif not result.ok:
                 raise _rsync_failed(result, "snapshot")
             if reader is not None:
-                if prev is None and not out.redone and out.regular_files == reader.sent:
+                # With --checksum, rsync's %C is the checksum it took when it listed the files,
+                # not of what it copied (a file can change in between): those files are read.
+                checksums = not params.checksum
+                if prev is None and checksums and not out.redone and out.regular_files == reader.sent:
                     text = reader.manifest()
                     if text is not None:  # the common first snapshot: rsync's records are the manifest
                         stats = self._write_records_manifest(ctx, tmp, text, reader.sent, out)
                         kept = True
                         return stats
-                reader.apply(out)
+                reader.apply(out, checksums=checksums)
             if loader is not None:
                 try:
                     prev_manifest = loader.result()
@@ -1027,7 +1053,7 @@ class SnapshotAction(BaseAction):
             f.write(text)
         ctx.log(f"{MANIFESTS['xxh128']}: {files:,} files, every one checksummed by rsync as it copied")
         size = out.total_size if out.total_size is not None else tree_size(Path(tmp))
-        return {"files": files, "bytes": size, "new_files": files, "linked": 0}
+        return {"files": files, "bytes": size, "new_files": files, "linked": 0, "algo": "xxh128"}
 
     @staticmethod
     def _write_manifest(
@@ -1109,7 +1135,7 @@ class SnapshotAction(BaseAction):
             f"{MANIFESTS[algo]}: {len(files):,} files; {known:,} {how}, {reused:,} reused from the previous "
             f"manifest, {len(missing):,} read now ({format_duration(time.monotonic() - started)} after the copy)"
         )
-        return {"files": len(files), "bytes": out.total_size, "new_files": new, "linked": linked}
+        return {"files": len(files), "bytes": out.total_size, "new_files": new, "linked": linked, "algo": algo}
 
     @staticmethod
     def _point_latest(backups: str, name: str) -> None:
@@ -1311,7 +1337,7 @@ class RestoreFullAction(BaseAction):
             "-a",
             "--stats",
             "--no-human-readable",
-            f"--out-format={_RECORD_FORMAT}",
+            f"--out-format={_NAMED_FORMAT}",
             "--exclude=/.runbook-manifest.*",
             *_perm_options(params.mode, params.owner, log),
             snap + "/",
@@ -1447,7 +1473,7 @@ class RestoreTenantAction(BaseAction):
     def _argv(
         self, src: str, dst: str, params: RestoreTenantParams, log: Callable[[str], None] | None = None
     ) -> list[str]:
-        argv = ["rsync", "-a", "--stats", "--no-human-readable", f"--out-format={_RECORD_FORMAT}"]
+        argv = ["rsync", "-a", "--stats", "--no-human-readable", f"--out-format={_NAMED_FORMAT}"]
         if params.checksum:
             argv.append("--checksum")
         if params.delete:

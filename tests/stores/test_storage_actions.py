@@ -367,9 +367,16 @@ def test_a_damaged_manifest_is_one_sentence(tmp_path: Path, store: tuple[Path, P
         act("storage.verify_snapshot", tmp_path, backups=str(backups))
 
 
+def _reader(path: Path, log: Any = None) -> Any:
+    from runbook.actions.storage import _RecordsReader
+
+    fd = os.open(path, os.O_RDONLY)
+    return _RecordsReader(fd, log or (lambda line: None)), fd
+
+
 def test_rsync_records_are_read_strictly(tmp_path: Path) -> None:
     """Only rsync's own per-file records count: not a notice quoting one, not a directory."""
-    from runbook.actions.storage import _RecordsReader, _RsyncOutput
+    from runbook.actions.storage import _RsyncOutput
 
     blank = " " * 32
     path = tmp_path / "rsync.out"
@@ -385,19 +392,40 @@ def test_rsync_records_are_read_strictly(tmp_path: Path) -> None:
         "Number of files: 6 (reg: 5, dir: 1)",
     ]
     path.write_bytes("".join(f"{line}\n" for line in lines).encode())
-    reader = _RecordsReader(str(path), lambda line: None)
+    reader, fd = _reader(path)
     reader.finish()
+    os.close(fd)
     assert reader.sent == 3 and reader.manifest() is None  # a file without checksum, an escaped name
     assert reader.other == [lines[0], lines[5], lines[8]]
     out = _RsyncOutput(lambda line: None)
-    reader.apply(out)
+    reader.apply(out, checksums=True)
     assert out.transferred == {"plain.csv", "no-sum.csv", "new\nline"}
     assert out.digests == {"plain.csv": "a" * 32, "new\nline": "d" * 32}
-    assert out.copied == 1
+    assert out.copied == 1 and not out.redone
+    untrusted = _RsyncOutput(lambda line: None)
+    reader.apply(untrusted, checksums=False)  # --checksum: rsync's %C is from before the copy
+    assert untrusted.transferred == out.transferred and untrusted.digests == {}
+
+    # A file sent twice (rsync re-sent it after a failed check): no checksum of this run is trusted.
+    path.write_bytes(f"{lines[2]}\n::>f+++++++++ {'e' * 32}  plain.csv\n".encode())
+    reader, fd = _reader(path)
+    reader.finish()
+    os.close(fd)
+    again = _RsyncOutput(lambda line: None)
+    reader.apply(again, checksums=True)
+    assert again.redone
+
+    # A record of another shape (a 16-character checksum) is never taken as a manifest line.
+    path.write_bytes(f"::>f+++++++++ {'f' * 16}  short.csv\n".encode())
+    reader, fd = _reader(path)
+    reader.finish()
+    os.close(fd)
+    assert reader.malformed and reader.manifest() is None
 
     path.write_bytes(f"{lines[2]}\n::>f+++++++++ {'e' * 32}  b/c.csv\n".encode())
-    reader = _RecordsReader(str(path), lambda line: None)
+    reader, fd = _reader(path)
     reader.finish()
+    os.close(fd)
     assert reader.manifest() == f"{'a' * 32}  plain.csv\n{'e' * 32}  b/c.csv\n".encode()
 
 
@@ -411,7 +439,7 @@ def test_records_are_read_while_rsync_writes_them(tmp_path: Path, monkeypatch: p
     path = tmp_path / "rsync.out"
     logged: list[str] = []
     with open(path, "wb", buffering=0) as f:
-        reader = _RecordsReader(str(path), logged.append)
+        reader, fd = _reader(path, logged.append)
         f.write(f"::>f+++++++++ {'a' * 32}  one.csv\n::>f+++++++++ {'b' * 32}  tw".encode())
         deadline = time.monotonic() + 5
         while not any("1 files copied so far" in line for line in logged) and time.monotonic() < deadline:
@@ -419,8 +447,52 @@ def test_records_are_read_while_rsync_writes_them(tmp_path: Path, monkeypatch: p
         assert reader.lines == [f"{'a' * 32}  one.csv".encode()]  # the half-written line waits
         f.write(b"o.csv\n")
     reader.finish()
+    os.close(fd)
     assert reader.sent == 2 and reader.lines[1] == f"{'b' * 32}  two.csv".encode()
     assert any("1 files copied so far" in line for line in logged)
+
+
+def test_first_snapshot_manifest_comes_straight_from_rsync(tmp_path: Path) -> None:
+    """Names that need no unescaping (spaces, '::>f', double spaces) take the direct path."""
+    root, backups = tmp_path / "root", tmp_path / "backups"
+    (root / "t").mkdir(parents=True)
+    for name in (" leading", "trailing ", "has ::>f+++++++++ inside", "two  spaces", "t/plain.csv"):
+        (root / name).write_text(name * 3)
+    ctx = Ctx(tmp_path)
+    s = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
+    assert any("every one checksummed by rsync" in line for line in ctx.lines)
+    path = Path(s["path"])
+    assert s["files"] == s["new_files"] == 5 and s["manifest"] == str(path / MANIFEST)
+    assert read_manifest(str(path / MANIFEST)) == tree_hashes(path, "xxh128")
+    check_by_hand(path, "xxh128")
+
+
+def test_checksum_option_never_records_a_checksum_taken_before_the_copy(
+    tmp_path: Path, store: tuple[Path, Path]
+) -> None:
+    root, backups = store
+    snap(tmp_path, root, backups)
+    (root / "tenant-a/ds1/part0.csv").write_text("same size!\n"[: (root / "tenant-a/ds1/part0.csv").stat().st_size])
+    ctx = Ctx(tmp_path)
+    s = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups), checksum=True)
+    assert s["new_files"] == 1
+    assert any("1 read now" in line for line in ctx.lines)  # the copied file is read, not trusted
+    assert read_manifest(str(Path(s["path"]) / MANIFEST)) == tree_hashes(Path(s["path"]), "xxh128")
+
+
+def test_an_rsync_without_xxh128_gets_a_sha256_manifest(
+    tmp_path: Path, store: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbook.actions import storage
+
+    root, backups = store
+    monkeypatch.setattr(storage, "rsync_has_xxh128", lambda: False)  # as on rsync 3.1 (RHEL 8)
+    ctx = Ctx(tmp_path)
+    s = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
+    assert any("no xxh128 checksum" in line and line.startswith("WARNING") for line in ctx.lines)
+    assert s["manifest"] == str(Path(s["path"]) / MANIFESTS["sha256"])
+    assert read_manifest(s["manifest"]) == tree_hashes(Path(s["path"]))
+    assert act("storage.verify_snapshot", tmp_path, backups=str(backups))["ok"]
 
 
 def test_verify_without_manifest_or_snapshot(tmp_path: Path) -> None:
