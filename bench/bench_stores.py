@@ -23,8 +23,10 @@ The sandboxes started here are stopped (and temporary directories removed) even 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -83,6 +85,18 @@ def _ratio_row(figure: str, ours: float, raw: float, raw_label: str, runs: tuple
     spread = f"ours {'/'.join(f'{t:.2f}' for t in runs[0])} s, raw {'/'.join(f'{t:.2f}' for t in runs[1])} s"
     return row(figure, f"{ours:.2f} s", f"≤ {TARGET_RATIO:.2f}× raw (pairwise)", pairs, pairs <= TARGET_RATIO,
                f"{raw_label} {raw:.2f} s ({spread}; ratio of medians {ours / raw:.2f}×)")
+
+
+@contextlib.contextmanager
+def _cpu(into: list[float]) -> Any:
+    """Append the CPU seconds (this process and its children) spent in the block to ``into``."""
+    def now() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    start = now()
+    yield
+    into.append(now() - start)
 
 
 def _context(box: Any, workdir: Path) -> Any:
@@ -315,18 +329,24 @@ def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_run
 
     # First snapshot: a fresh backups directory each time (nothing to link against).
     def ours_first(i: int) -> None:
-        snap.run(ctx, snap.Params(root=str(tree), backups=str(tmp / f"of{i}"), name="first"))
+        with _cpu(cpu["ours"]):
+            snap.run(ctx, snap.Params(root=str(tree), backups=str(tmp / f"of{i}"), name="first"))
 
     def raw_first(i: int) -> None:
-        subprocess.run([rsync, "-a", "--delete", f"{tree}/", f"{tmp / f'rf{i}'}/"], **quiet)
+        with _cpu(cpu["raw"]):
+            subprocess.run([rsync, "-a", "--delete", f"{tree}/", f"{tmp / f'rf{i}'}/"], **quiet)
 
     def clean_first(i: int) -> None:
         _rmtree(tmp / f"of{i}")
         _rmtree(tmp / f"rf{i}")
         (tmp / f"manifest{i}").unlink(missing_ok=True)
 
+    cpu: dict[str, list[float]] = {"ours": [], "raw": []}
     a, b, ta, tb = _interleave(ours_first, raw_first, first_runs, reset=clean_first)
     rows = [_ratio_row(f"storage.snapshot, first ({about}) vs rsync -a --delete", a, b, "rsync", (ta, tb))]
+    # CPU time (ours: runbook's process and rsync's) hardly moves with the machine's load.
+    ours_cpu, raw_cpu = statistics.median(cpu["ours"]), statistics.median(cpu["raw"])
+    rows[0]["baseline"] += f"; CPU time ours {ours_cpu * 1000:.0f} ms vs rsync {raw_cpu * 1000:.0f} ms ({ours_cpu / raw_cpu:.2f}×)"
 
     # checksums: sha256 reads every copied file once more: compared with doing the same by hand.
     def ours_first_sha(i: int) -> None:

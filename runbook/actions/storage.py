@@ -473,7 +473,8 @@ def _rsync_name(text: str) -> str:
 # spaces, the name: from the checksum on, a manifest line) in a file for xxh128 snapshots.
 _NAMED_FORMAT = "::%i %n"
 _SUMMED_FORMAT = "::%i %C  %n"
-_HEX_BYTES = re.compile(rb"[0-9a-f]*")
+_SUMMED = re.compile(rb"^::>f.{9} ([0-9a-f]{32}  .+)$", re.MULTILINE)
+_NOT_RECORD = re.compile(rb"\n(?!::)")  # the start of a line that is not a record: found in C
 
 
 class _RsyncOutput:
@@ -558,24 +559,26 @@ class _RecordsReader:
         self._thread.start()
 
     def _take(self, data: bytes) -> None:
-        lines = data.split(b"\n")
-        sent = [line for line in lines if line[:4] == b"::>f"]
-        # "::>f+++++++++ " (14 bytes), 32 checksum characters or blanks, two spaces, the name.
-        summed = [line[14:] for line in sent if line[14:15] != b" " and line[46:48] == b"  "]
-        if len(summed) < len(sent):
-            for line in sent:
-                if line[14:15] == b" " and line[46:48] == b"  " and not line[14:46].strip():
-                    self.unsummed.append(line[48:])
-                elif not (line[14:15] != b" " and line[46:48] == b"  "):
-                    self.malformed = True
-        if summed and _HEX_BYTES.fullmatch(b"".join([line[:32] for line in summed])) is None:
-            self.malformed = True
+        # C-level passes (a regex, counts) over the chunk; Python looks at single lines only when
+        # a record is not the usual "::>f+++++++++ CHECKSUM  NAME".
+        summed = _SUMMED.findall(data)
         self.lines += summed
-        if b"::cf" in data:
-            self.copied += sum(1 for line in lines if line[:4] == b"::cf")
+        text = b"\n" + data
+        if text.count(b"\n::>f") > len(summed):
+            for line in data.split(b"\n"):
+                if line[:4] == b"::>f" and _SUMMED.fullmatch(line) is None:
+                    if line[14:48] == b" " * 34 and len(line) > 48:
+                        self.unsummed.append(line[48:])
+                    else:
+                        self.malformed = True
+        self.copied += text.count(b"\n::cf")
         if b"\\" in data:
             self.escaped = True
-        self.other += [line.decode("utf-8", "replace") for line in lines if line and line[:2] != b"::"]
+        for m in _NOT_RECORD.finditer(text):
+            end = text.find(b"\n", m.end())
+            line = text[m.end() : end if end >= 0 else len(text)]
+            if line:
+                self.other.append(line.decode("utf-8", "replace"))
 
     def _read(self, final: bool) -> None:
         chunk = b""
