@@ -204,7 +204,7 @@ def _settle(pg: Any, timeout: float = 60.0) -> None:
     _prune_wal_archive(pg)
 
 
-def bench_postgres(tmp: Path, dumps: int = 3, restores: int = 3) -> list[dict[str, Any]]:
+def bench_postgres(tmp: Path, dumps: int = 3, restores: int = 5) -> list[dict[str, Any]]:
     import psycopg
 
     from runbook.actions import registry

@@ -12,6 +12,16 @@ from pathlib import Path
 from bench.common import print_rows, row
 
 HERE = Path(__file__).resolve().parent
+HEADER = "| benchmark | figure | measured | target | ratio vs baseline | baseline | result |"
+
+
+def _kept_rows(only: set[str]) -> list[str]:
+    """The previous report's rows of the benchmarks not run now (a partial run keeps them)."""
+    try:
+        old = (HERE / "REPORT.md").read_text().splitlines()
+    except OSError:
+        return []
+    return [line for line in old if line.startswith("| bench_") and line.split(" | ", 1)[0][2:] not in only]
 
 
 def main(argv: list[str]) -> int:
@@ -32,13 +42,17 @@ def main(argv: list[str]) -> int:
             r["bench"] = name
         print_rows(got)
         rows += got
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    kept = _kept_rows(only) if only else []
+    about = f"`bench/run {' '.join(sorted(only))}` on {when}" if only else f"`bench/run` on {when}"
     lines = [
         "# Benchmark report",
         "",
-        f"Written by `bench/run` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
-        f"{platform.machine()}. Ratios compare with a baseline measured in the same run.",
+        f"Written by {about}, Python {platform.python_version()}, {platform.machine()}. Ratios compare "
+        "with a baseline measured in the same run."
+        + (" Rows of the other benchmarks are kept from the previous report." if kept else ""),
         "",
-        "| benchmark | figure | measured | target | ratio vs baseline | baseline | result |",
+        HEADER,
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -46,6 +60,7 @@ def main(argv: list[str]) -> int:
         lines.append(
             f"| {r['bench']} | {r['figure']} | {r['measured']} | {r['target']} | {ratio} | {r.get('baseline', '')} | {'info' if r['passed'] is None else 'pass' if r['passed'] else '**FAIL**'} |"
         )
+    lines += kept
     (HERE / "REPORT.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {HERE / 'REPORT.md'}")
     return 0 if all(r["passed"] is not False for r in rows) else 1
