@@ -42,6 +42,7 @@ from runbook.stores import pubsub as psstore
 NAME_RE = r"^(projects/[a-z][a-z0-9.:-]+/(topics|subscriptions|snapshots)/)?[A-Za-z][A-Za-z0-9._~+%-]{2,254}$"
 STAMP = "%Y%m%d-%H%M%S"
 SNAP_STAMP_RE = re.compile(r"-(\d{8}-\d{6})$")
+_STAMP_RE = re.compile(r"\d{8}-\d{6}")  # STAMP's shape
 LABEL_RUNBOOK = "runbook"
 LABEL_CREATED = "runbook-created"
 LABEL_SUBSCRIPTION = "runbook-subscription"
@@ -122,9 +123,10 @@ def snapshot_created(snap: Any) -> datetime:
     """When a snapshot was taken (label, name timestamp, or expire_time - 7 days; see module doc)."""
     labels = dict(snap.labels or {})
     for text in (labels.get(LABEL_CREATED), (SNAP_STAMP_RE.search(_short(snap.name)) or [None, None])[1]):
-        if text:
-            try:
-                return datetime.strptime(text, STAMP).replace(tzinfo=UTC)
+        if text and _STAMP_RE.fullmatch(text):
+            try:  # YYYYmmdd-HHMMSS by hand: strptime costs more than the rest of a listing
+                return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]),
+                                int(text[11:13]), int(text[13:15]), tzinfo=UTC)
             except ValueError:
                 pass
     expire = snap.expire_time
