@@ -110,14 +110,22 @@ class Engine:
     # -- journaling --------------------------------------------------------------------------
 
     def _append(self, type_: str, payload: dict[str, Any] | None = None, *, step: str | None = None) -> Event:
+        return self._append_all([(type_, payload, step)])[0]
+
+    def _append_all(self, items: list[tuple[str, dict[str, Any] | None, str | None]]) -> list[Event]:
+        """Journal events in one transaction (all or none survive a crash), then apply and emit them."""
         assert self.state is not None
         with self._lock:  # notes arrive from the front end's thread while the engine runs
-            ev = self.journal.append(self.state.id, type_, self.redactor.value(payload or {}), step=step)
-            S.apply(self.state, ev)
-        self.frontend.emit(Journaled(self.state.id, ev))
-        if step is not None and type_.startswith("step_"):
-            self.frontend.emit(StepStatus(self.state.id, step, self.state.step(step).status))
-        return ev
+            events = self.journal.append_many(
+                self.state.id, [(t, self.redactor.value(p or {}), step) for t, p, step in items]
+            )
+            for ev in events:
+                S.apply(self.state, ev)
+        for ev in events:
+            self.frontend.emit(Journaled(self.state.id, ev))
+            if ev.step is not None and ev.type.startswith("step_"):
+                self.frontend.emit(StepStatus(self.state.id, ev.step, self.state.step(ev.step).status))
+        return events
 
     def add_note(self, text: str) -> Event:
         """Journal a note from the operator (safe to call from any thread)."""
@@ -164,7 +172,7 @@ class Engine:
         self.state = S.IncidentState(incident)
         self.journal.acquire(incident)
         started = datetime.now(UTC)
-        self._append(
+        opening: list[tuple[str, dict[str, Any] | None, str | None]] = [(
             "incident_opened",
             {
                 "playbook": pb.id,
@@ -181,13 +189,16 @@ class Engine:
                 "started": f"{started:%Y%m%d_%H%M%S}",
                 "pid": __import__("os").getpid(),
             },
-        )
+            None,
+        )]
         for name, value in bound.items():
             spec = pb.params[name]
             if spec.secret:
-                self._append("param_bound", {"name": name, "secret": True, "provided": value is not None})
+                opening.append(("param_bound", {"name": name, "secret": True, "provided": value is not None}, None))
             else:
-                self._append("param_bound", {"name": name, "value": value})
+                opening.append(("param_bound", {"name": name, "value": value}, None))
+        # One transaction: a kill while opening leaves no incident rather than one missing params.
+        self._append_all(opening)
         self._secret_values = {n: v for n, v in bound.items() if pb.params[n].secret}
         return self.state
 

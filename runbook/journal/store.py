@@ -217,8 +217,24 @@ class Journal:
             LostLockError: Another process took the incident over.
             JournalError: The disk is full or the journal cannot be written.
         """
-        body = canonical(payload or {})
+        return self.append_many(incident, [(type_, payload, step)], actor=actor)[0]
+
+    def append_many(
+        self,
+        incident: str,
+        items: list[tuple[str, dict[str, Any] | None, str | None]],
+        *,
+        actor: str | None = None,
+    ) -> list[Event]:
+        """Durably append several events (type, payload, step) in one transaction: after a crash
+        the journal holds all of them or none (an incident is never half opened).
+
+        Raises:
+            LostLockError: Another process took the incident over.
+            JournalError: The disk is full or the journal cannot be written.
+        """
         who = actor or self.actor
+        written: list[tuple[int, int, str, str | None, str, str, str, str]] = []
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -234,13 +250,16 @@ class Journal:
                         "SELECT n, hash FROM events WHERE incident=? ORDER BY n DESC LIMIT 1", (incident,)
                     ).fetchone()
                     n, prev = (last[0] + 1, last[1]) if last else (0, GENESIS)
-                    ts = utc_now()
-                    digest = chain_hash(incident, n, ts, who, step, type_, body, prev)
-                    cur = self._db.execute(
-                        "INSERT INTO events (incident, n, ts, actor, step, type, payload, prev, hash) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (incident, n, ts, who, step, type_, body, prev, digest),
-                    )
-                    seq = cur.lastrowid
+                    for type_, payload, step in items:
+                        body = canonical(payload or {})
+                        ts = utc_now()
+                        digest = chain_hash(incident, n, ts, who, step, type_, body, prev)
+                        cur = self._db.execute(
+                            "INSERT INTO events (incident, n, ts, actor, step, type, payload, prev, hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                            (incident, n, ts, who, step, type_, body, prev, digest),
+                        )
+                        written.append((int(cur.lastrowid or 0), n, ts, step, type_, body, prev, digest))
+                        n, prev = n + 1, digest
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -250,10 +269,14 @@ class Journal:
                 raise JournalError(_disk_message(exc, self.path)) from None
             except UnicodeError:
                 raise JournalError("An event could not be journaled: it holds text that is not valid UTF-8.") from None
-        event = Event(int(seq or 0), incident, n, ts, who, step, type_, json.loads(body), prev, digest)
-        for listener in list(self._listeners):
-            listener(event)
-        return event
+        events = [
+            Event(seq, incident, n, ts, who, step, type_, json.loads(body), prev, digest)
+            for seq, n, ts, step, type_, body, prev, digest in written
+        ]
+        for event in events:
+            for listener in list(self._listeners):
+                listener(event)
+        return events
 
     def subscribe(self, listener: Any) -> None:
         """Call ``listener(event)`` after each append by this process (e.g. the Slack outbox)."""

@@ -24,42 +24,23 @@ from runbook.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import BigQueryEmulator
 from runbook.stores import bigquery as bqstore
 from runbook.stores.environment import Environment
+from tests.stores.emulated import PROJECT, module_registry, running, sandbox_env
 
 
 def registry() -> dict[str, Any]:
-    """This module's actions (independent of other modules the registry may load)."""
-    return {cls.name: cls() for cls in actions_module.ACTIONS}
-
-
-PROJECT = "runbook-sandbox"
+    return module_registry(actions_module)
 
 
 @pytest.fixture(scope="module")
 def bq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
-    emulator = BigQueryEmulator(tmp_path_factory.mktemp("bigquery"), project=PROJECT)
-    emulator.start()
-    emulator.wait_ready()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-        bqstore.clear()
+    yield from running(BigQueryEmulator(tmp_path_factory.mktemp("bigquery"), project=PROJECT), bqstore.clear)
 
 
 @pytest.fixture(scope="module")
 def env(bq: BigQueryEmulator) -> Environment:
-    return Environment(
-        name="sandbox",
-        sandbox=True,
-        stores={
-            "gcp": {
-                "project": PROJECT,
-                "region": "us-central1",
-                "secondary_region": "europe-west1",
-                "bigquery_endpoint": bq.endpoint,
-                "bigquery_location_us_central1": "US",
-            }
-        },
+    return sandbox_env(
+        bigquery_endpoint=bq.endpoint,
+        bigquery_location_us_central1="US",
     )
 
 

@@ -24,45 +24,27 @@ from runbook.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import PUBSUB_BIN, PubSubEmulator
 from runbook.stores import pubsub as psstore
 from runbook.stores.environment import Environment
+from tests.stores.emulated import PROJECT, module_registry, running, sandbox_env
 
 
 def registry() -> dict[str, Any]:
-    """This module's actions (independent of other modules the registry may load)."""
-    return {cls.name: cls() for cls in actions_module.ACTIONS}
+    return module_registry(actions_module)
 
-
-PROJECT = "runbook-sandbox"
 
 pytestmark = pytest.mark.skipif(not PUBSUB_BIN.exists(), reason="the Pub/Sub emulator (Cloud SDK) is not installed")
 
 
 @pytest.fixture(scope="module")
 def ps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
-    emulator = PubSubEmulator(tmp_path_factory.mktemp("pubsub"), project=PROJECT)
-    emulator.start()
-    emulator.wait_ready()
-    try:
-        yield emulator
-    finally:
-        psstore.clear()
-        emulator.stop()
+    yield from running(PubSubEmulator(tmp_path_factory.mktemp("pubsub"), project=PROJECT), psstore.clear)
 
 
 @pytest.fixture(scope="module")
 def env(ps: PubSubEmulator) -> Environment:
-    return Environment(
-        name="sandbox",
-        sandbox=True,
-        stores={
-            "gcp": {
-                "project": PROJECT,
-                "region": "us-central1",
-                "secondary_region": "europe-west1",
-                "pubsub_host": ps.endpoint,
-                "pubsub_topic": "orders-events",
-                "pubsub_subscription": "orders-events-dataflow",
-            }
-        },
+    return sandbox_env(
+        pubsub_host=ps.endpoint,
+        pubsub_topic="orders-events",
+        pubsub_subscription="orders-events-dataflow",
     )
 
 

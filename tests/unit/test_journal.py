@@ -130,3 +130,16 @@ def test_taken_over_writer_stops(tmp_path: Path) -> None:
         a.append("inc", "note", {"text": "late"})
     b.append("inc", "take_over", {})
     assert b.verify("inc")[1] is None
+
+
+def test_events_appended_together_survive_together_or_not_at_all(tmp_path: Path) -> None:
+    """An incident's opening (incident_opened + every param_bound) is one transaction."""
+    j = Journal(tmp_path / "j.sqlite3")
+    j.append("inc-1", "incident_opened", {"playbook": "p"})
+    with pytest.raises(Exception, match="not valid UTF-8"):
+        j.append_many("inc-1", [("param_bound", {"name": "a", "value": "1"}, None), ("param_bound", {"name": "b", "value": "\udcff"}, None)])
+    assert [e.type for e in j.events("inc-1")] == ["incident_opened"]  # the first of the pair was rolled back
+    events = j.append_many("inc-1", [("param_bound", {"name": "a", "value": "1"}, None), ("step_started", {}, "s1")])
+    assert [(e.n, e.type, e.step) for e in events] == [(1, "param_bound", None), (2, "step_started", "s1")]
+    assert events[1].prev == events[0].hash and j.verify("inc-1")[1] is None
+    assert [e.type for e in j.events("inc-1")] == ["incident_opened", "param_bound", "step_started"]
