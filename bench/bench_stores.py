@@ -56,26 +56,21 @@ TARGET_RATIO = 1.05
 
 
 def _interleave(ours: Callable[[int], Any], raw: Callable[[int], Any], n: int,
-                reset: Callable[[int], Any] | None = None,
-                extra: Callable[[int], Any] | None = None) -> tuple[float, float, list[float], list[float]]:
-    """Run ours, raw[, extra], ours, raw… ``n`` times each; ``reset(i)`` (untimed) runs after each run.
+                reset: Callable[[int], Any] | None = None) -> tuple[float, float, list[float], list[float]]:
+    """Run ours, raw, ours, raw… ``n`` times each; ``reset(i)`` (untimed) runs after each run.
 
-    Returns (median ours, median raw, all ours, all raw); the extra side's times go to ``EXTRA``.
+    Returns (median ours, median raw, all ours, all raw).
     """
-    sides = [(ours, []), (raw, [])] + ([(extra, [])] if extra is not None else [])
+    a: list[float] = []
+    b: list[float] = []
     for i in range(n):
-        for fn, acc in sides:
+        for fn, acc in ((ours, a), (raw, b)):
             t0 = time.perf_counter()
             fn(i)
             acc.append(time.perf_counter() - t0)
             if reset is not None:
                 reset(i)
-    a, b = sides[0][1], sides[1][1]
-    EXTRA[:] = sides[2][1] if extra is not None else []
     return statistics.median(a), statistics.median(b), a, b
-
-
-EXTRA: list[float] = []
 
 
 def _ratio_row(figure: str, ours: float, raw: float, raw_label: str, runs: tuple[list[float], list[float]]) -> dict[str, Any]:
