@@ -55,11 +55,11 @@ def bench_journal(n: int = 2000) -> dict[str, Any]:
 
 
 def bench_engine(steps: int = 500) -> dict[str, Any]:
+    from runbook.core.environment import Environment
     from runbook.engine.frontend import Choice, Decision
     from runbook.engine.runner import Engine
     from runbook.journal.store import Journal
     from runbook.playbook.validate import load
-    from runbook.stores.environment import Environment
 
     class Quiet:
         def emit(self, event: Any) -> None:

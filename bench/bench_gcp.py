@@ -212,8 +212,8 @@ def bench_pubsub(ctx: Any) -> dict[str, Any]:
 
 def bench_actions() -> list[dict[str, Any]]:
     from runbook.actions.base import StepContext
+    from runbook.core.environment import Environment
     from runbook.sandbox.manager import Sandbox
-    from runbook.stores.environment import Environment
 
     tmp = Path(tempfile.mkdtemp(prefix="rb-bench-gcp-"))
     base = tmp / "sandbox"

@@ -97,8 +97,8 @@ def make_incident(journal_path: Path, incident: str = "20250101-000000-beef", ev
 
 
 def bench_exports(events: int = EVENTS) -> list[dict[str, Any]]:
-    from runbook.exports import export_incident, verify_export
     from runbook.journal.store import Journal
+    from runbook.reports.exports import export_incident, verify_export
 
     out = []
     with tempfile.TemporaryDirectory() as d:

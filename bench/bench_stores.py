@@ -96,7 +96,7 @@ def _cpu(into: list[float]) -> Any:
 
 def _context(box: Any, workdir: Path) -> Any:
     from runbook.actions.base import StepContext
-    from runbook.stores.environment import Environment
+    from runbook.core.environment import Environment
 
     env = Environment(name="sandbox", sandbox=True, stores=box.stores())
     return StepContext(incident_id="bench", step_id="s", mode="live", environment=env, workdir=workdir,

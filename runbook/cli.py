@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from runbook.errors import RunbookError, UsageError
+from runbook.core.errors import RunbookError, UsageError
 
 _DEBUG = False
 
@@ -105,7 +105,7 @@ def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
 @pass_ctx
 def list_cmd(obj: _Ctx, as_json: bool) -> None:
     """Playbooks as a table: id, tier, level, RTO/RPO, steps, last drilled."""
-    from runbook.drill_history import interval_days, last_drills, status
+    from runbook.drills.history import interval_days, last_drills, status
     from runbook.playbook.catalog import playbook_files, summarize
 
     summaries = [summarize(p) for p in playbook_files(obj.playbook_dirs())]
@@ -222,7 +222,7 @@ def plan(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None
     from rich.markup import escape
     from rich.table import Table
 
-    from runbook.engine.redact import Redactor
+    from runbook.core.redact import Redactor
     from runbook.engine.runner import resolve_call
     from runbook.playbook import params as P
     from runbook.playbook.refs import RefError, make_lookup
@@ -321,9 +321,9 @@ def _run_headless(obj: _Ctx, engine: Any) -> None:
 @pass_ctx
 def run(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None, mode: str, headless: bool, yes: bool, confirms: tuple[str, ...]) -> None:
     """Start an incident (TUI unless --headless)."""
+    from runbook.core.paths import home
     from runbook.engine.runner import Engine
     from runbook.headless import HeadlessFrontend
-    from runbook.paths import home
 
     loaded = _load_playbook(obj, playbook)
     given = _params_from_env(loaded, _parse_kv(params, "Parameter"))
@@ -361,10 +361,10 @@ def run(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None,
 @pass_ctx
 def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool, confirms: tuple[str, ...], choice: str | None, retry_failed: bool, reason: str | None, params: tuple[str, ...]) -> None:
     """Continue an incident after a crash, disconnect or quit."""
-    from runbook.engine import state as S
+    from runbook.core import incident as S
+    from runbook.core.paths import home
     from runbook.engine.runner import Engine
     from runbook.headless import HeadlessFrontend
-    from runbook.paths import home
 
     if choice in ("done", "skip") and not (reason or "").strip():
         raise UsageError(f"--{'mark-done' if choice == 'done' else 'skip'} needs --reason TEXT.")
@@ -418,8 +418,8 @@ def _journaled_playbook(st: Any) -> Any:
 @pass_ctx
 def incidents(obj: _Ctx, as_json: bool) -> None:
     """Incidents with status, playbook, env, mode, operator, elapsed vs RTO."""
-    from runbook.engine import state as S
-    from runbook.playbook.durations import format_duration
+    from runbook.core import incident as S
+    from runbook.core.durations import format_duration
 
     journal = obj.journal
     rows = []
@@ -465,7 +465,7 @@ def timeline(obj: _Ctx, incident: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from runbook.timeline import describe_event, local_time
+    from runbook.reports.timeline import describe_event, local_time
 
     journal = obj.journal
     incident = journal.find_incident(incident)
@@ -497,7 +497,7 @@ def verify(obj: _Ctx, incident: str) -> None:
 @pass_ctx
 def export(obj: _Ctx, incident: str, fmt: str, output: str | None) -> None:
     """Post-incident timeline export."""
-    from runbook.exports import export_incident
+    from runbook.reports.exports import export_incident
 
     journal = obj.journal
     incident = journal.find_incident(incident)
@@ -522,9 +522,9 @@ def drill(obj: _Ctx, playbook: str, keep: bool, show_output: bool) -> None:
     """Recovery drill on a throwaway sandbox: break it as the scenario says, recover, verify, measure."""
     from rich.table import Table
 
-    from runbook.drill import run_drill
-    from runbook.paths import home
-    from runbook.playbook.durations import format_duration
+    from runbook.core.durations import format_duration
+    from runbook.core.paths import home
+    from runbook.drills.drill import run_drill
 
     loaded = _load_playbook(obj, playbook)
     report = run_drill(obj.journal, loaded, home=home(), keep=keep, quiet=not show_output, echo=lambda m: click.echo(m, err=True))

@@ -12,7 +12,7 @@ import sys
 
 def main() -> None:
     if len(sys.argv) == 1:
-        from runbook.errors import RunbookError
+        from runbook.core.errors import RunbookError
 
         try:
             from runbook.journal.store import open_journal

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.markup import escape
 
+from runbook.core.durations import format_duration
+from runbook.core.errors import NeedsHuman
 from runbook.engine.frontend import Ask, Choice, Decision, EngineEvent, Journaled, OutputLine, Request
-from runbook.errors import NeedsHuman
-from runbook.playbook.durations import format_duration
 
 
 @dataclass

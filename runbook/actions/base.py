@@ -13,7 +13,7 @@ It is plain data plus one ``run`` method:
   a directory). A typed confirmation asks the operator to type exactly this.
 * ``describe(params)`` — the exact resolved call (argv or API call), shown before it runs.
 * ``run(ctx, params)`` — do it, stream progress through ``ctx.log``, return the outputs.
-  Raise :class:`~runbook.errors.ActionError` with one clear sentence on failure.
+  Raise :class:`~runbook.core.errors.ActionError` with one clear sentence on failure.
 
 Action modules must stay cheap to import: heavy clients (google-cloud-*, psycopg, slack_sdk) are
 imported inside ``run`` only.
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from runbook.actions.process import ProcessResult
-    from runbook.stores.environment import Environment
+    from runbook.core.environment import Environment
 
 
 class Effect(StrEnum):

@@ -31,8 +31,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.errors import ActionError
-from runbook.playbook.durations import check_duration, format_duration, parse_duration
+from runbook.core.durations import check_duration, format_duration, parse_duration
+from runbook.core.errors import ActionError
 from runbook.stores import dataflow as dfs
 from runbook.stores import gcp
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.errors import ActionError
-from runbook.playbook.durations import check_duration, format_duration, parse_duration
+from runbook.core.durations import check_duration, format_duration, parse_duration
+from runbook.core.errors import ActionError
 
 CHUNK = 1 << 20
 

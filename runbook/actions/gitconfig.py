@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.actions.process import ProcessResult
-from runbook.errors import ActionError
+from runbook.core.errors import ActionError
 
 IDENTITY = ("runbook", "runbook@localhost")
 _BRANCH_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*/?$")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.errors import ActionError
+from runbook.core.errors import ActionError
 
 
 class SlackNotifyParams(ActionParams):

@@ -56,8 +56,8 @@ from pydantic import Field, field_validator
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.actions.files import human_bytes, sha256_file
 from runbook.actions.process import ProcessResult, describe_failure
-from runbook.errors import ActionError
-from runbook.playbook.durations import format_duration
+from runbook.core.durations import format_duration
+from runbook.core.errors import ActionError
 from runbook.stores.postgres import PostgresSettings, check_identifier
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from runbook.errors import ActionError
+from runbook.core.errors import ActionError
 
 GRACE_SECONDS = 3.0
 CAPTURE_LIMIT = 1 << 20  # bytes of stdout kept for ``capture=True``

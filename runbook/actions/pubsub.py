@@ -33,8 +33,8 @@ from pydantic import Field, field_validator, model_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.actions.bigquery import parse_timestamp
-from runbook.errors import ActionError
-from runbook.playbook.durations import format_duration
+from runbook.core.durations import format_duration
+from runbook.core.errors import ActionError
 from runbook.stores import gcp
 from runbook.stores import pubsub as psstore
 

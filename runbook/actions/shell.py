@@ -8,7 +8,7 @@ from pydantic import Field
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.actions.process import describe_failure
-from runbook.errors import ActionError
+from runbook.core.errors import ActionError
 
 
 class ShellParams(ActionParams):

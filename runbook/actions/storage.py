@@ -52,8 +52,8 @@ from pydantic import Field, field_validator, model_validator
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
 from runbook.actions.files import human_bytes, tree_size
 from runbook.actions.process import ProcessResult, describe_failure
-from runbook.errors import ActionError
-from runbook.playbook.durations import format_duration, parse_duration
+from runbook.core.durations import format_duration, parse_duration
+from runbook.core.errors import ActionError
 
 CHECKSUMS = ("xxh128", "sha256")  # manifest kinds, the default first
 MANIFESTS = {algo: f".runbook-manifest.{algo}" for algo in CHECKSUMS}

@@ -24,7 +24,11 @@ from typing import Any
 
 from runbook.actions import get_action
 from runbook.actions.base import Effect, StepContext
-from runbook.engine import state as S
+from runbook.core import incident as S
+from runbook.core.durations import parse_duration
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, NeedsHuman, RunbookError, UsageError
+from runbook.core.redact import Redactor
 from runbook.engine.frontend import (
     Ask,
     Choice,
@@ -34,12 +38,9 @@ from runbook.engine.frontend import (
     Request,
     StepStatus,
 )
-from runbook.engine.redact import Redactor
-from runbook.errors import ActionError, NeedsHuman, RunbookError, UsageError
 from runbook.journal.logs import StepLog, step_log_path
 from runbook.journal.store import Event, Journal, JournalError, LostLockError
 from runbook.playbook import params as P
-from runbook.playbook.durations import parse_duration
 from runbook.playbook.model import ConfirmTyped, Mode, OutputSpec, Playbook, Step
 from runbook.playbook.refs import (
     RefError,
@@ -51,7 +52,6 @@ from runbook.playbook.refs import (
     render,
 )
 from runbook.playbook.validate import Loaded, required_confirm, step_effect, validate_raw
-from runbook.stores.environment import Environment
 
 OUTPUT_JOURNAL_LIMIT = 64 * 1024  # chars of one output value kept in the journal
 TIMEOUT_GRACE = 5.0

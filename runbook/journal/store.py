@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.errors import RunbookError
+from runbook.core.errors import RunbookError
 
 GENESIS = "0" * 64
 SCHEMA_VERSION = 1
@@ -443,7 +443,7 @@ class Journal:
 
 
 def open_journal(home: Path | None = None) -> Journal:
-    from runbook.paths import home as state_home
+    from runbook.core.paths import home as state_home
 
     base = home or state_home()
     return Journal(base / "journal.sqlite3")

@@ -19,9 +19,9 @@ from runbook.notify.outbox import Outbox
 from runbook.notify.slack import SlackSettings, settings_from
 
 if TYPE_CHECKING:
+    from runbook.core.environment import Environment
     from runbook.journal.store import Journal
     from runbook.stores.config import Config
-    from runbook.stores.environment import Environment
 
 __all__ = ["Outbox", "SlackSettings", "attach", "cli_hook", "current_outbox", "settings_from"]
 

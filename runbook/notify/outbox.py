@@ -737,7 +737,7 @@ def _playbook_steps(text: str) -> dict[str, tuple[str, bool | str]]:
 def _dur(value: Any) -> str:
     if value is None:
         return ""
-    from runbook.playbook.durations import format_duration
+    from runbook.core.durations import format_duration
 
     try:
         return format_duration(float(value))

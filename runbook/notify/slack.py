@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runbook.engine.redact import MASK
+from runbook.core.redact import MASK
 
 if TYPE_CHECKING:
+    from runbook.core.environment import Environment
     from runbook.stores.config import Config
-    from runbook.stores.environment import Environment
 
 # Slack's limits (https://api.slack.com/methods/chat.postMessage, Block Kit reference).
 MAX_TEXT = 40_000
@@ -233,7 +233,7 @@ def settings_from(config: Config | None, environment: Environment | None) -> Sla
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    from runbook.playbook.durations import format_duration
+    from runbook.core.durations import format_duration
 
     return format_duration(seconds)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook.errors import UsageError
-from runbook.paths import bundled_playbooks
+from runbook.core.errors import UsageError
+from runbook.core.paths import bundled_playbooks
 
 
 def playbook_dirs(extra: list[str] | None = None) -> list[Path]:

@@ -12,7 +12,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.playbook.durations import parse_duration
+from runbook.core.durations import parse_duration
 from runbook.playbook.model import ParamSpec, ParamType
 
 MAX_LEN = 4096

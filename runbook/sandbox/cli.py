@@ -24,7 +24,7 @@ def up(only: str | None) -> None:
     """Start (and seed on first start) the sandbox stores. Idempotent."""
     import time
 
-    from runbook.errors import UsageError
+    from runbook.core.errors import UsageError
     from runbook.sandbox.manager import ALL, Sandbox
 
     comps = [c.strip() for c in only.split(",")] if only else list(ALL)

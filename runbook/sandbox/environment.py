@@ -6,7 +6,7 @@ the sandbox start the stores the playbook needs (``Sandbox.ensure``).
 
 from __future__ import annotations
 
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
 
 
 def sandbox_environment() -> Environment:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook.paths import home
+from runbook.core.paths import home
 from runbook.sandbox.procs import ManagedProcess, SandboxError, start_all
 
 PROJECT = "runbook-sandbox"

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from runbook.errors import RunbookError
+from runbook.core.errors import RunbookError
 
 LOCALHOST = "127.0.0.1"
 POLL_SECONDS = 0.02

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runbook.core.environment import Environment
 from runbook.stores import gcp
-from runbook.stores.environment import Environment
 
 if TYPE_CHECKING:
     from google.cloud.bigquery import Client

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.core.environment import Environment
 from runbook.stores import gcp
-from runbook.stores.environment import Environment
 
 STORE = "Bigtable"
 EMULATOR_VAR = "BIGTABLE_EMULATOR_HOST"

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbook.errors import UsageError
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
+from runbook.core.errors import UsageError
 
 SECRET_KEYS = ("password", "token", "secret", "dsn", "webhook_url", "private_key")
 
@@ -79,7 +79,7 @@ def find_config(explicit: str | None = None) -> Path | None:
     local = Path.cwd() / "runbook.toml"
     if local.is_file():
         return local
-    from runbook.paths import config_dir
+    from runbook.core.paths import config_dir
 
     user = config_dir() / "runbook.toml"
     return user if user.is_file() else None

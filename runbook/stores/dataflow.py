@@ -23,8 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.core.environment import Environment
 from runbook.stores import gcp
-from runbook.stores.environment import Environment
 
 STORE = "Dataflow"
 JOB_ID = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}_\d{2}_\d{2}-\d+$")

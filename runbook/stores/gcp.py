@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from runbook.errors import ActionError, StoreUnavailable
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, StoreUnavailable
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def api_errors(store: str, what: str, gs: GcpSettings | None, on_unavailable: Ca
     ``on_unavailable`` runs when the store could not be reached (e.g. drop a cached client whose
     channel backs off before reconnecting, so a retry starts afresh).
     """
-    from runbook.errors import RunbookError
+    from runbook.core.errors import RunbookError
 
     try:
         yield

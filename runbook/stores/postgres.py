@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runbook.errors import ActionError, StoreUnavailable
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, StoreUnavailable
 
 if TYPE_CHECKING:
     import psycopg

@@ -18,9 +18,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.core.environment import Environment
 from runbook.stores import gcp
 from runbook.stores.bigquery import refused
-from runbook.stores.environment import Environment
 
 STORE = "Pub/Sub"
 RETRY_SECONDS = 60.0

@@ -53,7 +53,7 @@ def state_home(ctx: Any) -> Path:
     home = getattr(ctx, "home", None)
     if isinstance(home, Path):
         return home
-    from runbook.paths import home as default_home
+    from runbook.core.paths import home as default_home
 
     return default_home()
 

@@ -25,7 +25,7 @@ def _when(ts: object) -> str:
     if not ts:
         return "earlier"
     try:
-        from runbook.timeline import local_time
+        from runbook.reports.timeline import local_time
 
         text = str(ts)
         return f"{text[:10]} {text[11:19]} UTC (local {local_time(text)})"

@@ -139,7 +139,7 @@ def load_home_data(ctx: Any, *, with_sandbox: bool = True) -> HomeData:
     except Exception as exc:  # noqa: BLE001
         data.error = f"Playbooks could not be read: {exc}"
     journal = ctx.journal
-    from runbook.drill_history import interval_days, last_drills, status
+    from runbook.drills.history import interval_days, last_drills, status
 
     last = last_drills(journal)
     data.drills = {pid: d["ts"] for pid, d in last.items()}
@@ -149,7 +149,7 @@ def load_home_data(ctx: Any, *, with_sandbox: bool = True) -> HomeData:
         if status(s.drillable, last.get(s.id), days)[1]:
             data.overdue.add(s.id)
     for inc in journal.incidents():
-        from runbook.engine import state as S
+        from runbook.core import incident as S
 
         events = journal.events(inc)
         st = S.fold(inc, events)

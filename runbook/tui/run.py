@@ -23,14 +23,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Markdown, Static
 
-from runbook.engine import state as S
+from runbook.core import incident as S
 from runbook.engine.frontend import Ask, Choice, Decision, Journaled, StepStatus
 from runbook.tui.frontend import DecisionRequested, PendingDecision, TuiFrontend
 from runbook.tui.widgets import ModeBar, Prompt, StepList
 
 if TYPE_CHECKING:
+    from runbook.core.environment import Environment
     from runbook.journal.store import Event
-    from runbook.stores.environment import Environment
 
 FLUSH_INTERVAL = 0.08
 # While the engine thread streams output it holds the GIL for whole switch intervals; the UI
@@ -183,8 +183,8 @@ class RunScreen(Screen[None]):
     @work(thread=True, group="engine", exit_on_error=False)
     def _drive(self, take_over: bool) -> None:
         """Run the engine (blocks this worker thread until the incident ends or pauses)."""
+        from runbook.core.errors import RunbookError
         from runbook.engine.runner import Engine
-        from runbook.errors import RunbookError
         from runbook.journal.store import LockedError
         from runbook.tui.app import state_home
 
@@ -298,7 +298,7 @@ class RunScreen(Screen[None]):
                     self._show_step(ev.step)
             elif ev.type.startswith("step_") and self.running_step == ev.step:
                 self.running_step = None
-        from runbook.timeline import describe_event, local_time
+        from runbook.reports.timeline import describe_event, local_time
 
         who = f" {ev.step}" if ev.step else ""
         self._timeline.append(f"{local_time(ev.ts)}{who}: {describe_event(ev)}")

@@ -42,8 +42,8 @@ class ExportDone(Message):
 
 def timeline_rows(journal: Any, incident: str) -> tuple[list[tuple[str, str, str, str, str]], Any]:
     """The rows of the timeline and the folded state (blocking: call from a worker)."""
-    from runbook.engine import state as S
-    from runbook.timeline import describe_event, local_time
+    from runbook.core import incident as S
+    from runbook.reports.timeline import describe_event, local_time
 
     st = S.IncidentState(incident)
     rows = []
@@ -191,7 +191,7 @@ class TimelineScreen(Screen[None]):
 
     @work(thread=True, group="export", exit_on_error=False)
     def _export(self, fmt: str) -> None:
-        from runbook.exports import export_incident
+        from runbook.reports.exports import export_incident
 
         try:
             text = export_incident(self.ctx.journal, self.incident, fmt)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook.drill import run_drill
+from runbook.drills.drill import run_drill
 from runbook.journal.store import Journal
 from runbook.playbook.validate import load
 from tests.conftest import REPO

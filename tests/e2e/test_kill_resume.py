@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from runbook.engine import state as S
+from runbook.core import incident as S
 from runbook.journal.store import Journal
 from tests.conftest import cli_env, runbook, write_playbook
 
@@ -199,7 +199,7 @@ def test_headless_json_outputs(rb_home: Path, tmp_path: Path) -> None:
     rows = json.loads(runbook(rb_home, "incidents", "--json").stdout)
     assert rows[0]["id"] == incident and rows[0]["status"] == "completed" and rows[0]["rto"] == 300
     doc = json.loads(runbook(rb_home, "export", incident, "--format", "json").stdout)
-    from runbook.exports import verify_export
+    from runbook.reports.exports import verify_export
 
     assert verify_export(doc) == (len(doc["events"]), None)
 

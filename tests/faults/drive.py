@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from runbook.core.paths import home  # noqa: E402
 from runbook.engine.runner import Engine  # noqa: E402
 from runbook.headless import HeadlessAnswers, HeadlessFrontend  # noqa: E402
 from runbook.journal.store import open_journal  # noqa: E402
-from runbook.paths import home  # noqa: E402
 from runbook.playbook.catalog import resolve  # noqa: E402
 from runbook.playbook.validate import load  # noqa: E402
 from runbook.sandbox.environment import sandbox_environment  # noqa: E402

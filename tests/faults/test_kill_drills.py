@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.drill import Drill
-from runbook.engine import state as S
+from runbook.core import incident as S
+from runbook.drills.drill import Drill
 from runbook.journal.store import Journal
 from runbook.playbook.validate import load
 from tests.conftest import REPO

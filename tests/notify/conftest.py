@@ -14,13 +14,13 @@ import pytest
 from rich.console import Console
 
 from runbook import notify
+from runbook.core.environment import Environment
 from runbook.engine.runner import Engine
 from runbook.headless import HeadlessAnswers, HeadlessFrontend
 from runbook.journal.store import Journal
 from runbook.playbook.validate import load
 from runbook.sandbox.slack_server import MESSAGES_FILE, SlackServer
 from runbook.stores.config import Config
-from runbook.stores.environment import Environment
 from tests.conftest import write_playbook
 
 TOKEN = "xoxb-4242424242-4242424242424-notifytestsecret"

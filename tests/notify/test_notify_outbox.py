@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from runbook import notify
-from runbook.errors import ActionError
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError
 from runbook.journal.store import Journal
 from runbook.notify.slack import MAX_SECTION, MAX_TEXT, fit_message, scrub, settings_from
 from runbook.sandbox.slack_server import SlackServer
 from runbook.stores.config import Config
-from runbook.stores.environment import Environment
 from tests.notify.conftest import (
     SECRET,
     TOKEN,

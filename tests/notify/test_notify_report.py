@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from runbook.errors import UsageError
-from runbook.exports import export_incident, verify_export
+from runbook.core.errors import UsageError
 from runbook.journal.store import Journal
-from runbook.report import render_report
+from runbook.reports.exports import export_incident, verify_export
+from runbook.reports.report import render_report
 from runbook.sandbox.slack_server import SlackServer
 from tests.notify.conftest import SECRET, TOKEN, drill_playbook, run_incident, slack_env
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from runbook.drill import run_drill
-from runbook.engine import state as S
+from runbook.core import incident as S
+from runbook.drills.drill import run_drill
 from runbook.journal.store import Journal
 from runbook.playbook.validate import load
 from tests.conftest import REPO, cli_env, runbook, write_playbook

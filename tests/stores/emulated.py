@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
 
 PROJECT = "runbook-sandbox"
 E = TypeVar("E")

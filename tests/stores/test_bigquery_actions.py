@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from runbook.actions import bigquery as actions_module
 from runbook.actions import registry as full_registry
 from runbook.actions.base import Effect, StepContext
-from runbook.errors import ActionError, StoreUnavailable
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import BigQueryEmulator
 from runbook.stores import bigquery as bqstore
-from runbook.stores.environment import Environment
 from tests.stores.emulated import PROJECT, module_registry, running, sandbox_env
 
 

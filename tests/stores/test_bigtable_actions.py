@@ -20,12 +20,12 @@ from pydantic import ValidationError
 
 from runbook.actions import registry
 from runbook.actions.base import Effect, StepContext
-from runbook.errors import ActionError, StoreUnavailable
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.bigtable_backup_server import BigtableBackupServer
 from runbook.sandbox.emulators import BIGTABLE_BIN, BigtableEmulator
 from runbook.sandbox.procs import free_port
 from runbook.stores import bigtable as bts
-from runbook.stores.environment import Environment
 
 pytestmark = [
     pytest.mark.skipif(not BIGTABLE_BIN.exists(), reason="cbtemulator not installed"),

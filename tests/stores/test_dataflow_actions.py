@@ -12,10 +12,10 @@ from pydantic import ValidationError
 
 from runbook.actions import registry
 from runbook.actions.base import Effect, StepContext
-from runbook.errors import ActionError, StoreUnavailable
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.dataflow_server import DataflowServer
 from runbook.stores import dataflow as dfs
-from runbook.stores.environment import Environment
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,9 +8,9 @@ import pytest
 
 from runbook.actions import registry
 from runbook.actions.base import StepContext
-from runbook.errors import ActionError, StoreUnavailable
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.dataflow_server import DataflowServer
-from runbook.stores.environment import Environment
 from runbook.stores.gcp import GcpSettings, translate
 
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from runbook.actions import registry
 from runbook.actions.base import Effect, StepContext
-from runbook.errors import ActionError
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed"),

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from runbook.actions import registry
 from runbook.actions.base import StepContext
-from runbook.errors import ActionError
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError
 
 PG_BIN = Path("/usr/lib/postgresql")
 pytestmark = pytest.mark.skipif(

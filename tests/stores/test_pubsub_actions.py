@@ -20,10 +20,10 @@ from runbook.actions import pubsub as actions_module
 from runbook.actions import registry as full_registry
 from runbook.actions.base import Effect, StepContext
 from runbook.actions.pubsub import snapshot_created
-from runbook.errors import ActionError, StoreUnavailable
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import PUBSUB_BIN, PubSubEmulator
 from runbook.stores import pubsub as psstore
-from runbook.stores.environment import Environment
 from tests.stores.emulated import PROJECT, module_registry, running, sandbox_env
 
 

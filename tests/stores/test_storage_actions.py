@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from runbook.actions import registry
 from runbook.actions.base import Effect, StepContext
 from runbook.actions.storage import MANIFEST, MANIFESTS, read_manifest
-from runbook.errors import ActionError
-from runbook.stores.environment import Environment
+from runbook.core.environment import Environment
+from runbook.core.errors import ActionError
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
 

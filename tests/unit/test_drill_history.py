@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from runbook.drill_history import interval_days, status
+from runbook.drills.history import interval_days, status
 
 
 def test_intervals_follow_the_seed_schedule_and_can_be_configured() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from runbook.engine import state as S
+from runbook.core import incident as S
+from runbook.core.environment import Environment
+from runbook.core.errors import UsageError
 from runbook.engine.frontend import Ask, Choice, Decision, Journaled, OutputLine, Request
 from runbook.engine.runner import Engine
-from runbook.errors import UsageError
 from runbook.journal.store import Journal
 from runbook.playbook.validate import load
-from runbook.stores.environment import Environment
 from tests.conftest import write_playbook
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runbook.actions.process import describe_failure, run_process
-from runbook.errors import ActionError
+from runbook.core.errors import ActionError
 
 
 def test_stdout_and_stderr_are_merged_line_by_line() -> None:

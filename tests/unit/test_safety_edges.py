@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from runbook.engine import state as S
+from runbook.core import incident as S
+from runbook.core.environment import Environment
+from runbook.core.redact import MASK, Redactor
 from runbook.engine.frontend import Ask, Choice, Decision
-from runbook.engine.redact import MASK, Redactor
 from runbook.engine.runner import Engine
 from runbook.playbook.model import ParamSpec
 from runbook.playbook.params import ParamError, coerce
 from runbook.playbook.refs import RefError, evaluate_condition, make_lookup, parse_condition
-from runbook.stores.environment import Environment
 from tests.unit.test_engine import Scripted, make
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from runbook.engine import state as S
+from runbook.core import incident as S
+from runbook.core.errors import RunbookError, UsageError
 from runbook.engine.runner import Engine
-from runbook.errors import RunbookError, UsageError
 from runbook.headless import HeadlessAnswers, HeadlessFrontend
 from runbook.journal.store import Journal
 from runbook.playbook.validate import Loaded, load

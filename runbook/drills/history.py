@@ -25,7 +25,7 @@ def last_drills(journal: Any) -> dict[str, dict[str, Any]]:
 
 def interval_days(level: int | None, drill_every: Any, config_days: dict[str, Any] | None = None) -> float:
     if drill_every is not None:
-        from runbook.playbook.durations import parse_duration
+        from runbook.core.durations import parse_duration
 
         try:
             return parse_duration(drill_every) / 86400

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runbook.errors import UsageError
+from runbook.core.errors import UsageError
 from runbook.journal.store import GENESIS, Journal, canonical, chain_hash
 
 
@@ -44,7 +44,7 @@ def export_incident(journal: Journal, incident: str, fmt: str) -> str:
     if fmt == "json":
         return export_json(journal, incident)
     try:
-        from runbook.report import render_report  # type: ignore[import-not-found]
+        from runbook.reports.report import render_report  # type: ignore[import-not-found]
     except ImportError:
         raise UsageError(f"The {fmt} export is not available in this version; use --format json.") from None
     return render_report(journal, incident, fmt)

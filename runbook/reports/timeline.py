@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from runbook.core.durations import format_duration
 from runbook.journal.store import Event
-from runbook.playbook.durations import format_duration
 
 
 def local_time(ts: str) -> str:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.errors import ActionError
+from runbook.core.errors import ActionError
 
 
 @dataclass

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.engine.redact import MASK
-from runbook.errors import UsageError
+from runbook.core.durations import format_duration
+from runbook.core.errors import UsageError
+from runbook.core.redact import MASK
 from runbook.journal.store import Journal
 from runbook.notify.slack import scrub
-from runbook.playbook.durations import format_duration
-from runbook.timeline import describe_event
+from runbook.reports.timeline import describe_event
 
 CHART_MAX_STEPS = 200  # the chart stays readable; the steps table lists them all
 

@@ -37,4 +37,4 @@ def private_dir(path: Path) -> Path:
 
 def bundled_playbooks() -> Path:
     """The ``playbooks/`` directory shipped beside the package (source checkout or editable install)."""
-    return Path(__file__).resolve().parent.parent / "playbooks"
+    return Path(__file__).resolve().parents[2] / "playbooks"

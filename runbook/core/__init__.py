@@ -1,0 +1,1 @@
+"""Plain types every layer shares; nothing here imports the rest of runbook."""

@@ -1,0 +1,1 @@
+"""Post-incident output: the terminal timeline, Markdown/HTML reports, JSON exports."""
