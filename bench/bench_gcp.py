@@ -104,7 +104,7 @@ def _forget_clients() -> None:
 
 
 def bench_bigquery(ctx: Any) -> list[dict[str, Any]]:
-    from runbook.actions import registry
+    from runbook.actions.registry import registry
     from runbook.stores import bigquery as bqstore
     from runbook.stores import gcp
 
@@ -133,7 +133,7 @@ def bench_bigquery(ctx: Any) -> list[dict[str, Any]]:
 
 
 def bench_bigtable(ctx: Any) -> dict[str, Any]:
-    from runbook.actions import registry
+    from runbook.actions.registry import registry
     from runbook.stores import bigtable as bts
     from runbook.stores import gcp
 
@@ -163,7 +163,7 @@ def bench_bigtable(ctx: Any) -> dict[str, Any]:
 def bench_dataflow(ctx: Any) -> dict[str, Any]:
     from google.cloud import dataflow_v1beta3 as df
 
-    from runbook.actions import registry
+    from runbook.actions.registry import registry
     from runbook.stores import dataflow as dfs
 
     c, _ = dfs.clients(ctx.environment)
@@ -186,7 +186,7 @@ def bench_dataflow(ctx: Any) -> dict[str, Any]:
 
 
 def bench_pubsub(ctx: Any) -> dict[str, Any]:
-    from runbook.actions import registry
+    from runbook.actions.registry import registry
     from runbook.stores import pubsub as psstore
 
     clients = psstore.client(ctx.environment)
@@ -211,7 +211,7 @@ def bench_pubsub(ctx: Any) -> dict[str, Any]:
 
 
 def bench_actions() -> list[dict[str, Any]]:
-    from runbook.actions.base import StepContext
+    from runbook.actions.spec import StepContext
     from runbook.core.environment import Environment
     from runbook.sandbox.manager import Sandbox
 

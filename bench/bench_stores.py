@@ -95,7 +95,7 @@ def _cpu(into: list[float]) -> Any:
 
 
 def _context(box: Any, workdir: Path) -> Any:
-    from runbook.actions.base import StepContext
+    from runbook.actions.spec import StepContext
     from runbook.core.environment import Environment
 
     env = Environment(name="sandbox", sandbox=True, stores=box.stores())
@@ -202,7 +202,7 @@ def _settle(pg: Any, timeout: float = 60.0) -> None:
 def bench_postgres(tmp: Path, dumps: int = 3, restores: int = 5) -> list[dict[str, Any]]:
     import psycopg
 
-    from runbook.actions import registry
+    from runbook.actions.registry import registry
     from runbook.sandbox.manager import Sandbox
     from runbook.stores.postgres import PostgresSettings
 
@@ -304,7 +304,7 @@ def _touch(root: Path, fraction: float, seed: int = 7) -> int:
 
 
 def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_runs: int = 7, where: str = "") -> list[dict[str, Any]]:
-    from runbook.actions import registry
+    from runbook.actions.registry import registry
     from runbook.actions.storage import MANIFESTS
     from runbook.sandbox.manager import Sandbox
 

@@ -176,13 +176,14 @@ def _flood_child() -> None:
 
     from runbook.journal.store import Journal
     from runbook.playbook.validate import load
+    from runbook.sandbox.environment import with_sandbox
     from runbook.stores.config import load_config
     from runbook.tui.app import RunbookApp, TuiContext, run_screen_for_new
     from runbook.tui.dialogs import ReasonScreen
     from runbook.tui.run import RunScreen
 
     journal = Journal(home / "journal.sqlite3", actor="bench@host")
-    ctx = TuiContext(load_config(), journal, home=home, dirs=[tmp])
+    ctx = TuiContext(load_config(local=with_sandbox()), journal, home=home, dirs=[tmp])
     loaded = load(pb)
     assert not loaded.diagnostics, loaded.diagnostics
     env = ctx.config.environment("sandbox")

@@ -56,9 +56,10 @@ class _Ctx:
     @property
     def config(self) -> Any:
         if self._config is None:
+            from runbook.sandbox.environment import with_sandbox
             from runbook.stores.config import load_config
 
-            self._config = load_config(self.config_path)
+            self._config = load_config(self.config_path, local=with_sandbox())
         return self._config
 
     @property
@@ -279,10 +280,9 @@ def plan(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None
 def _environment_for(obj: _Ctx, env_name: str | None, playbook: Any) -> Any:
     """The incident's environment; for the sandbox, the stores the playbook needs are started first."""
     env = obj.config.environment(env_name)
-    if env.sandbox:
-        from runbook.sandbox.manager import Sandbox, playbook_components
-
-        Sandbox().ensure(playbook_components(playbook))
+    local = obj.config.local.get(env.name)
+    if local is not None:
+        local.ensure(playbook)
         env = obj.config.environment(env_name)  # ports are known once the stores run
     return env
 
@@ -384,7 +384,7 @@ def resume(obj: _Ctx, incident: str, take_over: bool, headless: bool, yes: bool,
             resume_incident_app(obj, incident, env, take_over)
             return
     answers = _answers(yes, confirms, interrupted=choice, reason=reason, failed="retry" if retry_failed else None)
-    failed_now = [sid for sid, ss in st.steps.items() if ss.status == S.FAILED and not ss.continued]
+    failed_now = [sid for sid, ss in st.steps.items() if ss.status == S.StepStatus.FAILED and not ss.continued]
     answers.failed_step = failed_now[0] if failed_now else None
     engine = Engine(journal, HeadlessFrontend(answers), home=home(), environment=env)
     _attach_notifications(obj, env, engine)

@@ -16,10 +16,11 @@ def main() -> None:
 
         try:
             from runbook.journal.store import open_journal
+            from runbook.sandbox.environment import with_sandbox
             from runbook.stores.config import load_config
             from runbook.tui.app import TuiContext, run_app
 
-            run_app(TuiContext(config=load_config(), journal=open_journal()))
+            run_app(TuiContext(config=load_config(local=with_sandbox()), journal=open_journal()))
             return
         except RunbookError as exc:
             sys.stderr.write(f"error: {exc}\n")

@@ -1031,7 +1031,7 @@ class ImportTableAction(BaseAction):
         )
 
     def _verify(self, ctx: StepContext, path: Path, checksum_file: str | None) -> None:
-        from runbook.actions.files import sha256_file
+        from runbook.actions.support.fs import sha256_file
 
         if not path.is_file():
             raise ActionError(f"Export file not found: {path}.")

@@ -7,74 +7,25 @@ last 24 hours, checksum file verified, sizes not suspiciously small).
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.core.durations import check_duration, format_duration, parse_duration
+from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
+from runbook.actions.support.fs import human_bytes, sha256_file, tree_size
+from runbook.actions.support.params import Duration, seconds
+from runbook.core.durations import format_duration
+from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
-
-CHUNK = 1 << 20
-
-
-def sha256_file(path: Path, cancelled: Any = None) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-            if cancelled is not None and cancelled.is_set():
-                raise ActionError(f"checksum of {path} was stopped by the operator.")
-    return h.hexdigest()
-
-
-def tree_size(path: Path) -> int:
-    """Bytes under ``path`` (like ``du -sb``, hard links counted once)."""
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except FileNotFoundError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1:
-                if key in seen:
-                    continue
-                seen.add(key)
-            total += st.st_size
-    return total
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _exists(path: Path, what: str = "file") -> Path:
     if not path.exists():
         raise ActionError(f"{what.capitalize()} not found: {path}.")
     return path
-
-
-class _Duration(ActionParams):
-    @field_validator("max_age", "min_age", check_fields=False)
-    @classmethod
-    def _dur(cls, v: Any) -> Any:
-        return check_duration(v)
 
 
 # --- sha256 --------------------------------------------------------------------------------
@@ -85,34 +36,34 @@ class Sha256Params(ActionParams):
     write: bool = Field(False, description="Also write PATH.sha256 in sha256sum format.")
 
 
-class Sha256Action(BaseAction):
-    name: ClassVar[str] = "file.sha256"
-    effect: ClassVar[Effect] = Effect.READ_ONLY
-    summary: ClassVar[str] = "Checksum of a file (sha256); optionally write a .sha256 file beside it."
-    Params = Sha256Params
-    outputs: ClassVar[dict[str, str]] = {"sha256": "Hex digest.", "size": "Bytes.", "checksum_file": "Written file."}
+class Sha256Outputs(ActionOutputs):
+    sha256: str = Field(description="Hex digest.")
+    size: int = Field(description="Bytes.")
+    checksum_file: str = Field(description="The .sha256 file written, or empty.")
 
-    def target(self, params: Sha256Params) -> str:
-        return params.path
 
-    def describe(self, params: Sha256Params) -> str:
-        return f"sha256sum {params.path}" + (f" > {params.path}.sha256" if params.write else "")
-
-    def run(self, ctx: StepContext, params: Sha256Params) -> dict[str, Any]:
-        path = _exists(Path(params.path))
-        if not path.is_file():
-            raise ActionError(f"Not a regular file: {path}.")
-        digest = sha256_file(path, ctx.cancelled)
-        ctx.log(f"{digest}  {path}")
-        out: dict[str, Any] = {"sha256": digest, "size": path.stat().st_size, "checksum_file": ""}
-        if params.write:
-            sidecar = Path(f"{path}.sha256")
-            tmp = sidecar.with_name(sidecar.name + ".tmp")
-            tmp.write_text(f"{digest}  {path.name}\n")
-            os.replace(tmp, sidecar)
-            out["checksum_file"] = str(sidecar)
-            ctx.log(f"wrote {sidecar}")
-        return out
+@action(
+    "file.sha256",
+    Effect.READ_ONLY,
+    "Checksum of a file (sha256); optionally write a .sha256 file beside it.",
+    target=lambda p: p.path,
+    describe=lambda p: f"sha256sum {p.path}" + (f" > {p.path}.sha256" if p.write else ""),
+)
+def sha256(ctx: StepContext, params: Sha256Params) -> Sha256Outputs:
+    path = _exists(Path(params.path))
+    if not path.is_file():
+        raise ActionError(f"Not a regular file: {path}.")
+    digest = sha256_file(path, ctx.cancelled)
+    ctx.log(f"{digest}  {path}")
+    written = ""
+    if params.write:
+        sidecar = Path(f"{path}.sha256")
+        tmp = sidecar.with_name(sidecar.name + ".tmp")
+        tmp.write_text(f"{digest}  {path.name}\n")
+        os.replace(tmp, sidecar)
+        written = str(sidecar)
+        ctx.log(f"wrote {sidecar}")
+    return Sha256Outputs(sha256=digest, size=path.stat().st_size, checksum_file=written)
 
 
 # --- verify .sha256 ------------------------------------------------------------------------
@@ -124,130 +75,126 @@ class VerifyParams(ActionParams):
     required: bool = Field(True, description="Fail when there is no checksum file (else warn).")
 
 
-class VerifySha256Action(BaseAction):
-    name: ClassVar[str] = "file.verify_sha256"
-    effect: ClassVar[Effect] = Effect.READ_ONLY
-    summary: ClassVar[str] = "Verify a file against its .sha256 file (sha256sum -c)."
-    Params = VerifyParams
-    outputs: ClassVar[dict[str, str]] = {"sha256": "Actual digest.", "verified": "true when it matched."}
+class VerifyOutputs(ActionOutputs):
+    sha256: str = Field(description="Actual digest.")
+    verified: bool = Field(description="true when it matched.")
 
-    def target(self, params: VerifyParams) -> str:
-        return params.path
 
-    def describe(self, params: VerifyParams) -> str:
-        return f"sha256sum -c {params.checksum_file or params.path + '.sha256'}"
-
-    def run(self, ctx: StepContext, params: VerifyParams) -> dict[str, Any]:
-        path = _exists(Path(params.path))
-        sidecar = Path(params.checksum_file or f"{path}.sha256")
-        if not sidecar.exists():
-            if params.required:
-                raise ActionError(f"No checksum file for {path}: expected {sidecar}.")
-            ctx.log(f"WARNING: no checksum file found for {path}")
-            return {"sha256": sha256_file(path, ctx.cancelled), "verified": False}
-        try:
-            first = sidecar.read_text(encoding="utf-8", errors="replace").split()
-        except OSError as exc:
-            raise ActionError(f"Cannot read checksum file {sidecar}: {exc.strerror}.") from None
-        expected = first[0].lower() if first else ""
-        if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
-            raise ActionError(f"Checksum file {sidecar} does not hold a sha256 digest.")
-        actual = sha256_file(path, ctx.cancelled)
-        if actual != expected:
-            ctx.log(f"{path}: FAILED (expected {expected}, got {actual})")
-            raise ActionError(f"Checksum mismatch for {path}: the file does not match {sidecar.name}.")
-        ctx.log(f"{path}: OK")
-        return {"sha256": actual, "verified": True}
+@action(
+    "file.verify_sha256",
+    Effect.READ_ONLY,
+    "Verify a file against its .sha256 file (sha256sum -c).",
+    target=lambda p: p.path,
+    describe=lambda p: f"sha256sum -c {p.checksum_file or p.path + '.sha256'}",
+)
+def verify_sha256(ctx: StepContext, params: VerifyParams) -> VerifyOutputs:
+    path = _exists(Path(params.path))
+    sidecar = Path(params.checksum_file or f"{path}.sha256")
+    if not sidecar.exists():
+        if params.required:
+            raise ActionError(f"No checksum file for {path}: expected {sidecar}.")
+        ctx.log(f"WARNING: no checksum file found for {path}")
+        return VerifyOutputs(sha256=sha256_file(path, ctx.cancelled), verified=False)
+    try:
+        first = sidecar.read_text(encoding="utf-8", errors="replace").split()
+    except OSError as exc:
+        raise ActionError(f"Cannot read checksum file {sidecar}: {exc.strerror}.") from None
+    expected = first[0].lower() if first else ""
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ActionError(f"Checksum file {sidecar} does not hold a sha256 digest.")
+    actual = sha256_file(path, ctx.cancelled)
+    if actual != expected:
+        ctx.log(f"{path}: FAILED (expected {expected}, got {actual})")
+        raise ActionError(f"Checksum mismatch for {path}: the file does not match {sidecar.name}.")
+    ctx.log(f"{path}: OK")
+    return VerifyOutputs(sha256=actual, verified=True)
 
 
 # --- newest / age / size -------------------------------------------------------------------
 
 
-class NewestParams(_Duration):
+class NewestParams(ActionParams):
     directory: str
     pattern: str = Field("*", description="Glob on the entry name, e.g. varlor_db_*.dump.")
-    kind: str = Field("file", pattern="^(file|dir|any)$")
-    max_age: str | int | None = Field(None, description="Fail if the newest is older (e.g. 24h).")
+    kind: Literal["file", "dir", "any"] = "file"
+    max_age: Duration | None = Field(None, description="Fail if the newest is older (e.g. 24h).")
     exclude: list[str] = Field(default_factory=lambda: ["*.sha256", "*.tmp"])
 
 
-class NewestAction(BaseAction):
-    name: ClassVar[str] = "file.newest"
-    effect: ClassVar[Effect] = Effect.READ_ONLY
-    summary: ClassVar[str] = "Find the newest file (or directory) matching a pattern; optionally check its age."
-    Params = NewestParams
-    outputs: ClassVar[dict[str, str]] = {
-        "path": "Newest entry.",
-        "name": "Its name.",
-        "age_seconds": "Age in seconds.",
-        "size": "Bytes.",
-        "count": "How many entries matched.",
-    }
-
-    def target(self, params: NewestParams) -> str:
-        return params.directory
-
-    def describe(self, params: NewestParams) -> str:
-        age = f" -mmin -{int(parse_duration(params.max_age) // 60)}" if params.max_age else ""
-        return f"find {params.directory} -maxdepth 1 -name '{params.pattern}'{age} | newest"
-
-    def run(self, ctx: StepContext, params: NewestParams) -> dict[str, Any]:
-        directory = _exists(Path(params.directory), "directory")
-        entries = []
-        for entry in os.scandir(directory):
-            if not fnmatch.fnmatch(entry.name, params.pattern):
-                continue
-            if any(fnmatch.fnmatch(entry.name, ex) for ex in params.exclude):
-                continue
-            if entry.is_symlink():
-                continue
-            if params.kind == "file" and not entry.is_file():
-                continue
-            if params.kind == "dir" and not entry.is_dir():
-                continue
-            entries.append((entry.stat().st_mtime, entry.name, entry.path))
-        if not entries:
-            raise ActionError(f"No backup matching {params.pattern!r} in {directory}.")
-        entries.sort()
-        mtime, name, path = entries[-1]
-        age = max(0.0, time.time() - mtime)
-        size = tree_size(Path(path))
-        ctx.log(f"newest: {path} ({format_duration(age)} old, {human_bytes(size)}; {len(entries)} matching)")
-        if params.max_age is not None and age > parse_duration(params.max_age):
-            raise ActionError(
-                f"The newest backup {name} is {format_duration(age)} old, older than {params.max_age}."
-            )
-        return {"path": path, "name": name, "age_seconds": round(age, 1), "size": size, "count": len(entries)}
+class NewestOutputs(ActionOutputs):
+    path: str = Field(description="Newest entry.")
+    name: str = Field(description="Its name.")
+    age_seconds: float = Field(description="Age in seconds.")
+    size: int = Field(description="Bytes.")
+    count: int = Field(description="How many entries matched.")
 
 
-class AgeParams(_Duration):
+def _describe_newest(p: NewestParams) -> str:
+    age = f" -mmin -{int(seconds(p.max_age) // 60)}" if p.max_age is not None else ""
+    return f"find {p.directory} -maxdepth 1 -name '{p.pattern}'{age} | newest"
+
+
+def _matching(directory: Path, params: NewestParams) -> list[tuple[float, str, str]]:
+    entries = []
+    for entry in os.scandir(directory):
+        if not fnmatch.fnmatch(entry.name, params.pattern) or entry.is_symlink():
+            continue
+        if any(fnmatch.fnmatch(entry.name, ex) for ex in params.exclude):
+            continue
+        if (params.kind == "file" and not entry.is_file()) or (params.kind == "dir" and not entry.is_dir()):
+            continue
+        entries.append((entry.stat().st_mtime, entry.name, entry.path))
+    return sorted(entries)
+
+
+@action(
+    "file.newest",
+    Effect.READ_ONLY,
+    "Find the newest file (or directory) matching a pattern; optionally check its age.",
+    target=lambda p: p.directory,
+    describe=_describe_newest,
+)
+def newest(ctx: StepContext, params: NewestParams) -> NewestOutputs:
+    directory = _exists(Path(params.directory), "directory")
+    entries = _matching(directory, params)
+    if not entries:
+        raise ActionError(f"No backup matching {params.pattern!r} in {directory}.")
+    mtime, name, path = entries[-1]
+    age = max(0.0, time.time() - mtime)
+    size = tree_size(Path(path))
+    ctx.log(f"newest: {path} ({format_duration(age)} old, {human_bytes(size)}; {len(entries)} matching)")
+    if params.max_age is not None and age > seconds(params.max_age):
+        raise ActionError(f"The newest backup {name} is {format_duration(age)} old, older than {params.max_age}.")
+    return NewestOutputs(path=path, name=name, age_seconds=round(age, 1), size=size, count=len(entries))
+
+
+class AgeParams(ActionParams):
     path: str
-    max_age: str | int = Field(description="e.g. 24h")
+    max_age: Duration = Field(description="e.g. 24h")
 
 
-class CheckAgeAction(BaseAction):
-    name: ClassVar[str] = "file.check_age"
-    effect: ClassVar[Effect] = Effect.READ_ONLY
-    summary: ClassVar[str] = "Fail if a file or directory (a symlink is followed) is older than max_age."
-    Params = AgeParams
-    outputs: ClassVar[dict[str, str]] = {"age_seconds": "Age in seconds.", "resolved": "Path after symlinks."}
+class AgeOutputs(ActionOutputs):
+    age_seconds: float = Field(description="Age in seconds.")
+    resolved: str = Field(description="Path after symlinks.")
 
-    def target(self, params: AgeParams) -> str:
-        return params.path
 
-    def describe(self, params: AgeParams) -> str:
-        return f"find $(readlink -f {params.path}) -maxdepth 0 -mtime -{params.max_age}"
-
-    def run(self, ctx: StepContext, params: AgeParams) -> dict[str, Any]:
-        path = Path(params.path)
-        if not path.exists():
-            raise ActionError(f"Not found: {path}.")
-        resolved = path.resolve()
-        age = max(0.0, time.time() - resolved.stat().st_mtime)
-        ctx.log(f"{resolved}: {format_duration(age)} old (limit {params.max_age})")
-        if age > parse_duration(params.max_age):
-            raise ActionError(f"{resolved} is {format_duration(age)} old, older than {params.max_age}.")
-        return {"age_seconds": round(age, 1), "resolved": str(resolved)}
+@action(
+    "file.check_age",
+    Effect.READ_ONLY,
+    "Fail if a file or directory (a symlink is followed) is older than max_age.",
+    target=lambda p: p.path,
+    describe=lambda p: f"find $(readlink -f {p.path}) -maxdepth 0 -mtime -{p.max_age}",
+)
+def check_age(ctx: StepContext, params: AgeParams) -> AgeOutputs:
+    path = Path(params.path)
+    if not path.exists():
+        raise ActionError(f"Not found: {path}.")
+    resolved = path.resolve()
+    age = max(0.0, time.time() - resolved.stat().st_mtime)
+    ctx.log(f"{resolved}: {format_duration(age)} old (limit {params.max_age})")
+    if age > seconds(params.max_age):
+        raise ActionError(f"{resolved} is {format_duration(age)} old, older than {params.max_age}.")
+    return AgeOutputs(age_seconds=round(age, 1), resolved=str(resolved))
 
 
 class SizeParams(ActionParams):
@@ -259,44 +206,46 @@ class SizeParams(ActionParams):
     warn_only: bool = Field(False, description="Log a WARNING instead of failing.")
 
 
-class CheckSizeAction(BaseAction):
-    name: ClassVar[str] = "file.check_size"
-    effect: ClassVar[Effect] = Effect.READ_ONLY
-    summary: ClassVar[str] = "Size sanity of a file or tree: not empty, within bounds, not far from the previous backup."
-    Params = SizeParams
-    outputs: ClassVar[dict[str, str]] = {"size": "Bytes.", "human": "Human size.", "ok": "true when within bounds."}
-
-    def target(self, params: SizeParams) -> str:
-        return params.path
-
-    def describe(self, params: SizeParams) -> str:
-        return f"du -sb {params.path}"
-
-    def run(self, ctx: StepContext, params: SizeParams) -> dict[str, Any]:
-        path = _exists(Path(params.path))
-        size = tree_size(path)
-        ctx.log(f"{path}: {human_bytes(size)} ({size} bytes)")
-        problems: list[str] = []
-        if size < params.min_bytes:
-            problems.append(f"{path} is suspiciously small ({size} bytes, expected at least {params.min_bytes})")
-        if params.max_bytes is not None and size > params.max_bytes:
-            problems.append(f"{path} is larger than expected ({size} bytes, at most {params.max_bytes})")
-        if params.compare_to:
-            prev = Path(params.compare_to)
-            if prev.exists():
-                prev_size = tree_size(prev)
-                if prev_size > 0:
-                    change = abs(size - prev_size) / prev_size
-                    ctx.log(f"previous {prev}: {human_bytes(prev_size)} (change {change:.0%})")
-                    if change > params.max_change:
-                        problems.append(
-                            f"{path} is {change:.0%} different in size from the previous backup {prev.name}"
-                        )
-        for p in problems:
-            ctx.log(f"WARNING: {p}")
-        if problems and not params.warn_only:
-            raise ActionError(problems[0][0].upper() + problems[0][1:] + ".")
-        return {"size": size, "human": human_bytes(size), "ok": not problems}
+class SizeOutputs(ActionOutputs):
+    size: int = Field(description="Bytes.")
+    human: str = Field(description="Human size.")
+    ok: bool = Field(description="true when within bounds.")
 
 
-ACTIONS = [Sha256Action, VerifySha256Action, NewestAction, CheckAgeAction, CheckSizeAction]
+def _size_problems(ctx: StepContext, path: Path, size: int, params: SizeParams) -> list[str]:
+    problems: list[str] = []
+    if size < params.min_bytes:
+        problems.append(f"{path} is suspiciously small ({size} bytes, expected at least {params.min_bytes})")
+    if params.max_bytes is not None and size > params.max_bytes:
+        problems.append(f"{path} is larger than expected ({size} bytes, at most {params.max_bytes})")
+    prev = Path(params.compare_to) if params.compare_to else None
+    if prev is not None and prev.exists():
+        prev_size = tree_size(prev)
+        if prev_size > 0:
+            change = abs(size - prev_size) / prev_size
+            ctx.log(f"previous {prev}: {human_bytes(prev_size)} (change {change:.0%})")
+            if change > params.max_change:
+                problems.append(f"{path} is {change:.0%} different in size from the previous backup {prev.name}")
+    return problems
+
+
+@action(
+    "file.check_size",
+    Effect.READ_ONLY,
+    "Size sanity of a file or tree: not empty, within bounds, not far from the previous backup.",
+    target=lambda p: p.path,
+    describe=lambda p: f"du -sb {p.path}",
+)
+def check_size(ctx: StepContext, params: SizeParams) -> SizeOutputs:
+    path = _exists(Path(params.path))
+    size = tree_size(path)
+    ctx.log(f"{path}: {human_bytes(size)} ({size} bytes)")
+    problems = _size_problems(ctx, path, size, params)
+    for p in problems:
+        ctx.log(f"WARNING: {p}")
+    if problems and not params.warn_only:
+        raise ActionError(problems[0][0].upper() + problems[0][1:] + ".")
+    return SizeOutputs(size=size, human=human_bytes(size), ok=not problems)
+
+
+SPECS = [sha256, verify_sha256, newest, check_age, check_size]

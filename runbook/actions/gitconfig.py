@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.actions.process import ProcessResult
+from runbook.actions.support.process import ProcessResult
 from runbook.core.errors import ActionError
 
 IDENTITY = ("runbook", "runbook@localhost")
@@ -76,7 +76,7 @@ class _Git:
 
     def __call__(self, *args: str, check: bool = True, quiet: bool = False) -> ProcessResult:
         log = (lambda _line: None) if quiet else self.ctx.log
-        from runbook.actions.process import run_process
+        from runbook.actions.support.process import run_process
 
         result = run_process(
             ["git", "-C", str(self.repo), *self.ident, *args],

@@ -1,17 +1,17 @@
 """``notify.slack``: a playbook posts its own Slack message (e.g. to the security channel).
 
-The message goes through the notification outbox: it is journaled (``notification_queued``) and
-queued for the background sender, so the step never waits for Slack, and a Slack outage never
-fails it. The output ``notification_id`` names the message in the journal and the export.
+The message goes through the notification outbox the engine's process hands in
+(``ctx.services.messages``): it is journaled (``notification_queued``) and queued for the
+background sender, so the step never waits for Slack, and a Slack outage never fails it. The
+output ``notification_id`` names the message in the journal and the export.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from pydantic import Field
 
-from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
+from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
+from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 
 
@@ -22,50 +22,50 @@ class SlackNotifyParams(ActionParams):
     thread: bool = Field(True, description="In the incident channel, reply in the incident's thread.")
 
 
-class SlackNotifyAction(BaseAction):
-    """Queue a Slack message through the outbox; outputs its notification id."""
-
-    name: ClassVar[str] = "notify.slack"
-    effect: ClassVar[Effect] = Effect.MUTATING
-    summary: ClassVar[str] = "Post a Slack message (through the outbox; never blocks on Slack)."
-    Params = SlackNotifyParams
-    outputs: ClassVar[dict[str, str]] = {
-        "notification_id": "The notification's id in the journal.",
-        "channel": "Where it is posted.",
-        "status": "The outbox state when it was queued (e.g. 'all sent', '3 waiting').",
-    }
-
-    def target(self, params: SlackNotifyParams) -> str:
-        if params.channel:
-            return params.channel
-        return "the security channel" if params.security else "the incident channel"
-
-    def describe(self, params: SlackNotifyParams) -> str:
-        preview = " ".join(params.text.split())
-        if len(preview) > 80:
-            preview = preview[:77] + "..."
-        return f"slack message to {self.target(params)}: {preview!r}"
-
-    def run(self, ctx: StepContext, params: SlackNotifyParams) -> dict[str, Any]:
-        from runbook.notify import current_outbox
-
-        outbox = current_outbox()
-        if outbox is None:
-            raise ActionError(
-                f"Slack is not configured for environment {ctx.environment.name!r}: add "
-                f"[environments.{ctx.environment.name}.slack] (channel, token_env) or [notify.slack] to runbook.toml."
-            )
-        channel = params.channel
-        if params.security:
-            channel = channel or outbox.settings.security_channel
-            if not channel:
-                raise ActionError("No security_channel is configured for Slack: add security_channel to the slack settings in runbook.toml.")
-        # The engine's redactor masks secret params a template may have put into the text.
-        text = ctx.redact(params.text)
-        nid = outbox.enqueue_message(ctx.incident_id, text, channel=channel, step=ctx.step_id, thread=params.thread)
-        dest = channel or outbox.settings.channel
-        ctx.log(f"queued Slack message {nid} for {dest} ({outbox.status()})")
-        return {"notification_id": nid, "channel": dest, "status": outbox.status()}
+class SlackNotifyOutputs(ActionOutputs):
+    notification_id: str = Field(description="The notification's id in the journal.")
+    channel: str = Field(description="Where it is posted.")
+    status: str = Field(description="The outbox state when it was queued (e.g. 'all sent', '3 waiting').")
 
 
-ACTIONS = [SlackNotifyAction]
+def _target(params: SlackNotifyParams) -> str:
+    if params.channel:
+        return params.channel
+    return "the security channel" if params.security else "the incident channel"
+
+
+def _describe(params: SlackNotifyParams) -> str:
+    preview = " ".join(params.text.split())
+    if len(preview) > 80:
+        preview = preview[:77] + "..."
+    return f"slack message to {_target(params)}: {preview!r}"
+
+
+@action(
+    "notify.slack",
+    Effect.MUTATING,
+    "Post a Slack message (through the outbox; never blocks on Slack).",
+    target=_target,
+    describe=_describe,
+)
+def slack(ctx: StepContext, params: SlackNotifyParams) -> SlackNotifyOutputs:
+    outbox = ctx.services.messages
+    if outbox is None:
+        raise ActionError(
+            f"Slack is not configured for environment {ctx.environment.name!r}: add "
+            f"[environments.{ctx.environment.name}.slack] (channel, token_env) or [notify.slack] to runbook.toml."
+        )
+    channel = params.channel
+    if params.security:
+        channel = channel or outbox.security_channel
+        if not channel:
+            raise ActionError("No security_channel is configured for Slack: add security_channel to the slack settings in runbook.toml.")
+    # The engine's redactor masks secret params a template may have put into the text.
+    text = ctx.redact(params.text)
+    nid = outbox.enqueue_message(ctx.incident_id, text, channel=channel, step=ctx.step_id, thread=params.thread)
+    dest = channel or outbox.default_channel
+    ctx.log(f"queued Slack message {nid} for {dest} ({outbox.status()})")
+    return SlackNotifyOutputs(notification_id=nid, channel=dest, status=outbox.status())
+
+
+SPECS = [slack]

@@ -54,8 +54,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, field_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.actions.files import human_bytes, sha256_file
-from runbook.actions.process import ProcessResult, describe_failure
+from runbook.actions.support.fs import human_bytes, sha256_file
+from runbook.actions.support.process import ProcessResult, describe_failure
 from runbook.core.durations import format_duration
 from runbook.core.errors import ActionError
 from runbook.stores.postgres import PostgresSettings, check_identifier
@@ -196,7 +196,7 @@ def _run(
     log: Callable[[str], None] | None = None,
 ) -> ProcessResult:
     """Run a PostgreSQL program with the store's libpq environment; raise one sentence on failure."""
-    from runbook.actions.process import run_process
+    from runbook.actions.support.process import run_process
 
     result = run_process(
         argv,

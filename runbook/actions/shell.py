@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import shlex
 
 from pydantic import Field
 
-from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.actions.process import describe_failure
+from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
+from runbook.actions.support.process import describe_failure
+from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 
 
@@ -18,42 +19,31 @@ class ShellParams(ActionParams):
     ok_codes: list[int] = Field(default_factory=lambda: [0], description="Exit codes that count as success.")
 
 
-class ShellAction(BaseAction):
-    """Runs a program. Its effect is declared by the step (``effect:``), mutating by default."""
-
-    name: ClassVar[str] = "shell"
-    effect: ClassVar[Effect] = Effect.MUTATING
-    summary: ClassVar[str] = "Run a command (argv list, no shell)."
-    Params = ShellParams
-    outputs: ClassVar[dict[str, str]] = {
-        "exit_code": "The command's exit code.",
-        "stdout": "Its output (stdout and stderr, up to 1 MiB).",
-        "last_line": "The last non-empty line of output.",
-        "lines": "How many lines it printed.",
-    }
-
-    def target(self, params: ShellParams) -> str:
-        return params.argv[0]
-
-    def describe(self, params: ShellParams) -> str:
-        import shlex
-
-        text = shlex.join(params.argv)
-        if params.cwd:
-            text = f"(cd {shlex.quote(params.cwd)}) {text}"
-        return text
-
-    def run(self, ctx: StepContext, params: ShellParams) -> dict[str, Any]:
-        result = ctx.run_process(list(params.argv), cwd=params.cwd or None, env=params.env or None, capture=True)
-        if result.timed_out or result.cancelled or result.exit_code not in params.ok_codes:
-            raise ActionError(describe_failure(result))
-        last = next((line for line in reversed(result.tail) if line.strip()), "")
-        return {
-            "exit_code": result.exit_code,
-            "stdout": result.captured or "",
-            "last_line": last,
-            "lines": result.lines,
-        }
+class ShellOutputs(ActionOutputs):
+    exit_code: int = Field(description="The command's exit code.")
+    stdout: str = Field(description="Its output (stdout and stderr, up to 1 MiB).")
+    last_line: str = Field(description="The last non-empty line of output.")
+    lines: int = Field(description="How many lines it printed.")
 
 
-ACTIONS = [ShellAction]
+def _describe(params: ShellParams) -> str:
+    text = shlex.join(params.argv)
+    return f"(cd {shlex.quote(params.cwd)}) {text}" if params.cwd else text
+
+
+@action(
+    "shell",
+    Effect.MUTATING,  # a step declares its own (``effect:``); mutating when it says nothing
+    "Run a command (argv list, no shell).",
+    target=lambda p: p.argv[0],
+    describe=_describe,
+)
+def shell(ctx: StepContext, params: ShellParams) -> ShellOutputs:
+    result = ctx.run_process(list(params.argv), cwd=params.cwd or None, env=params.env or None, capture=True)
+    if result.timed_out or result.cancelled or result.exit_code not in params.ok_codes:
+        raise ActionError(describe_failure(result))
+    last = next((line for line in reversed(result.tail) if line.strip()), "")
+    return ShellOutputs(exit_code=result.exit_code, stdout=result.captured or "", last_line=last, lines=result.lines)
+
+
+SPECS = [shell]

@@ -50,8 +50,8 @@ from typing import Any, BinaryIO, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from runbook.actions.base import ActionParams, BaseAction, Effect, StepContext
-from runbook.actions.files import human_bytes, tree_size
-from runbook.actions.process import ProcessResult, describe_failure
+from runbook.actions.support.fs import human_bytes, tree_size
+from runbook.actions.support.process import ProcessResult, describe_failure
 from runbook.core.durations import format_duration, parse_duration
 from runbook.core.errors import ActionError
 

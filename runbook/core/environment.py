@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from runbook.core.errors import ActionError
 
@@ -78,3 +78,23 @@ class Environment:
             if key in self.stores[parts[0]]:
                 return self.stores[parts[0]][key]
         raise ActionError(f"Environment {self.name!r} has no setting env.{'.'.join(parts)}.")
+
+
+class LocalEnvironment(Protocol):
+    """A built-in environment whose stores run on this machine (the sandbox).
+
+    The command line registers it with the config; front ends use it only through this
+    interface (they never import the sandbox itself).
+    """
+
+    def environment(self) -> Environment:
+        """Its store connections (cheap: starts nothing)."""
+        ...
+
+    def status(self) -> str:
+        """One line for the home screen: which stores run."""
+        ...
+
+    def ensure(self, playbook: Any) -> None:
+        """Start the stores ``playbook`` needs (all when None); blocking."""
+        ...

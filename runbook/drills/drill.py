@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from runbook.actions.spec import Services
 from runbook.core import incident as S
 from runbook.core.errors import RunbookError, UsageError
 from runbook.engine.runner import Engine
@@ -94,9 +95,9 @@ def _synthetic(loaded: Loaded, key_steps: list[Any], suffix: str, directory: Pat
     return out
 
 
-def _run(journal: Journal, loaded: Loaded, params: dict[str, Any], env: Any, home: Path, quiet: bool) -> S.IncidentState:
+def _run(journal: Journal, loaded: Loaded, params: dict[str, Any], env: Any, home: Path, quiet: bool, services: Services) -> S.IncidentState:
     frontend = HeadlessFrontend(HeadlessAnswers(auto=True, quiet_output=quiet))
-    engine = Engine(journal, frontend, home=home, environment=env)
+    engine = Engine(journal, frontend, home=home, environment=env, services=services)
     st = engine.open(loaded, params, mode="drill")
     engine.run()
     return S.fold(st.id, journal.events(st.id))
@@ -128,6 +129,7 @@ class Drill:
         self.dir = home / "drills" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{pb.id}"
         self.sandbox_dir = self.dir / "sandbox"
         self.before: dict[str, Any] = {}
+        self.services = Services()
         self.setup_end = 0.0
         self.break_time = 0.0
         self.scenario_incident: str | None = None
@@ -168,9 +170,10 @@ class Drill:
             from runbook.notify import attach
 
             self.outbox = attach(self.journal, None, env)
+            self.services = Services(messages=self.outbox)
         if self.sc.setup:
             setup_pb = _synthetic(self.loaded, self._scenario_steps("setup"), "setup", self.dir)
-            st = _run(self.journal, setup_pb, self._static_params(), self.env(), self.home, self.quiet)
+            st = _run(self.journal, setup_pb, self._static_params(), self.env(), self.home, self.quiet, self.services)
             self.scenario_incident = st.id
             if st.status != "completed":
                 raise RunbookError(f"Drill setup of {self.pb.id} failed: {_first_failure(st)}")
@@ -185,7 +188,7 @@ class Drill:
         steps = self._scenario_steps("break")
         if steps:
             break_pb = _synthetic(self.loaded, steps, "break", self.dir)
-            st = _run(self.journal, break_pb, self._static_params(), env, self.home, self.quiet)
+            st = _run(self.journal, break_pb, self._static_params(), env, self.home, self.quiet, self.services)
             self.scenario_incident = st.id
             if st.status != "completed":
                 raise RunbookError(f"Drill scenario of {self.pb.id} failed to break the sandbox: {_first_failure(st)}")
@@ -208,7 +211,7 @@ class Drill:
         return {k: render(v, lookup) for k, v in self.params.items()}
 
     def recover(self) -> S.IncidentState:
-        return _run(self.journal, self.loaded, self.run_params(), self.env(), self.home, self.quiet)
+        return _run(self.journal, self.loaded, self.run_params(), self.env(), self.home, self.quiet, self.services)
 
     def check(self) -> list[str]:
         """Verify steps and fingerprints: an empty list when the data came back exactly."""
@@ -217,7 +220,7 @@ class Drill:
         problems: list[str] = []
         if self.sc.verify:
             verify_pb = _synthetic(self.loaded, self._scenario_steps("verify"), "verify", self.dir)
-            vst = _run(self.journal, verify_pb, self.run_params(), self.env(), self.home, self.quiet)
+            vst = _run(self.journal, verify_pb, self.run_params(), self.env(), self.home, self.quiet, self.services)
             self.verify_incident = vst.id
             if vst.status != "completed":
                 problems.append(f"verification failed: {_first_failure(vst)}")
@@ -284,6 +287,6 @@ def run_drill(journal: Journal, loaded: Loaded, *, home: Path, keep: bool = Fals
 
 def _first_failure(st: S.IncidentState) -> str:
     for s in st.steps.values():
-        if s.status == S.FAILED or (s.status == S.RUNNING and s.error):
+        if s.status == S.StepStatus.FAILED or (s.status == S.StepStatus.RUNNING and s.error):
             return f"step {s.id}: {s.error}"
     return st.status

@@ -90,7 +90,7 @@ class OutputLine(EngineEvent):
 
 
 @dataclass
-class StepStatus(EngineEvent):
+class StepChanged(EngineEvent):
     """A step's status changed (pending, running, done, failed, skipped, interrupted, planned, needs-confirmation)."""
 
     step: str

@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.actions import get_action
-from runbook.actions.base import Effect, StepContext
+from runbook.actions.registry import get_action
+from runbook.actions.spec import Services, StepContext
 from runbook.core import incident as S
 from runbook.core.durations import parse_duration
+from runbook.core.effect import Effect
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, NeedsHuman, RunbookError, UsageError
 from runbook.core.redact import Redactor
@@ -36,7 +37,7 @@ from runbook.engine.frontend import (
     Journaled,
     OutputLine,
     Request,
-    StepStatus,
+    StepChanged,
 )
 from runbook.journal.logs import StepLog, step_log_path
 from runbook.journal.store import Event, Journal, JournalError, LostLockError
@@ -94,10 +95,14 @@ class Engine:
         frontend: Receives events and answers questions.
         home: State directory (step logs, per-incident work directories).
         environment: The store connections for the incident.
+        services: What actions may use besides the stores (the Slack outbox).
     """
 
-    def __init__(self, journal: Journal, frontend: Frontend, *, home: Path, environment: Environment) -> None:
+    def __init__(
+        self, journal: Journal, frontend: Frontend, *, home: Path, environment: Environment, services: Services | None = None
+    ) -> None:
         self.journal = journal
+        self.services = services or Services()
         self.frontend = frontend
         self.home = home
         self.environment = environment
@@ -124,7 +129,7 @@ class Engine:
         for ev in events:
             self.frontend.emit(Journaled(self.state.id, ev))
             if ev.step is not None and ev.type.startswith("step_"):
-                self.frontend.emit(StepStatus(self.state.id, ev.step, self.state.step(ev.step).status))
+                self.frontend.emit(StepChanged(self.state.id, ev.step, self.state.step(ev.step).status))
         return events
 
     def add_note(self, text: str) -> Event:
@@ -293,7 +298,7 @@ class Engine:
             out["rto_met"] = elapsed <= st.rto
         if message:
             out["message"] = message
-        failed = [s.id for s in st.steps.values() if s.status == S.FAILED and not s.continued]
+        failed = [s.id for s in st.steps.values() if s.status == S.StepStatus.FAILED and not s.continued]
         if failed:
             out["failed_steps"] = failed
         return out
@@ -302,8 +307,8 @@ class Engine:
         st = self.state
         assert st is not None
         # A failure the playbook accepted (on_failure: continue) is recorded, not fatal.
-        failed = [s.id for s in st.steps.values() if s.status == S.FAILED and not s.continued]
-        accepted = [s.id for s in st.steps.values() if s.status == S.FAILED and s.continued]
+        failed = [s.id for s in st.steps.values() if s.status == S.StepStatus.FAILED and not s.continued]
+        accepted = [s.id for s in st.steps.values() if s.status == S.StepStatus.FAILED and s.continued]
         status = "failed" if failed else "completed"
         msg = f"steps failed: {', '.join(failed)}" if failed else ""
         closing = self._closing(status, msg)
@@ -333,16 +338,16 @@ class Engine:
         st = self.state
         assert st is not None
         ss = st.step(step.id)
-        if ss.status in S.RESOLVED or (ss.status == S.FAILED and ss.continued):
+        if ss.status in S.RESOLVED or (ss.status == S.StepStatus.FAILED and ss.continued):
             return
         dry = st.mode == Mode.DRY_RUN
-        if ss.status == S.RUNNING and step.kind == "manual":
+        if ss.status == S.StepStatus.RUNNING and step.kind == "manual":
             pass  # nothing ran by itself: ask the operator again below
-        elif ss.status == S.RUNNING:
+        elif ss.status == S.StepStatus.RUNNING:
             self._resolve_interrupted(step, ss)
             if ss.status in S.RESOLVED:
                 return
-        elif ss.status == S.FAILED:
+        elif ss.status == S.StepStatus.FAILED:
             # A failed incident was reopened: the failed step needs a decision.
             self._after_failure(step, ss.error or "it failed", force_ask=True)
             if ss.status in S.RESOLVED or ss.continued:
@@ -442,7 +447,7 @@ class Engine:
             return True
         expected = call["expected"]
         for _ in range(3):
-            self.frontend.emit(StepStatus(self.state.id, step.id, "needs-confirmation"))  # type: ignore[union-attr]
+            self.frontend.emit(StepChanged(self.state.id, step.id, "needs-confirmation"))  # type: ignore[union-attr]
             d = self.frontend.decide(
                 self._request(Ask.CONFIRM, step, call, expected=expected, choices=(Choice.CONFIRM, Choice.REFUSE, Choice.SKIP, Choice.QUIT))
             )
@@ -477,7 +482,7 @@ class Engine:
 
     def _manual(self, step: Step, call: dict[str, Any]) -> None:
         ss = self.state.step(step.id)  # type: ignore[union-attr]
-        if ss.status != S.RUNNING:
+        if ss.status != S.StepStatus.RUNNING:
             self._append("step_started", {"attempt": ss.attempts + 1, "action": "manual", "effect": "manual"}, step=step.id)
         d = self.frontend.decide(self._request(Ask.MANUAL, step, call, choices=(Choice.DONE, Choice.SKIP, Choice.QUIT)))
         if d.choice == Choice.DONE:
@@ -526,6 +531,7 @@ class Engine:
             cancelled=self._cancel,  # cancel_current() reaches the running action directly
             timeout=timeout,
             redact=redact,
+            services=self.services,
         )
         result: dict[str, Any] = {}
         failure: list[BaseException] = []

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from runbook.core.errors import RunbookError
+from runbook.core.events import Event
+from runbook.core.procs import pid_alive
 
 GENESIS = "0" * 64
 SCHEMA_VERSION = 1
@@ -78,40 +80,6 @@ class LostLockError(JournalError):
 
 
 @dataclass(frozen=True)
-class Event:
-    """One journaled event."""
-
-    seq: int
-    incident: str
-    n: int
-    ts: str
-    actor: str
-    step: str | None
-    type: str
-    payload: dict[str, Any]
-    prev: str
-    hash: str
-
-    @property
-    def time(self) -> datetime:
-        return datetime.fromisoformat(self.ts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "incident": self.incident,
-            "n": self.n,
-            "ts": self.ts,
-            "actor": self.actor,
-            "step": self.step,
-            "type": self.type,
-            "payload": self.payload,
-            "prev": self.prev,
-            "hash": self.hash,
-        }
-
-
-@dataclass(frozen=True)
 class LockInfo:
     incident: str
     holder: str
@@ -125,21 +93,6 @@ class LockInfo:
         if self.host != socket.gethostname():
             return True  # cannot tell from here: treat as alive
         return pid_alive(self.pid)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def canonical(payload: dict[str, Any]) -> str:

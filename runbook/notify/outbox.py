@@ -154,6 +154,18 @@ class Outbox:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.settings.timeout + 1)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def default_channel(self) -> str:
+        return self.settings.channel
+
+    @property
+    def security_channel(self) -> str | None:
+        return self.settings.security_channel
+
     def use_redactor(self, redact: Any) -> None:
         """Also mask what the engine's redactor masks (secret param values bound later)."""
         fn = getattr(redact, "text", redact)

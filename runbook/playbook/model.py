@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from runbook.actions.base import Effect
 from runbook.core.durations import check_duration, parse_duration
+from runbook.core.effect import Effect
 
 IDENT = r"^[a-z][a-z0-9_]{0,63}$"  # step ids and param names: usable in references and conditions
 PLAYBOOK_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"

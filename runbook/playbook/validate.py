@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runbook.actions.base import Effect
+from runbook.core.effect import Effect
 from runbook.playbook import yamlload
 from runbook.playbook.model import IDENT, ConfirmTyped, OutputSpec, ParamSpec, Playbook, Step
 from runbook.playbook.params import ParamError, coerce
@@ -91,7 +91,7 @@ def confirm_level(step: Step) -> str | None:
 
 def step_effect(step: Step) -> Effect:
     """The effect of a step: its action's, a shell step's declared one, none for manual steps."""
-    from runbook.actions import get_action
+    from runbook.actions.registry import get_action
 
     if step.kind == "shell":
         return step.effect or Effect.MUTATING
@@ -172,7 +172,7 @@ def _yaml_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _check_meaning(pb: Playbook, raw: Any, path: Path, add: Any) -> None:
-    from runbook.actions import get_action
+    from runbook.actions.registry import get_action
 
     if pb.id != path.stem and path.suffix in (".yaml", ".yml"):
         add(line_of(raw, ("id",)), f"id {pb.id!r} must match the file name {path.stem!r}")
@@ -364,7 +364,7 @@ def _check_ref(
     loc: tuple[Any, ...],
     add: Any,
 ) -> None:
-    from runbook.actions import get_action
+    from runbook.actions.registry import get_action
 
     line = line_of(raw, loc)
     if parts[0] == "params":

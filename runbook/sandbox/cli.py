@@ -50,7 +50,7 @@ def down() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
     """What runs, on which port, and data sizes."""
-    from runbook.actions.files import human_bytes
+    from runbook.actions.support.fs import human_bytes
     from runbook.sandbox.manager import Sandbox
 
     rows = Sandbox().status()

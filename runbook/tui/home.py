@@ -37,19 +37,15 @@ class HomeData:
     error: str = ""
 
 
-def sandbox_status() -> str:
-    """The sandbox's one-line status, or ``unknown`` when that module is not available."""
-    try:
-        from runbook.sandbox.manager import status_summary  # type: ignore[import-not-found]
-    except ImportError:
+def sandbox_status(ctx: Any) -> str:
+    """The sandbox's one-line status, or ``unknown`` when the command line registered none."""
+    local = getattr(getattr(ctx, "config", None), "local", {}).get("sandbox")
+    if local is None:
         return "unknown"
     try:
-        summary = status_summary()
+        return str(local.status())
     except Exception as exc:  # noqa: BLE001 - a status line must not break the home screen
         return f"unknown ({exc})"
-    if isinstance(summary, dict):
-        return ", ".join(f"{k} {v}" for k, v in summary.items()) or "unknown"
-    return str(summary)
 
 
 SUMMARY_CACHE_VERSION = 1
@@ -193,7 +189,7 @@ def load_home_status(ctx: Any, data: HomeData) -> HomeData:
         data.env, data.env_description, data.production = env.name, env.description, env.production
     except Exception as exc:  # noqa: BLE001
         data.env_description = str(exc)
-    data.sandbox = sandbox_status()
+    data.sandbox = sandbox_status(ctx)
     return data
 
 

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Log, Markdown, Static
 
 from runbook.core import incident as S
-from runbook.engine.frontend import Ask, Choice, Decision, Journaled, StepStatus
+from runbook.engine.frontend import Ask, Choice, Decision, Journaled, StepChanged
 from runbook.tui.frontend import DecisionRequested, PendingDecision, TuiFrontend
 from runbook.tui.widgets import ModeBar, Prompt, StepList
 
@@ -190,12 +190,10 @@ class RunScreen(Screen[None]):
 
         journal = self.ctx.journal
         try:
-            if getattr(self.env, "sandbox", False):
-                # Start the sandbox stores this playbook needs (in this worker, never the UI thread).
-                from runbook.sandbox.manager import Sandbox, playbook_components
-
-                playbook = self.loaded.playbook if self.loaded is not None else None
-                Sandbox().ensure(playbook_components(playbook))
+            local = getattr(self.ctx.config, "local", {}).get(self.env.name)
+            if local is not None:
+                # Start the local stores this playbook needs (in this worker, never the UI thread).
+                local.ensure(self.loaded.playbook if self.loaded is not None else None)
                 self.env = self.ctx.config.environment(self.env.name)
             engine = Engine(journal, self.frontend, home=state_home(self.ctx), environment=self.env)
             self.engine = engine
@@ -258,7 +256,7 @@ class RunScreen(Screen[None]):
         for event in events:
             if isinstance(event, Journaled):
                 changed |= self._apply(event.event)
-            elif isinstance(event, StepStatus):
+            elif isinstance(event, StepChanged):
                 if event.status == "needs-confirmation":
                     self.needs_confirm.add(event.step)
                     changed = True
@@ -328,9 +326,9 @@ class RunScreen(Screen[None]):
         out: dict[str, str] = {}
         for sid, ss in self.state.steps.items():
             status = ss.status
-            if status == S.RUNNING and sid != self.running_step:
-                status = S.INTERRUPTED
-            if status == S.FAILED and ss.continued:
+            if status == S.StepStatus.RUNNING and sid != self.running_step:
+                status = S.StepStatus.INTERRUPTED
+            if status == S.StepStatus.FAILED and ss.continued:
                 status = "failed"
             out[sid] = status
         for sid in self.needs_confirm:

@@ -186,7 +186,7 @@ def test_random_kills_never_lose_acknowledged_events(rb_home: Path, tmp_path: Pa
         if r.returncode == 0 or "already completed" in r.stderr:
             st = S.fold(incident, events(rb_home, incident))
             assert st.status == "completed"
-            assert all(s.status == S.DONE for s in st.steps.values()) and len(st.steps) == 30
+            assert all(s.status == S.StepStatus.DONE for s in st.steps.values()) and len(st.steps) == 30
         else:
             raise AssertionError(r.stderr)
 

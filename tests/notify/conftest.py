@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from runbook import notify
+from runbook.actions.spec import Services
 from runbook.core.environment import Environment
 from runbook.engine.runner import Engine
 from runbook.headless import HeadlessAnswers, HeadlessFrontend
@@ -115,7 +116,7 @@ def run_incident(journal: Journal, env: Environment, pb: Path, params: dict[str,
     loaded = load(pb)
     assert loaded.ok, loaded.diagnostics
     frontend = HeadlessFrontend(HeadlessAnswers(auto=True, quiet_output=True), console=Console(file=io.StringIO()))
-    engine = Engine(journal, frontend, home=journal.path.parent, environment=env)
+    engine = Engine(journal, frontend, home=journal.path.parent, environment=env, services=Services(messages=outbox))
     if outbox is not None:
         outbox.use_redactor(engine.redactor)
     st = engine.open(loaded, params if params is not None else {"api_key": SECRET}, mode=mode)

@@ -35,9 +35,10 @@ def _hook() -> None:
 def _deliver(config: str, env_name: str | None) -> int:
     from runbook import notify
     from runbook.journal.store import open_journal
+    from runbook.sandbox.environment import with_sandbox
     from runbook.stores.config import load_config
 
-    cfg = load_config(config)
+    cfg = load_config(config, local=with_sandbox())
     journal = open_journal()
     outbox = notify.attach(journal, cfg, cfg.environment(env_name))
     if outbox is None:

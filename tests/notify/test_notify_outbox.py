@@ -229,8 +229,8 @@ def test_scrub_patterns() -> None:
 
 
 def test_notify_action_needs_slack_configured(journal: Journal, tmp_path: Path, rb_home: Path) -> None:
-    from runbook.actions import get_action
-    from runbook.actions.base import StepContext
+    from runbook.actions.registry import get_action
+    from runbook.actions.spec import StepContext
 
     action = get_action("notify.slack")
     assert action is not None and action.effect.value == "mutating"

@@ -207,7 +207,7 @@ def test_emulator_stopped_mid_step_fails_clearly_and_a_retry_succeeds(rb_home: P
             st = S.fold(incident, j.events(incident))
         finally:
             j.close()
-        assert st.status == "failed" and st.steps["drain"].status == S.FAILED
+        assert st.status == "failed" and st.steps["drain"].status == S.StepStatus.FAILED
         assert "Pub/Sub" in (st.steps["drain"].error or "")
 
         # 2. Once it is back (restarted and re-seeded with its 1,000 events), the step succeeds.

@@ -18,8 +18,8 @@ import pytest
 from pydantic import ValidationError
 
 from runbook.actions import bigquery as actions_module
-from runbook.actions import registry as full_registry
-from runbook.actions.base import Effect, StepContext
+from runbook.actions.registry import registry as full_registry
+from runbook.actions.spec import Effect, StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import BigQueryEmulator

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.actions import registry
-from runbook.actions.base import StepContext
+from runbook.actions.registry import registry
+from runbook.actions.spec import StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.dataflow_server import DataflowServer

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runbook.actions import registry
-from runbook.actions.base import Effect, StepContext
+from runbook.actions.registry import registry
+from runbook.actions.spec import Effect, StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError
 

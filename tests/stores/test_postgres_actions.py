@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runbook.actions import registry
-from runbook.actions.base import StepContext
+from runbook.actions.registry import registry
+from runbook.actions.spec import StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError
 

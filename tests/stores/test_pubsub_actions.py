@@ -17,9 +17,9 @@ import pytest
 from pydantic import ValidationError
 
 from runbook.actions import pubsub as actions_module
-from runbook.actions import registry as full_registry
-from runbook.actions.base import Effect, StepContext
 from runbook.actions.pubsub import snapshot_created
+from runbook.actions.registry import registry as full_registry
+from runbook.actions.spec import Effect, StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import PUBSUB_BIN, PubSubEmulator

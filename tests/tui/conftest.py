@@ -132,11 +132,12 @@ def tui_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def ctx(tui_home: Path):
     """A TuiContext on the private home (journal actor fixed for stable screens)."""
     from runbook.journal.store import Journal
+    from runbook.sandbox.environment import with_sandbox
     from runbook.stores.config import load_config
     from runbook.tui.app import TuiContext
 
     journal = Journal(tui_home / "journal.sqlite3", actor="oncall@testhost")
-    context = TuiContext(load_config(), journal, home=tui_home)
+    context = TuiContext(load_config(local=with_sandbox()), journal, home=tui_home)
     yield context
     journal.close()
 

@@ -100,7 +100,7 @@ def freeze(monkeypatch: Any) -> None:
     counter = itertools.count()
     monkeypatch.setattr(store, "utc_now", lambda: (START + timedelta(seconds=next(counter))).isoformat(timespec="microseconds"))
     monkeypatch.setattr(runner, "new_incident_id", lambda: INCIDENT_ID)
-    monkeypatch.setattr(home, "sandbox_status", lambda: "down")
+    monkeypatch.setattr(home, "sandbox_status", lambda _ctx: "down")
 
 
 def make_interrupted(journal: Any, playbook: Path) -> str:

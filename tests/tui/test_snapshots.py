@@ -27,12 +27,13 @@ SIZES = [(80, 24), (120, 40)]
 @pytest.fixture
 def sctx(tui_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from runbook.journal.store import Journal
+    from runbook.sandbox.environment import with_sandbox
     from runbook.stores.config import load_config
 
     snapdata.freeze(monkeypatch)
     pbs = snapdata.write_playbooks(tmp_path / "snap-playbooks")
     journal = Journal(tui_home / "journal.sqlite3", actor="oncall@testhost")
-    ctx = TuiContext(load_config(), journal, home=tui_home, dirs=[pbs])
+    ctx = TuiContext(load_config(local=with_sandbox()), journal, home=tui_home, dirs=[pbs])
     ctx.pbs = pbs  # type: ignore[attr-defined]
     yield ctx
     journal.close()

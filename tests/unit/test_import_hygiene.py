@@ -30,7 +30,7 @@ def test_engine_imports_no_tui_and_no_store_clients() -> None:
 
 def test_loading_every_playbook_and_the_registry_imports_no_store_client() -> None:
     code = (
-        "from runbook.actions import registry; registry()\n"
+        "from runbook.actions.registry import registry; registry()\n"
         "from runbook.playbook.catalog import playbook_files\n"
         "from runbook.playbook.validate import load\n"
         "[load(p) for p in playbook_files()]\n"

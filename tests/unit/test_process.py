@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook.actions.process import describe_failure, run_process
+from runbook.actions.support.process import describe_failure, run_process
 from runbook.core.errors import ActionError
 
 

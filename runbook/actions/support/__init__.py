@@ -1,0 +1,1 @@
+"""Plumbing every action shares: running processes, polling, file facts, the param vocabulary."""
