@@ -224,7 +224,7 @@ def plan(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None
     from rich.table import Table
 
     from runbook.core.redact import Redactor
-    from runbook.engine.runner import resolve_call
+    from runbook.engine.calls import resolve_call
     from runbook.playbook import params as P
     from runbook.playbook.refs import RefError, make_lookup
 
@@ -262,11 +262,11 @@ def plan(obj: _Ctx, playbook: str, params: tuple[str, ...], env_name: str | None
                 continue
         try:
             call = resolve_call(step, lookup, red)
-            runs = call["describe"]
+            runs = call.describe
             if step.when:
                 runs = f"[when {step.when}] {runs}"
-            confirm = call["confirm"] + (f" ({call['expected']})" if call.get("expected") else "")
-            effect = call["effect"] if step.kind != "manual" else "manual"
+            confirm = call.confirm + (f" ({call.expected})" if call.expected else "")
+            effect = call.effect if step.kind != "manual" else "manual"
         except (RefError, RunbookError) as exc:
             runs, confirm, effect = f"cannot resolve: {exc}", "?", "?"
         phase = f"[dim]{escape(step.phase)}[/]\n" if step.phase else ""
