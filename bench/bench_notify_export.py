@@ -123,7 +123,7 @@ def bench_exports(events: int = EVENTS) -> list[dict[str, Any]]:
 def bench_enqueue(n: int = 1000) -> dict[str, Any]:
     from runbook.journal.store import Journal
     from runbook.notify.outbox import Outbox
-    from runbook.notify.slack import SlackSettings
+    from runbook.notify.settings import SlackSettings
 
     with tempfile.TemporaryDirectory() as d:
         journal = Journal(Path(d) / "journal.sqlite3")

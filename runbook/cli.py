@@ -300,12 +300,14 @@ def _answers(yes: bool, confirms: tuple[str, ...], auto: bool = False, interrupt
 
 
 def _run_headless(obj: _Ctx, engine: Any) -> None:
+    from runbook.engine.runner import RunStatus
+
     outcome = engine.run()
-    if outcome.status == "paused":
+    if outcome.status == RunStatus.PAUSED:
         click.echo(outcome.message, err=True)
-    elif outcome.status == "needs-human":
+    elif outcome.status == RunStatus.NEEDS_HUMAN:
         _fail(outcome.message, 3)
-    elif outcome.status in ("failed", "taken-over"):
+    elif outcome.status in (RunStatus.FAILED, RunStatus.TAKEN_OVER):
         _fail(outcome.message or f"Incident {outcome.incident} failed.", 1)
     sys.exit(outcome.exit_code)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.markup import escape
 
 from runbook.core.durations import format_duration
 from runbook.core.errors import NeedsHuman
+from runbook.core.events import Event, EventType
 from runbook.engine.frontend import Ask, Choice, Decision, EngineEvent, Journaled, OutputLine, Request
 
 
@@ -51,105 +53,135 @@ class HeadlessFrontend:
             return
         if not isinstance(event, Journaled):
             return
-        ev = event.event
-        p = ev.payload
-        c = self.console
-        if ev.type == "step_started":
-            c.print(f"[bold]▶ {escape(ev.step or '')}[/] [dim]{escape(str(p.get('action', '')))}[/]")
-        elif ev.type == "step_finished":
-            dur = p.get("duration")
-            c.print(f"[green]✓ {escape(ev.step or '')}[/]" + (f" [dim]({format_duration(dur)})[/]" if dur is not None else ""))
-        elif ev.type == "step_failed":
-            retry = " — retrying" if p.get("will_retry") else ""
-            c.print(f"[red]✗ {escape(ev.step or '')}: {escape(str(p.get('error', '')))}[/]{retry}")
-        elif ev.type == "step_skipped":
-            c.print(f"[yellow]↷ {escape(ev.step or '')} skipped: {escape(str(p.get('reason', '')))}[/]")
-        elif ev.type == "step_planned":
-            what = p.get("action") or p.get("reason") or ""
-            c.print(f"[cyan]• {escape(ev.step or '')} (dry-run, not run): {escape(str(what))}[/]")
-        elif ev.type == "step_marked_done":
-            c.print(f"[green]✓ {escape(ev.step or '')} marked done: {escape(str(p.get('reason', '')))}[/]")
-        elif ev.type == "confirmation_given":
-            how = p.get("how") or "operator"
-            who = escape(ev.actor) if how == "operator" else f"{escape(ev.actor)}, {escape(str(how))}"
-            c.print(f"[magenta]  confirmed ({p.get('level')}) by {who}[/]")
-        elif ev.type == "confirmation_refused":
-            c.print(f"[red]  confirmation refused: {escape(str(p.get('reason', 'refused')))}[/]")
-        elif ev.type == "take_over":
-            c.print(f"[yellow]taken over from {escape(str(p.get('from')))}[/]")
-        elif ev.type == "incident_closed":
-            status = p.get("status")
-            colour = "green" if status == "completed" else "red"
-            rto = p.get("rto_target")
-            extra = ""
-            if rto:
-                met = "met" if p.get("rto_met") else "MISSED"
-                extra = f" — elapsed {format_duration(p.get('elapsed', 0))} vs RTO {format_duration(rto)} ({met})"
-            c.print(f"[{colour} bold]incident {status}[/]{extra}")
+        kind = event.event.kind
+        line = _LINES.get(kind) if kind is not None else None
+        if line is not None:
+            self.console.print(line(event.event))
 
     # -- decisions ------------------------------------------------------------------------------
 
     def decide(self, request: Request) -> Decision:
+        answer = {
+            Ask.BEFORE_STEP: lambda r: Decision(Choice.RUN),
+            Ask.CONFIRM: self._confirm,
+            Ask.MANUAL: self._manual,
+            Ask.INTERRUPTED: self._interrupted,
+            Ask.FAILURE: self._failure,
+            Ask.SECRET: _secret,
+        }.get(request.ask)
+        return answer(request) if answer is not None else Decision(Choice.QUIT)
+
+    def _confirm(self, request: Request) -> Decision:
+        a, step = self.answers, request.step or ""
+        key = (step, "confirm")
+        self._asked[key] = self._asked.get(key, 0) + 1
+        if self._asked[key] > 1:
+            raise NeedsHuman(
+                f"Step {step!r} needs a typed confirmation and --confirm {step}=… did not match: "
+                f"type the target exactly ({request.expected!r})."
+            )
+        if a.auto:
+            return Decision(Choice.CONFIRM, typed=request.expected, reason="auto-confirmed (drill)")
+        if request.confirm == "typed":
+            if step in a.confirms:
+                return Decision(Choice.CONFIRM, typed=a.confirms[step])
+            raise NeedsHuman(
+                f"Step {step!r} is {request.effect} ({request.action}) and needs a typed confirmation: "
+                f"rerun with --confirm {step}={request.expected} (resume the incident with `runbook resume {request.incident}`)."
+            )
+        if a.yes or step in a.confirms:
+            return Decision(Choice.CONFIRM)
+        raise NeedsHuman(
+            f"Step {step!r} is {request.effect} ({request.action}) and needs confirmation: pass --yes "
+            f"(resume the incident with `runbook resume {request.incident} --headless --yes`)."
+        )
+
+    def _manual(self, request: Request) -> Decision:
+        a, step = self.answers, request.step or ""
+        if a.auto:
+            return Decision(Choice.DONE, reason="drill: manual step auto-completed")
+        if a.confirms.get(step) == "done":
+            return Decision(Choice.DONE, reason="confirmed with --confirm on the command line")
+        raise NeedsHuman(
+            f"Step {step!r} is a manual task ({request.title}); when it is done, resume with "
+            f"`runbook resume {request.incident} --headless --confirm {step}=done`."
+        )
+
+    def _interrupted(self, request: Request) -> Decision:
         a = self.answers
-        step = request.step or ""
-        if request.ask == Ask.BEFORE_STEP:
-            return Decision(Choice.RUN)
-        if request.ask == Ask.CONFIRM:
-            key = (step, "confirm")
-            self._asked[key] = self._asked.get(key, 0) + 1
-            if self._asked[key] > 1:
-                raise NeedsHuman(
-                    f"Step {step!r} needs a typed confirmation and --confirm {step}=… did not match: "
-                    f"type the target exactly ({request.expected!r})."
-                )
-            if a.auto:
-                return Decision(Choice.CONFIRM, typed=request.expected, reason="auto-confirmed (drill)")
-            if request.confirm == "typed":
-                if step in a.confirms:
-                    return Decision(Choice.CONFIRM, typed=a.confirms[step])
-                raise NeedsHuman(
-                    f"Step {step!r} is {request.effect} ({request.action}) and needs a typed confirmation: "
-                    f"rerun with --confirm {step}={request.expected} (resume the incident with `runbook resume {request.incident}`)."
-                )
-            if a.yes or step in a.confirms:
-                return Decision(Choice.CONFIRM)
-            raise NeedsHuman(
-                f"Step {step!r} is {request.effect} ({request.action}) and needs confirmation: pass --yes "
-                f"(resume the incident with `runbook resume {request.incident} --headless --yes`)."
-            )
-        if request.ask == Ask.MANUAL:
-            if a.auto:
-                return Decision(Choice.DONE, reason="drill: manual step auto-completed")
-            if a.confirms.get(step) == "done":
-                return Decision(Choice.DONE, reason="confirmed with --confirm on the command line")
-            raise NeedsHuman(
-                f"Step {step!r} is a manual task ({request.title}); when it is done, resume with "
-                f"`runbook resume {request.incident} --headless --confirm {step}=done`."
-            )
-        if request.ask == Ask.INTERRUPTED:
+        if a.interrupted is None:
             when = request.extra.get("started_at") or "earlier"
-            if a.interrupted is None:
-                raise NeedsHuman(
-                    f"Step {step!r} was interrupted (started {when}) and is never re-run automatically: "
-                    "resume with --retry-interrupted, --mark-done or --skip, and --reason TEXT."
-                )
-            choice = {"retry": Choice.RETRY, "done": Choice.DONE, "skip": Choice.SKIP}[a.interrupted]
-            a.interrupted = None  # one decision answers one interrupted step
-            return Decision(choice, reason=a.reason)
-        if request.ask == Ask.FAILURE:
-            if a.failed == "retry" and a.failed_step in (None, step):
-                a.failed = None  # one decision answers one failed step
-                return Decision(Choice.RETRY, reason=a.reason or "retry requested with --retry-failed")
-            if a.auto:
-                return Decision(Choice.STOP)
             raise NeedsHuman(
-                f"Step {step!r} failed: {request.error} Retry it with `runbook resume {request.incident} "
-                "--headless --retry-failed`, or decide in the TUI with `runbook resume`."
+                f"Step {request.step or ''!r} was interrupted (started {when}) and is never re-run automatically: "
+                "resume with --retry-interrupted, --mark-done or --skip, and --reason TEXT."
             )
-        if request.ask == Ask.SECRET:
-            name = str(request.extra.get("param", ""))
-            value = os.environ.get(f"RUNBOOK_PARAM_{name.upper()}")
-            if value:
-                return Decision(Choice.VALUE, value=value)
-            return Decision(Choice.QUIT)
-        return Decision(Choice.QUIT)
+        choice = {"retry": Choice.RETRY, "done": Choice.DONE, "skip": Choice.SKIP}[a.interrupted]
+        a.interrupted = None  # one decision answers one interrupted step
+        return Decision(choice, reason=a.reason)
+
+    def _failure(self, request: Request) -> Decision:
+        a, step = self.answers, request.step or ""
+        if a.failed == "retry" and a.failed_step in (None, step):
+            a.failed = None  # one decision answers one failed step
+            return Decision(Choice.RETRY, reason=a.reason or "retry requested with --retry-failed")
+        if a.auto:
+            return Decision(Choice.STOP)
+        raise NeedsHuman(
+            f"Step {step!r} failed: {request.error} Retry it with `runbook resume {request.incident} "
+            "--headless --retry-failed`, or decide in the TUI with `runbook resume`."
+        )
+
+
+def _secret(request: Request) -> Decision:
+    name = str(request.extra.get("param", ""))
+    value = os.environ.get(f"RUNBOOK_PARAM_{name.upper()}")
+    return Decision(Choice.VALUE, value=value) if value else Decision(Choice.QUIT)
+
+
+# -- what is printed for each journaled event ---------------------------------------------------
+
+
+def _step(ev: Event) -> str:
+    return escape(ev.step or "")
+
+
+def _finished(ev: Event) -> str:
+    dur = ev.payload.get("duration")
+    return f"[green]✓ {_step(ev)}[/]" + (f" [dim]({format_duration(dur)})[/]" if dur is not None else "")
+
+
+def _failed(ev: Event) -> str:
+    retry = " — retrying" if ev.payload.get("will_retry") else ""
+    return f"[red]✗ {_step(ev)}: {escape(str(ev.payload.get('error', '')))}[/]{retry}"
+
+
+def _confirmed(ev: Event) -> str:
+    how = ev.payload.get("how") or "operator"
+    who = escape(ev.actor) if how == "operator" else f"{escape(ev.actor)}, {escape(str(how))}"
+    return f"[magenta]  confirmed ({ev.payload.get('level')}) by {who}[/]"
+
+
+def _closed(ev: Event) -> str:
+    p = ev.payload
+    status = p.get("status")
+    colour = "green" if status == "completed" else "red"
+    rto = p.get("rto_target")
+    extra = ""
+    if rto:
+        met = "met" if p.get("rto_met") else "MISSED"
+        extra = f" — elapsed {format_duration(p.get('elapsed', 0))} vs RTO {format_duration(rto)} ({met})"
+    return f"[{colour} bold]incident {status}[/]{extra}"
+
+
+_LINES: dict[EventType, Callable[[Event], str]] = {
+    EventType.STEP_STARTED: lambda ev: f"[bold]▶ {_step(ev)}[/] [dim]{escape(str(ev.payload.get('action', '')))}[/]",
+    EventType.STEP_FINISHED: _finished,
+    EventType.STEP_FAILED: _failed,
+    EventType.STEP_SKIPPED: lambda ev: f"[yellow]↷ {_step(ev)} skipped: {escape(str(ev.payload.get('reason', '')))}[/]",
+    EventType.STEP_PLANNED: lambda ev: f"[cyan]• {_step(ev)} (dry-run, not run): {escape(str(ev.payload.get('action') or ev.payload.get('reason') or ''))}[/]",
+    EventType.STEP_MARKED_DONE: lambda ev: f"[green]✓ {_step(ev)} marked done: {escape(str(ev.payload.get('reason', '')))}[/]",
+    EventType.CONFIRMATION_GIVEN: _confirmed,
+    EventType.CONFIRMATION_REFUSED: lambda ev: f"[red]  confirmation refused: {escape(str(ev.payload.get('reason', 'refused')))}[/]",
+    EventType.TAKE_OVER: lambda ev: f"[yellow]taken over from {escape(str(ev.payload.get('from')))}[/]",
+    EventType.INCIDENT_CLOSED: _closed,
+}

@@ -26,6 +26,7 @@ import yaml
 from runbook.actions.spec import Services
 from runbook.core import incident as S
 from runbook.core.errors import RunbookError, UsageError
+from runbook.core.events import EventType
 from runbook.engine.runner import Engine
 from runbook.headless import HeadlessAnswers, HeadlessFrontend
 from runbook.journal.store import Journal
@@ -278,7 +279,7 @@ def run_drill(journal: Journal, loaded: Loaded, *, home: Path, keep: bool = Fals
                 verify_incident=drill.verify_incident,
                 sandbox_dir=str(drill.sandbox_dir),
             )
-            journal.append(st.id, "drill_result", report.payload())
+            journal.append(st.id, EventType.DRILL_RESULT, report.payload())
             return report
         finally:
             if not keep:

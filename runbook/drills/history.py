@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from runbook.core.events import EventType
+
 DEFAULT_DAYS = {"level1": 30, "level2": 90, "level3": 365, "default": 30}
 
 
 def last_drills(journal: Any) -> dict[str, dict[str, Any]]:
     """playbook id → the newest drill_result payload (with its ``ts``)."""
     out: dict[str, dict[str, Any]] = {}
-    for ev in journal.events_of_type("drill_result"):
+    for ev in journal.events_of_type(EventType.DRILL_RESULT):
         pid = ev.payload.get("playbook", "")
         if pid:
             out[pid] = {"ts": ev.ts, "incident": ev.incident, **ev.payload}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +45,30 @@ OUTPUT_JOURNAL_LIMIT = 64 * 1024  # chars of one output value kept in the journa
 new_incident_id = opening.new_incident_id
 
 
+class RunStatus(StrEnum):
+    """How a run of the loop ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PAUSED = "paused"
+    NEEDS_HUMAN = "needs-human"
+    TAKEN_OVER = "taken-over"  # someone else drives it now; a script must not read that as success
+
+
+_EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.PAUSED: 0, RunStatus.NEEDS_HUMAN: 3, RunStatus.TAKEN_OVER: 1}
+
+
 @dataclass
 class Outcome:
-    """How a run ended: ``completed``, ``failed``, ``paused``, ``needs-human`` or ``taken-over``."""
+    """How a run ended, with one sentence for the operator."""
 
     incident: str
-    status: str
+    status: RunStatus
     message: str = ""
 
     @property
     def exit_code(self) -> int:
-        # taken-over: someone else drives it now; a script must not read that as success.
-        return {"completed": 0, "failed": 1, "paused": 0, "needs-human": 3, "taken-over": 1}.get(self.status, 1)
+        return _EXIT_CODES.get(self.status, 1)
 
 
 
@@ -179,18 +192,18 @@ class Engine:
             return self._close()
         except QuitRequested:
             self._pause("operator quit")
-            return Outcome(st.id, "paused", f"Incident {st.id} paused; resume it with `runbook resume {st.id}`.")
+            return Outcome(st.id, RunStatus.PAUSED, f"Incident {st.id} paused; resume it with `runbook resume {st.id}`.")
         except NeedsHuman as exc:
             self._pause(str(exc))
-            return Outcome(st.id, "needs-human", str(exc))
+            return Outcome(st.id, RunStatus.NEEDS_HUMAN, str(exc))
         except StopIncident as exc:
             self._append(EventType.INCIDENT_CLOSED, self._closing("failed", str(exc)))
-            return Outcome(st.id, "failed", str(exc))
+            return Outcome(st.id, RunStatus.FAILED, str(exc))
         except LostLockError as exc:
-            return Outcome(st.id, "taken-over", str(exc))
+            return Outcome(st.id, RunStatus.TAKEN_OVER, str(exc))
         except JournalError as exc:
             # The disk may be full: stop cleanly; what is journaled stays.
-            return Outcome(st.id, "failed", str(exc))
+            return Outcome(st.id, RunStatus.FAILED, str(exc))
         finally:
             self.journal.release(st.id)
 
@@ -218,9 +231,9 @@ class Engine:
         # A failure the playbook accepted (on_failure: continue) is recorded, not fatal.
         failed = [s.id for s in st.steps.values() if s.status == S.StepStatus.FAILED and not s.continued]
         accepted = [s.id for s in st.steps.values() if s.status == S.StepStatus.FAILED and s.continued]
-        status = "failed" if failed else "completed"
+        status = RunStatus.FAILED if failed else RunStatus.COMPLETED
         msg = f"steps failed: {', '.join(failed)}" if failed else ""
-        closing = self._closing(status, msg)
+        closing = self._closing(status.value, msg)
         if accepted:
             closing["failures_accepted"] = accepted
         self._append(EventType.INCIDENT_CLOSED, closing)

@@ -17,14 +17,14 @@ import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runbook.core.errors import RunbookError
-from runbook.core.events import Event
+from runbook.core.events import Event, EventType
 from runbook.core.procs import pid_alive
 
 GENESIS = "0" * 64
@@ -163,7 +163,7 @@ class Journal:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, incident: str, type_: str, payload: dict[str, Any] | None = None, *, step: str | None = None, actor: str | None = None) -> Event:
+    def append(self, incident: str, type_: EventType | str, payload: Mapping[str, Any] | None = None, *, step: str | None = None, actor: str | None = None) -> Event:
         """Durably append one event and return it (committed to disk when this returns).
 
         Raises:
@@ -175,7 +175,7 @@ class Journal:
     def append_many(
         self,
         incident: str,
-        items: list[tuple[str, dict[str, Any] | None, str | None]],
+        items: Sequence[tuple[EventType | str, Mapping[str, Any] | None, str | None]],
         *,
         actor: str | None = None,
     ) -> list[Event]:
@@ -203,8 +203,9 @@ class Journal:
                         "SELECT n, hash FROM events WHERE incident=? ORDER BY n DESC LIMIT 1", (incident,)
                     ).fetchone()
                     n, prev = (last[0] + 1, last[1]) if last else (0, GENESIS)
-                    for type_, payload, step in items:
-                        body = canonical(payload or {})
+                    for kind, payload, step in items:
+                        type_ = str(kind)  # an EventType is stored as its value
+                        body = canonical(dict(payload or {}))
                         ts = utc_now()
                         digest = chain_hash(incident, n, ts, who, step, type_, body, prev)
                         cur = self._db.execute(
@@ -276,10 +277,10 @@ class Journal:
         )
         return [self._event(r) for r in rows]
 
-    def events_of_type(self, type_: str) -> list[Event]:
+    def events_of_type(self, kind: EventType | str) -> list[Event]:
         rows = self._rows(
             "SELECT seq, incident, n, ts, actor, step, type, payload, prev, hash FROM events WHERE type=? ORDER BY seq",
-            (type_,),
+            (str(kind),),
         )
         return [self._event(r) for r in rows]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.actions.spec import Services
 from runbook.notify.outbox import Outbox
-from runbook.notify.slack import SlackSettings, settings_from
+from runbook.notify.settings import SlackSettings, settings_from
 
 if TYPE_CHECKING:
     from runbook.core.environment import Environment

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from runbook.core.durations import format_duration
-from runbook.journal.store import Event
+from runbook.core.events import Event, EventType
 
 
 def local_time(ts: str) -> str:
@@ -14,52 +15,57 @@ def local_time(ts: str) -> str:
     return datetime.fromisoformat(ts).astimezone().strftime("%H:%M:%S")
 
 
+def _opened(p: dict[str, Any]) -> str:
+    return f"opened {p.get('playbook')} ({p.get('title')}) in {p.get('env')}, mode {p.get('mode')}"
+
+
+def _param(p: dict[str, Any]) -> str:
+    if p.get("secret"):
+        return f"param {p.get('name')} = (secret)"
+    return f"param {p.get('name')} = {p.get('value')!r}"
+
+
+def _finished(p: dict[str, Any]) -> str:
+    dur = p.get("duration")
+    return "done" + (f" in {format_duration(dur)}" if dur is not None else "") + (" (manual)" if p.get("manual") else "")
+
+
+def _confirmed(p: dict[str, Any]) -> str:
+    typed = f", typed {p.get('typed')!r}" if "typed" in p else ""
+    return f"confirmation ({p.get('level')}) given{typed} for {p.get('target')}"
+
+
+def _closed(p: dict[str, Any]) -> str:
+    rto = p.get("rto_target")
+    extra = f", RTO {format_duration(rto)} {'met' if p.get('rto_met') else 'missed'}" if rto else ""
+    return f"closed: {p.get('status')} after {format_duration(p.get('elapsed', 0))}{extra}"
+
+
+_DESCRIBE: dict[EventType, Callable[[dict[str, Any]], str]] = {
+    EventType.INCIDENT_OPENED: _opened,
+    EventType.PARAM_BOUND: _param,
+    EventType.STEP_STARTED: lambda p: f"started (attempt {p.get('attempt')}): {p.get('action')}",
+    EventType.STEP_FINISHED: _finished,
+    EventType.STEP_FAILED: lambda p: f"failed: {p.get('error')}" + (" (will retry)" if p.get("will_retry") else ""),
+    EventType.STEP_SKIPPED: lambda p: f"skipped: {p.get('reason')}",
+    EventType.STEP_PLANNED: lambda p: f"dry-run, not run: {p.get('action') or p.get('reason')}",
+    EventType.STEP_MARKED_DONE: lambda p: f"marked done: {p.get('reason')}",
+    EventType.STEP_RETRY_REQUESTED: lambda p: f"retry requested: {p.get('reason')}",
+    EventType.STEP_FAILURE_ACCEPTED: lambda p: "failure accepted (on_failure: continue)",
+    EventType.CONFIRMATION_GIVEN: _confirmed,
+    EventType.CONFIRMATION_REFUSED: lambda p: f"confirmation refused: {p.get('reason', 'operator said no')}",
+    EventType.INTERRUPTED_RESOLVED: lambda p: f"interrupted step resolved: {p.get('choice')}" + (f" ({p.get('reason')})" if p.get("reason") else ""),
+    EventType.NOTE: lambda p: f"note: {p.get('text')}",
+    EventType.PAUSED: lambda p: f"paused: {p.get('reason')}",
+    EventType.RESUMED: lambda p: "resumed" + (f" (stale lock of {p.get('stale_lock')})" if p.get("stale_lock") else ""),
+    EventType.TAKE_OVER: lambda p: f"taken over from {p.get('from')} (pid {p.get('from_pid')})",
+    EventType.REOPENED: lambda p: f"reopened (was {p.get('was')})",
+    EventType.INCIDENT_CLOSED: _closed,
+}
+
+
 def describe_event(ev: Event) -> str:
     """One line saying what happened (no secrets: payloads are redacted when journaled)."""
-    p: dict[str, Any] = ev.payload
-    t = ev.type
-    if t == "incident_opened":
-        return f"opened {p.get('playbook')} ({p.get('title')}) in {p.get('env')}, mode {p.get('mode')}"
-    if t == "param_bound":
-        if p.get("secret"):
-            return f"param {p.get('name')} = (secret)"
-        return f"param {p.get('name')} = {p.get('value')!r}"
-    if t == "step_started":
-        return f"started (attempt {p.get('attempt')}): {p.get('action')}"
-    if t == "step_finished":
-        dur = p.get("duration")
-        return "done" + (f" in {format_duration(dur)}" if dur is not None else "") + (" (manual)" if p.get("manual") else "")
-    if t == "step_failed":
-        return f"failed: {p.get('error')}" + (" (will retry)" if p.get("will_retry") else "")
-    if t == "step_skipped":
-        return f"skipped: {p.get('reason')}"
-    if t == "step_planned":
-        return f"dry-run, not run: {p.get('action') or p.get('reason')}"
-    if t == "step_marked_done":
-        return f"marked done: {p.get('reason')}"
-    if t == "step_retry_requested":
-        return f"retry requested: {p.get('reason')}"
-    if t == "step_failure_accepted":
-        return "failure accepted (on_failure: continue)"
-    if t == "confirmation_given":
-        typed = f", typed {p.get('typed')!r}" if "typed" in p else ""
-        return f"confirmation ({p.get('level')}) given{typed} for {p.get('target')}"
-    if t == "confirmation_refused":
-        return f"confirmation refused: {p.get('reason', 'operator said no')}"
-    if t == "interrupted_resolved":
-        return f"interrupted step resolved: {p.get('choice')}" + (f" ({p.get('reason')})" if p.get("reason") else "")
-    if t == "note":
-        return f"note: {p.get('text')}"
-    if t == "paused":
-        return f"paused: {p.get('reason')}"
-    if t == "resumed":
-        return "resumed" + (f" (stale lock of {p.get('stale_lock')})" if p.get("stale_lock") else "")
-    if t == "take_over":
-        return f"taken over from {p.get('from')} (pid {p.get('from_pid')})"
-    if t == "reopened":
-        return f"reopened (was {p.get('was')})"
-    if t == "incident_closed":
-        rto = p.get("rto_target")
-        extra = f", RTO {format_duration(rto)} {'met' if p.get('rto_met') else 'missed'}" if rto else ""
-        return f"closed: {p.get('status')} after {format_duration(p.get('elapsed', 0))}{extra}"
-    return t.replace("_", " ")
+    kind = ev.kind
+    describe = _DESCRIBE.get(kind) if kind is not None else None
+    return describe(ev.payload) if describe is not None else ev.type.replace("_", " ")

@@ -10,8 +10,10 @@ import pytest
 from runbook import notify
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError
+from runbook.core.redact import scrub
 from runbook.journal.store import Journal
-from runbook.notify.slack import MAX_SECTION, MAX_TEXT, fit_message, scrub, settings_from
+from runbook.notify.messages import MAX_SECTION, MAX_TEXT, fit_message
+from runbook.notify.settings import settings_from
 from runbook.sandbox.slack_server import SlackServer
 from runbook.stores.config import Config
 from tests.notify.conftest import (

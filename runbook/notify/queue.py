@@ -1,0 +1,82 @@
+"""The outbox's queues: one FIFO per (incident, channel); only a queue's head is ever in flight, so
+a thread reply never leaves before its parent and replies keep their order."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.notify.settings import SlackSettings
+
+
+@dataclass
+class Pending:
+    """One notification waiting for delivery (mirrors its ``notification_queued`` payload)."""
+
+    id: str
+    incident: str
+    channel: str
+    kind: str  # parent | reply | update | message
+    via: str  # api | webhook
+    text: str
+    blocks: list[dict[str, Any]] | None
+    thread: str | None = None  # id of the notification this replies under
+    update_of: str | None = None  # kind == update: id of the message it rewrites
+    role: str = "incident"  # incident | security | explicit: a fixed config re-routes on resume
+    attempts: int = 0
+    degraded: bool = False  # refused for its content once: resend as plain, short text
+    unthreaded: bool = False  # its parent message is gone: post at top level
+    last_error: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "kind": self.kind,
+            "via": self.via,
+            "text": self.text,
+            "blocks": self.blocks,
+            "thread": self.thread,
+            "update_of": self.update_of,
+            "role": self.role,
+        }
+
+
+@dataclass
+class Queue:
+    key: tuple[str, str]
+    items: deque[Pending] = field(default_factory=deque)
+    due: float = 0.0  # monotonic time the head may next be tried
+    backoff: float = 0.0
+    error: str | None = None  # last error of the head, until it is delivered
+    error_kind: str | None = None
+    failing_since: float | None = None  # wall-clock time of the first failure of this streak
+
+
+def pending_from(incident: str, p: dict[str, Any], settings: SlackSettings) -> Pending:
+    """A queue entry from a journaled ``notification_queued`` payload.
+
+    Messages for the incident (or security) channel go where the configuration says *now*, so
+    fixing a wrong channel in runbook.toml and resuming delivers them.
+    """
+    role = str(p.get("role") or "incident")
+    channel = str(p.get("channel") or settings.channel)
+    if settings.via == "webhook":
+        channel = "webhook"
+    elif role == "incident":
+        channel = settings.channel
+    elif role == "security" and settings.security_channel:
+        channel = settings.security_channel
+    return Pending(
+        str(p.get("id", "")),
+        incident,
+        channel,
+        str(p.get("kind") or "reply"),
+        str(p.get("via") or "api"),
+        str(p.get("text") or ""),
+        p.get("blocks"),
+        p.get("thread"),
+        p.get("update_of"),
+        role,
+    )
