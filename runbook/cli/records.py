@@ -1,0 +1,115 @@
+"""``incidents``, ``timeline``, ``verify`` and ``export``: what the journal holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from runbook.cli.context import CliContext, console, fail, pass_ctx
+from runbook.cli.root import cli
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def incidents(obj: CliContext, as_json: bool) -> None:
+    """Incidents with status, playbook, env, mode, operator, elapsed vs RTO."""
+    from runbook.core import incident as S
+    from runbook.core.durations import format_duration
+
+    journal = obj.journal
+    rows = []
+    for inc in journal.incidents():
+        st = S.fold(inc, journal.events(inc))
+        lock = journal.lock_info(inc)
+        status = st.status
+        if status in ("open",) and (lock is None or not lock.alive()):
+            status = "interrupted" if st.interrupted() else "open"
+        rows.append(
+            {
+                "id": inc,
+                "status": status,
+                "playbook": st.playbook_id,
+                "env": st.env,
+                "mode": st.mode,
+                "operator": st.operator,
+                "opened": st.opened,
+                "elapsed": round(st.elapsed, 1),
+                "rto": st.rto,
+                "held_by": lock.holder if lock and lock.alive() else None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="Incidents", title_justify="left")
+    for col in ("id", "status", "playbook", "env", "mode", "operator", "elapsed / RTO"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        rto = f" / {format_duration(r['rto'])}" if r["rto"] else ""
+        table.add_row(r["id"], r["status"], r["playbook"], r["env"], r["mode"], r["operator"], format_duration(r["elapsed"]) + rto)
+    console().print(table)
+
+
+@cli.command()
+@click.argument("incident")
+@pass_ctx
+def timeline(obj: CliContext, incident: str) -> None:
+    """The incident's timeline in the terminal (UTC and local time)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from runbook.reports.timeline import describe_event, local_time
+
+    journal = obj.journal
+    incident = journal.find_incident(incident)
+    table = Table(title=f"Timeline of {incident}", title_justify="left")
+    for col in ("UTC", "local", "actor", "step", "event"):
+        table.add_column(col, overflow="fold")
+    for ev in journal.iter_events(incident):
+        table.add_row(ev.ts[11:19], local_time(ev.ts), ev.actor, ev.step or "", escape(describe_event(ev)))
+    console().print(table)
+
+
+@cli.command()
+@click.argument("incident")
+@pass_ctx
+def verify(obj: CliContext, incident: str) -> None:
+    """Check the incident's hash chain; exit 1 naming the first bad event."""
+    journal = obj.journal
+    incident = journal.find_incident(incident)
+    count, bad, reason = journal.verify(incident)
+    if bad is not None:
+        fail(f"Journal of {incident} is NOT intact: event {bad.n} ({bad.type}, {bad.ts}) is bad: {reason}.", 1)
+    click.echo(f"Journal of {incident} is intact: {count} events, hash chain verified.")
+
+
+@cli.command()
+@click.argument("incident")
+@click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]), default="json", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
+@pass_ctx
+def export(obj: CliContext, incident: str, fmt: str, output: str | None) -> None:
+    """Post-incident timeline export."""
+    from runbook.reports.exports import export_incident
+
+    journal = obj.journal
+    incident = journal.find_incident(incident)
+    text = export_incident(journal, incident, fmt)
+    if output:
+        path = Path(output)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"Wrote {fmt} export of {incident} to {path}.", err=True)
+    else:
+        sys.stdout.write(text)
+
+

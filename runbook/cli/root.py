@@ -1,0 +1,28 @@
+"""The ``runbook`` command group; its commands live beside it, one module per area."""
+
+from __future__ import annotations
+
+import click
+
+from runbook.cli.context import CliContext
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="PATH", help="runbook.toml to use.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.version_option(package_name="runbook")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
+    """Incident-response runbooks, run for real, with a durable timeline."""
+    ctx.obj = CliContext(config)
+    if ctx.invoked_subcommand is None:
+        try:
+            from runbook.tui.app import run_app  # type: ignore[import-not-found]
+        except ImportError:
+            from runbook.cli.playbooks import list_cmd
+
+            ctx.invoke(list_cmd)
+            return
+        run_app(ctx.obj)
+
+
