@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from runbook.core.durations import parse_duration
+from runbook.core.timestamps import iso_z, parse_utc
 from runbook.playbook.model import ParamSpec, ParamType
 
 MAX_LEN = 4096
@@ -50,57 +51,68 @@ def coerce(name: str, spec: ParamSpec, raw: Any) -> Any:
     if raw is None:
         raise ParamError(f"parameter {name!r} has no value")
     if t == ParamType.BOOL:
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("true", "yes", "y", "1", "on"):
-            return True
-        if text in ("false", "no", "n", "0", "off"):
-            return False
-        raise ParamError(f"parameter {name!r} must be true or false, not {show(raw)}")
+        return _bool(name, raw, show)
     if t == ParamType.INT:
-        if isinstance(raw, bool):
-            raise ParamError(f"parameter {name!r} must be a whole number, not {show(raw)}")
-        try:
-            value = int(str(raw).strip(), 10) if not isinstance(raw, int) else raw
-        except ValueError:
-            raise ParamError(f"parameter {name!r} must be a whole number, not {show(raw)}") from None
-        if spec.min is not None and value < spec.min:
-            raise ParamError(f"parameter {name!r} must be at least {spec.min}, not {show(value)}")
-        if spec.max is not None and value > spec.max:
-            raise ParamError(f"parameter {name!r} must be at most {spec.max}, not {show(value)}")
-        return value
+        return _int(name, spec, raw, show)
     if isinstance(raw, bool | int | float) and t in (ParamType.STRING, ParamType.DURATION):
         raw = str(raw) if not isinstance(raw, bool) else str(raw).lower()
     if not isinstance(raw, str):
         raise ParamError(f"parameter {name!r} must be text, not {type(raw).__name__}")
-    value = check_text(name, raw)
-    if t == ParamType.IDENTIFIER:
-        if not IDENTIFIER.match(value) or value in (".", ".."):
-            raise ParamError(
-                f"parameter {name!r} must be an identifier (letters, digits, '.', '_' or '-', "
-                f"starting with a letter or digit), not {show(value)}"
-            )
-    elif t == ParamType.PATH:
+    value = _checked_text(name, spec, check_text(name, raw), show)
+    if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
+        raise ParamError(f"parameter {name!r} does not match the pattern {spec.pattern!r}: {show(value)}")
+    return value
+
+
+def _bool(name: str, raw: Any, show: Callable[[Any], str]) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "yes", "y", "1", "on"):
+        return True
+    if text in ("false", "no", "n", "0", "off"):
+        return False
+    raise ParamError(f"parameter {name!r} must be true or false, not {show(raw)}")
+
+
+def _int(name: str, spec: ParamSpec, raw: Any, show: Callable[[Any], str]) -> int:
+    if isinstance(raw, bool):
+        raise ParamError(f"parameter {name!r} must be a whole number, not {show(raw)}")
+    try:
+        value = int(str(raw).strip(), 10) if not isinstance(raw, int) else raw
+    except ValueError:
+        raise ParamError(f"parameter {name!r} must be a whole number, not {show(raw)}") from None
+    if spec.min is not None and value < spec.min:
+        raise ParamError(f"parameter {name!r} must be at least {spec.min}, not {show(value)}")
+    if spec.max is not None and value > spec.max:
+        raise ParamError(f"parameter {name!r} must be at most {spec.max}, not {show(value)}")
+    return value
+
+
+def _checked_text(name: str, spec: ParamSpec, value: str, show: Callable[[Any], str]) -> str:
+    """A text value checked against its type (identifier, path, enum, duration, timestamp)."""
+    t = spec.type
+    if t == ParamType.IDENTIFIER and (not IDENTIFIER.match(value) or value in (".", "..")):
+        raise ParamError(
+            f"parameter {name!r} must be an identifier (letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit), not {show(value)}"
+        )
+    if t == ParamType.PATH:
         if not value.strip():
             raise ParamError(f"parameter {name!r} must be a path, not an empty value")
         if "\n" in value:
             raise ParamError(f"parameter {name!r} must be a path on one line")
         if ".." in value.replace("\\", "/").split("/"):
             raise ParamError(f"parameter {name!r} must not contain '..' (path traversal)")
-    elif t == ParamType.ENUM:
-        choices = spec.choices or []
-        if value not in choices:
-            raise ParamError(f"parameter {name!r} must be one of {', '.join(choices)}, not {show(value)}")
+    elif t == ParamType.ENUM and value not in (spec.choices or []):
+        raise ParamError(f"parameter {name!r} must be one of {', '.join(spec.choices or [])}, not {show(value)}")
     elif t == ParamType.DURATION:
         try:
             parse_duration(value)
         except ValueError as exc:
             raise ParamError(f"parameter {name!r}: {exc}") from None
     elif t == ParamType.TIMESTAMP:
-        value = normalize_timestamp(name, value)
-    if spec.pattern is not None and not re.fullmatch(spec.pattern, value):
-        raise ParamError(f"parameter {name!r} does not match the pattern {spec.pattern!r}: {show(value)}")
+        return normalize_timestamp(name, value)
     return value
 
 
@@ -109,18 +121,11 @@ def normalize_timestamp(name: str, value: str) -> str:
 
     A time without an offset is taken as UTC: at 3 a.m. nobody should guess a time zone.
     """
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = parse_utc(value)
     except ValueError:
-        raise ParamError(
-            f"parameter {name!r} must be a timestamp like 2025-11-23T10:30:00Z, not {_show(value)}"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        raise ParamError(f"parameter {name!r} must be a timestamp like 2025-11-23T10:30:00Z, not {_show(value)}") from None
+    return iso_z(parsed)
 
 
 def _hidden(_value: Any) -> str:

@@ -239,6 +239,18 @@ def _check_param(name: str, spec: ParamSpec, line: int, add: Any) -> None:
         add(line, f"secret parameter {name!r} must not have a default in the playbook")
 
 
+@dataclass(frozen=True)
+class _Where:
+    """What every per-step check needs: the playbook, its raw YAML (for lines) and the sink."""
+
+    pb: Playbook
+    raw: Any
+    add: Any
+    ids: list[str]
+    later_ok: bool
+    scenario: bool
+
+
 def _check_steps(
     steps: list[Step],
     base: tuple[Any, ...],
@@ -250,7 +262,7 @@ def _check_steps(
     later_ok: bool,
     scenario: bool = False,
 ) -> None:
-    ids = [s.id for s in pb.steps]
+    w = _Where(pb, raw, add, [s.id for s in pb.steps], later_ok, scenario)
     seen: dict[str, int] = {}
     for index, step in enumerate(steps):
         loc = (*base, index)
@@ -259,73 +271,85 @@ def _check_steps(
             add(line_of(raw, (*loc, "id")), f"duplicate step id {step.id!r} (first at line {seen[step.id]})")
         else:
             seen[step.id] = sline
-        kinds = [k for k, v in (("run", step.run), ("shell", step.shell), ("manual", step.manual or None)) if v]
-        if len(kinds) != 1:
-            add(sline, f"step {step.id!r} needs exactly one of run, shell or manual" + (f" (has {', '.join(kinds)})" if kinds else ""))
+        if not _check_kind(step, loc, sline, w):
             continue
-        if step.with_ and not step.run:
-            add(line_of(raw, (*loc, "with"), key=True), f"step {step.id!r}: 'with' only applies to run steps")
-        if step.effect is not None and step.kind != "shell":
-            add(line_of(raw, (*loc, "effect"), key=True), f"step {step.id!r}: 'effect' only applies to shell steps (actions declare their own)")
-        if (step.cwd or step.env) and step.kind != "shell":
-            add(sline, f"step {step.id!r}: 'cwd' and 'env' only apply to shell steps")
-        action = None
         if step.run:
-            action = get_action(step.run)
-            if action is None:
-                add(line_of(raw, (*loc, "run")), f"unknown action {step.run!r} in step {step.id!r}")
-            else:
-                _check_with(step, action, loc, raw, add)
-                for out_name, spec in step.outputs.items():
-                    src = spec.source if isinstance(spec, OutputSpec) else spec
-                    if src not in ("stdout", "last_line", "exit_code") and src not in action.outputs:
-                        add(line_of(raw, (*loc, "outputs", out_name)), f"step {step.id!r}: action {step.run!r} has no output {src!r}")
-        for out_name, spec in step.outputs.items():
-            if not _IDENT.match(out_name):
-                add(line_of(raw, (*loc, "outputs", out_name), key=True), f"output name {out_name!r} must be lower-case letters, digits and '_'")
-            if isinstance(spec, OutputSpec) and spec.regex:
-                try:
-                    re.compile(spec.regex)
-                except re.error as exc:
-                    add(line_of(raw, (*loc, "outputs", out_name)), f"invalid regex for output {out_name!r}: {exc}")
-        if step.kind == "shell" and step_effect(step) == Effect.DESTRUCTIVE and not isinstance(step.confirm, ConfirmTyped):
-            # For a command the target is only argv[0] ("rm"): the playbook must say what to type.
-            add(
-                line_of(raw, (*loc, "effect")),
-                f"step {step.id!r}: a destructive shell step needs confirm: {{typed: …}} naming what it destroys",
-            )
-        # Confirmation may be raised, never lowered.
-        declared = confirm_level(step)
-        if declared is not None and step.kind != "manual":
-            default = _effect_default_confirm(step_effect(step))
-            if CONFIRM_RANK[declared] < CONFIRM_RANK[default]:
-                add(
-                    line_of(raw, (*loc, "confirm")),
-                    f"step {step.id!r}: confirm {declared!r} is lower than the {default!r} that a "
-                    f"{step_effect(step).value} action requires",
-                )
-        # References.
-        fields: list[tuple[str, Any]] = [("with", step.with_), ("shell", step.shell), ("env", step.env), ("cwd", step.cwd)]
-        if isinstance(step.confirm, ConfirmTyped):
-            fields.append(("confirm", step.confirm.typed))
-        for key, value in fields:
-            if value is None:
-                continue
-            try:
-                for ref in refs_in(value):
-                    _check_ref(ref.parts, step, index, pb, ids, later_ok, scenario, raw, (*loc, key), add)
-            except RefError as exc:
-                add(line_of(raw, (*loc, key)), f"step {step.id!r}: {exc}")
-        if step.when is not None:
-            try:
-                tree = parse_condition(step.when)
-                from runbook.playbook.refs import condition_refs
+            _check_action(step, get_action(step.run), loc, w)
+        _check_output_names(step, loc, w)
+        _check_confirmation(step, loc, w)
+        _check_step_refs(step, index, loc, w)
 
-                for text in condition_refs(tree):
-                    parts = tuple(text.split("."))
-                    _check_ref(parts, step, index, pb, ids, later_ok, scenario, raw, (*loc, "when"), add)
-            except RefError as exc:
-                add(line_of(raw, (*loc, "when")), f"step {step.id!r}: {exc}")
+
+def _check_kind(step: Step, loc: tuple[Any, ...], sline: int, w: _Where) -> bool:
+    """Exactly one of run/shell/manual, and only the keys that kind takes."""
+    kinds = [k for k, v in (("run", step.run), ("shell", step.shell), ("manual", step.manual or None)) if v]
+    if len(kinds) != 1:
+        w.add(sline, f"step {step.id!r} needs exactly one of run, shell or manual" + (f" (has {', '.join(kinds)})" if kinds else ""))
+        return False
+    if step.with_ and not step.run:
+        w.add(line_of(w.raw, (*loc, "with"), key=True), f"step {step.id!r}: 'with' only applies to run steps")
+    if step.effect is not None and step.kind != "shell":
+        w.add(line_of(w.raw, (*loc, "effect"), key=True), f"step {step.id!r}: 'effect' only applies to shell steps (actions declare their own)")
+    if (step.cwd or step.env) and step.kind != "shell":
+        w.add(sline, f"step {step.id!r}: 'cwd' and 'env' only apply to shell steps")
+    return True
+
+
+def _check_action(step: Step, action: Any, loc: tuple[Any, ...], w: _Where) -> None:
+    if action is None:
+        w.add(line_of(w.raw, (*loc, "run")), f"unknown action {step.run!r} in step {step.id!r}")
+        return
+    _check_with(step, action, loc, w.raw, w.add)
+    for out_name, spec in step.outputs.items():
+        src = spec.source if isinstance(spec, OutputSpec) else spec
+        if src not in ("stdout", "last_line", "exit_code") and src not in action.outputs:
+            w.add(line_of(w.raw, (*loc, "outputs", out_name)), f"step {step.id!r}: action {step.run!r} has no output {src!r}")
+
+
+def _check_output_names(step: Step, loc: tuple[Any, ...], w: _Where) -> None:
+    for out_name, spec in step.outputs.items():
+        if not _IDENT.match(out_name):
+            w.add(line_of(w.raw, (*loc, "outputs", out_name), key=True), f"output name {out_name!r} must be lower-case letters, digits and '_'")
+        if isinstance(spec, OutputSpec) and spec.regex:
+            try:
+                re.compile(spec.regex)
+            except re.error as exc:
+                w.add(line_of(w.raw, (*loc, "outputs", out_name)), f"invalid regex for output {out_name!r}: {exc}")
+
+
+def _check_confirmation(step: Step, loc: tuple[Any, ...], w: _Where) -> None:
+    if step.kind == "shell" and step_effect(step) == Effect.DESTRUCTIVE and not isinstance(step.confirm, ConfirmTyped):
+        # For a command the target is only argv[0] ("rm"): the playbook must say what to type.
+        w.add(line_of(w.raw, (*loc, "effect")), f"step {step.id!r}: a destructive shell step needs confirm: {{typed: …}} naming what it destroys")
+    # Confirmation may be raised, never lowered.
+    declared = confirm_level(step)
+    if declared is not None and step.kind != "manual":
+        default = _effect_default_confirm(step_effect(step))
+        if CONFIRM_RANK[declared] < CONFIRM_RANK[default]:
+            w.add(line_of(w.raw, (*loc, "confirm")),
+                  f"step {step.id!r}: confirm {declared!r} is lower than the {default!r} that a {step_effect(step).value} action requires")
+
+
+def _check_step_refs(step: Step, index: int, loc: tuple[Any, ...], w: _Where) -> None:
+    fields: list[tuple[str, Any]] = [("with", step.with_), ("shell", step.shell), ("env", step.env), ("cwd", step.cwd)]
+    if isinstance(step.confirm, ConfirmTyped):
+        fields.append(("confirm", step.confirm.typed))
+    for key, value in fields:
+        if value is None:
+            continue
+        try:
+            for ref in refs_in(value):
+                _check_ref(ref.parts, step, index, w.pb, w.ids, w.later_ok, w.scenario, w.raw, (*loc, key), w.add)
+        except RefError as exc:
+            w.add(line_of(w.raw, (*loc, key)), f"step {step.id!r}: {exc}")
+    if step.when is not None:
+        try:
+            from runbook.playbook.refs import condition_refs
+
+            for text in condition_refs(parse_condition(step.when)):
+                _check_ref(tuple(text.split(".")), step, index, w.pb, w.ids, w.later_ok, w.scenario, w.raw, (*loc, "when"), w.add)
+        except RefError as exc:
+            w.add(line_of(w.raw, (*loc, "when")), f"step {step.id!r}: {exc}")
 
 
 def _check_with(step: Step, action: Any, loc: tuple[Any, ...], raw: Any, add: Any) -> None:
