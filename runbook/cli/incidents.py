@@ -69,7 +69,7 @@ def run(obj: CliContext, playbook: str, params: tuple[str, ...], env_name: str |
     env = _environment_for(obj, env_name, loaded.playbook)
     if not headless and sys.stdin.isatty() and sys.stdout.isatty():
         try:
-            from runbook.tui.app import run_incident_app  # type: ignore[import-not-found]
+            from runbook.tui.app import run_incident_app
         except ImportError:
             pass
         else:
@@ -116,7 +116,7 @@ def resume(obj: CliContext, incident: str, take_over: bool, headless: bool, yes:
     env = _environment_for(obj, st.env or None, _journaled_playbook(st))
     if not headless and sys.stdin.isatty() and sys.stdout.isatty():
         try:
-            from runbook.tui.app import resume_incident_app  # type: ignore[import-not-found]
+            from runbook.tui.app import resume_incident_app
         except ImportError:
             pass
         else:

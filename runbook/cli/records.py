@@ -26,8 +26,8 @@ def incidents(obj: CliContext, as_json: bool) -> None:
     for inc in journal.incidents():
         st = S.fold(inc, journal.events(inc))
         lock = journal.lock_info(inc)
-        status = st.status
-        if status in ("open",) and (lock is None or not lock.alive()):
+        status = st.status.value
+        if status == "open" and (lock is None or not lock.alive()):
             status = "interrupted" if st.interrupted() else "open"
         rows.append(
             {

@@ -17,11 +17,11 @@ def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
     ctx.obj = CliContext(config)
     if ctx.invoked_subcommand is None:
         try:
-            from runbook.tui.app import run_app  # type: ignore[import-not-found]
+            from runbook.tui.app import run_app
         except ImportError:
-            from runbook.cli.playbooks import list_cmd
-
-            ctx.invoke(list_cmd)
+            listing = cli.get_command(ctx, "list")
+            assert listing is not None
+            ctx.invoke(listing)
             return
         run_app(ctx.obj)
 

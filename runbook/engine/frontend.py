@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from runbook.journal.store import Event
+from runbook.core.events import Event
 
 
 class Ask(StrEnum):

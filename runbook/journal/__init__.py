@@ -1,7 +1,7 @@
 """The journal: durable, hash-chained events, step logs and incident locks."""
 
+from runbook.core.events import Event
 from runbook.journal.store import (
-    Event,
     Journal,
     JournalError,
     LockedError,

@@ -298,7 +298,7 @@ class Journal:
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._rows("SELECT incident FROM events WHERE n=0 AND incident LIKE ? ESCAPE '\\'", (like,))
         if len(rows) == 1:
-            return rows[0][0]
+            return str(rows[0][0])
         if not rows:
             raise RunbookError(f"No incident {prefix!r}: run `runbook incidents` to see them.", exit_code=2)
         raise RunbookError(f"{prefix!r} matches {len(rows)} incidents; give more of the id.", exit_code=2)

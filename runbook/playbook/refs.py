@@ -353,17 +353,17 @@ def _compare(op: ast.cmpop, a: Any, b: Any) -> bool:
     a, b = _coerce_pair(a, b)
     try:
         if isinstance(op, ast.Eq):
-            return a == b
+            return bool(a == b)
         if isinstance(op, ast.NotEq):
-            return a != b
+            return bool(a != b)
         if isinstance(op, ast.Lt):
-            return a < b
+            return bool(a < b)
         if isinstance(op, ast.LtE):
-            return a <= b
+            return bool(a <= b)
         if isinstance(op, ast.Gt):
-            return a > b
+            return bool(a > b)
         if isinstance(op, ast.GtE):
-            return a >= b
+            return bool(a >= b)
     except TypeError:
         raise RefError(f"cannot compare {a!r} with {b!r}") from None
     raise RefError("unsupported comparison")

@@ -366,14 +366,14 @@ def _check_with(step: Step, action: Any, loc: tuple[Any, ...], raw: Any, add: An
         action.Params.model_validate(literal)
     except ValidationError as exc:
         for err in exc.errors():
-            key = err["loc"][0] if err["loc"] else None
+            field = err["loc"][0] if err["loc"] else None
             if err["type"] == "missing":
-                if key in templated:
+                if field in templated:
                     continue
-                add(line_of(raw, loc), f"step {step.id!r}: action {step.run!r} needs {key!r} in 'with'")
-            elif key in literal:
+                add(line_of(raw, loc), f"step {step.id!r}: action {step.run!r} needs {field!r} in 'with'")
+            elif field in literal:
                 msg = err["msg"].removeprefix("Value error, ")
-                add(line_of(raw, (*loc, "with", key)), f"step {step.id!r}: with.{key}: {msg}")
+                add(line_of(raw, (*loc, "with", field)), f"step {step.id!r}: with.{field}: {msg}")
 
 
 def _check_ref(

@@ -23,7 +23,7 @@ class YamlError(Exception):
         self.line = line
 
 
-class LineDict(dict):
+class LineDict(dict[Any, Any]):
     """A dict that knows the line of itself (``line``) and of each key (``key_lines``)."""
 
     __slots__ = ("line", "key_lines", "value_lines")
@@ -35,7 +35,7 @@ class LineDict(dict):
         self.value_lines: dict[Any, int] = {}
 
 
-class LineList(list):
+class LineList(list[Any]):
     """A list that knows its own line and the line of each item."""
 
     __slots__ = ("line", "item_lines")

@@ -7,6 +7,7 @@ from typing import Any
 
 from runbook.core.errors import UsageError
 from runbook.journal.store import GENESIS, Journal, canonical, chain_hash
+from runbook.reports.report import collect
 
 
 def export_json(journal: Journal, incident: str) -> str:
@@ -41,10 +42,33 @@ def verify_export(doc: dict[str, Any]) -> tuple[int, int | None]:
 
 
 def export_incident(journal: Journal, incident: str, fmt: str) -> str:
+    """The incident as ``json`` (every event), ``md`` (review draft) or ``html`` (self-contained)."""
     if fmt == "json":
         return export_json(journal, incident)
-    try:
-        from runbook.reports.report import render_report  # type: ignore[import-not-found]
-    except ImportError:
-        raise UsageError(f"The {fmt} export is not available in this version; use --format json.") from None
     return render_report(journal, incident, fmt)
+
+
+def render_report(journal: Journal, incident: str, fmt: str) -> str:
+    """Render an incident (or drill) report.
+
+    Args:
+        journal: The journal to read.
+        incident: The incident id.
+        fmt: ``md`` or ``html``.
+
+    Returns:
+        The document.
+
+    Raises:
+        UsageError: Unknown format or incident.
+    """
+    if fmt not in ("md", "markdown", "html"):
+        raise UsageError(f"Unknown report format {fmt!r}: use md, html or json.")
+    report = collect(journal, incident)
+    if fmt == "html":
+        from runbook.reports.html import render_html
+
+        return render_html(report)
+    from runbook.reports.markdown import render_markdown
+
+    return render_markdown(report)

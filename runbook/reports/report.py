@@ -309,29 +309,3 @@ def fmt_value(key: str, value: Any) -> str:
 
         return json.dumps(value, ensure_ascii=False, default=str)[:2000]
     return str(value)
-
-
-def render_report(journal: Journal, incident: str, fmt: str) -> str:
-    """Render an incident (or drill) report.
-
-    Args:
-        journal: The journal to read.
-        incident: The incident id.
-        fmt: ``md`` or ``html``.
-
-    Returns:
-        The document.
-
-    Raises:
-        UsageError: Unknown format or incident.
-    """
-    if fmt not in ("md", "markdown", "html"):
-        raise UsageError(f"Unknown report format {fmt!r}: use md, html or json.")
-    report = collect(journal, incident)
-    if fmt == "html":
-        from runbook.reports.html import render_html
-
-        return render_html(report)
-    from runbook.reports.markdown import render_markdown
-
-    return render_markdown(report)

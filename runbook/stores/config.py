@@ -27,6 +27,7 @@ errors, nothing is coerced); every problem is reported as ``file:line: message``
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def find_config(explicit: str | None = None) -> Path | None:
     return user if user.is_file() else None
 
 
-def load_config(explicit: str | None = None, *, local: dict[str, LocalEnvironment] | None = None) -> Config:
+def load_config(explicit: str | None = None, *, local: Mapping[str, LocalEnvironment] | None = None) -> Config:
     """Read and check the config.
 
     Args:

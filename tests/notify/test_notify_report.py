@@ -11,8 +11,7 @@ import pytest
 
 from runbook.core.errors import UsageError
 from runbook.journal.store import Journal
-from runbook.reports.exports import export_incident, verify_export
-from runbook.reports.report import render_report
+from runbook.reports.exports import export_incident, render_report, verify_export
 from runbook.sandbox.slack_server import SlackServer
 from tests.notify.conftest import SECRET, TOKEN, drill_playbook, run_incident, slack_env
 

@@ -12,6 +12,7 @@ timeout or cancel stops everything it started (SIGTERM, then SIGKILL after a gra
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from runbook.core.errors import ActionError
 
@@ -304,7 +305,8 @@ def run_pipeline(
 def _relay(p1: subprocess.Popen[bytes], p2: subprocess.Popen[bytes]) -> tuple[int, bool]:
     """Copy p1's stdout into p2's stdin. Returns p1's exit code (0 if we stopped it) and whether p2 quit."""
     assert p1.stdout and p2.stdin
-    while chunk := p1.stdout.read1(RELAY_CHUNK):
+    source = cast(io.BufferedReader, p1.stdout)  # Popen(stdout=PIPE) gives a buffered reader
+    while chunk := source.read1(RELAY_CHUNK):
         try:
             p2.stdin.write(chunk)
         except (BrokenPipeError, OSError):
