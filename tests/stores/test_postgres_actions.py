@@ -401,6 +401,19 @@ def test_names_are_validated() -> None:
     assert registry()["postgres.restore"].target(registry()["postgres.restore"].Params(path="/d", database="varlor")) == "varlor"
 
 
+def test_server_programs_are_found_without_the_sandbox() -> None:
+    from runbook.stores.postgres import PostgresSettings, ProgramNotFound, find_program
+
+    initdb = Path(find_program("initdb"))  # not on PATH on Debian: under /usr/lib/postgresql/*/bin
+    assert initdb.name == "initdb" and os.access(initdb, os.X_OK)
+    version = initdb.parent.parent.name
+    assert find_program("pg_ctl", version) == str(PG_BIN / version / "bin" / "pg_ctl")
+    with pytest.raises(ProgramNotFound, match="'pg_nope' not found"):
+        find_program("pg_nope")
+    with pytest.raises(ActionError, match="PostgreSQL program pg_nope is not installed: .*set bin_dir"):
+        PostgresSettings().program("pg_nope")
+
+
 def test_refuses_to_drop_the_maintenance_database(db: Cluster, run: Run, tmp_path: Path) -> None:
     with pytest.raises(ActionError, match="Refusing to drop PostgreSQL database postgres"):
         run("postgres.restore", path="/nonexistent", database="postgres")
@@ -443,21 +456,27 @@ def test_terminate_revoke_and_grant_connect(db: Cluster, run: Run) -> None:
 # --- prune ------------------------------------------------------------------------------------
 
 
-def test_prune_dumps_keeps_recent_and_the_newest(run: Run, tmp_path: Path) -> None:
-    d = tmp_path / "dumps"
+def aged_dumps(d: Path, hours_old: dict[str, float]) -> None:
+    """Each dump and its .sha256, last modified that many hours ago."""
     d.mkdir()
     now = time.time()
-    for name, age_days in [("varlor_db_a.dump", 40), ("varlor_db_b.dump", 35), ("varlor_db_c.dump", 2),
-                           ("other_x.dump", 90)]:
+    for name, hours in hours_old.items():
         for f in (d / name, d / f"{name}.sha256"):
             f.write_text("x")
-            os.utime(f, (now - age_days * 86400, now - age_days * 86400))
+            os.utime(f, (now - hours * 3600, now - hours * 3600))
+
+
+def test_prune_dumps_keeps_recent_and_the_newest(run: Run, tmp_path: Path) -> None:
+    d = tmp_path / "dumps"
+    aged_dumps(d, {"varlor_db_a.dump": 40 * 24, "varlor_db_b.dump": 35 * 24, "varlor_db_c.dump": 2 * 24,
+                   "other_x.dump": 90 * 24})
     out = run("postgres.prune_dumps", directory=str(d), older_than="30d")
     assert sorted(out["deleted"]) == ["varlor_db_a.dump", "varlor_db_b.dump"] and out["kept"] == 1
     assert sorted(p.name for p in d.iterdir()) == ["other_x.dump", "other_x.dump.sha256",
                                                     "varlor_db_c.dump", "varlor_db_c.dump.sha256"]
     # Even when every dump is old, the newest one stays.
-    os.utime(d / "varlor_db_c.dump", (now - 100 * 86400, now - 100 * 86400))
+    old = time.time() - 100 * 86400
+    os.utime(d / "varlor_db_c.dump", (old, old))
     assert run("postgres.prune_dumps", directory=str(d), older_than="30d") == {"deleted": [], "kept": 1}
     with pytest.raises(ValidationError, match="keep_latest"):
         registry()["postgres.prune_dumps"].Params(directory=str(d), keep_latest=0)  # the newest is never a candidate
@@ -465,13 +484,7 @@ def test_prune_dumps_keeps_recent_and_the_newest(run: Run, tmp_path: Path) -> No
 
 def test_prune_dumps_dry_run_and_keep_latest(run: Run, tmp_path: Path) -> None:
     d = tmp_path / "dumps"
-    d.mkdir()
-    now = time.time()
-    for name, age_hours in [("varlor_db_a.dump", 50), ("varlor_db_b.dump", 30), ("varlor_db_c.dump", 20),
-                            ("varlor_db_d.dump", 1)]:
-        for f in (d / name, d / f"{name}.sha256"):
-            f.write_text("x")
-            os.utime(f, (now - age_hours * 3600, now - age_hours * 3600))
+    aged_dumps(d, {"varlor_db_a.dump": 50, "varlor_db_b.dump": 30, "varlor_db_c.dump": 20, "varlor_db_d.dump": 1})
     before = sorted(p.name for p in d.iterdir())
     dry = run("postgres.prune_dumps", directory=str(d), older_than="12h", keep_latest=2, dry_run=True)
     assert dry == {"deleted": ["varlor_db_a.dump", "varlor_db_b.dump"], "kept": 4}

@@ -98,15 +98,17 @@ class DbParams(ActionParams):
     @field_validator("roles", check_fields=False)
     @classmethod
     def _roles(cls, v: Any) -> Any:
-        for r in v or []:
-            check_identifier(r, "role name")
-            if r.lower() == "public":
-                raise ValueError("Use public: true for PUBLIC instead of listing it as a role.")
+        if any(r.lower() == "public" for r in _role_names(v) or []):
+            raise ValueError("Use public: true for PUBLIC instead of listing it as a role.")
         return v
 
     @field_validator("users", check_fields=False)
     @classmethod
     def _users(cls, v: Any) -> Any:
-        for u in v or []:
-            check_identifier(u, "role name")
-        return v
+        return _role_names(v)
+
+
+def _role_names(names: list[str] | None) -> list[str] | None:
+    for name in names or []:
+        check_identifier(name, "role name")
+    return names
