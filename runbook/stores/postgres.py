@@ -41,11 +41,53 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5432
 DEFAULT_USER = "postgres"
 APPLICATION_NAME = "runbook"
+PG_LIB = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one bin/ per installed major version
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # libpq variables that would silently change where or how a subprocess connects.
 # (A service file's values beat PGHOST & co., so a PGSERVICE in the operator's shell could send
 # pg_restore to another server than the one psycopg talks to.)
 _LIBPQ_OVERRIDES = ("PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR")
+
+
+class ProgramNotFound(ActionError):
+    """A PostgreSQL program is neither under ``/usr/lib/postgresql/*/bin`` nor on PATH."""
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", path.name)) or (0,)
+
+
+def find_program(name: str, version: str | None = None) -> str:
+    """Locate an installed PostgreSQL program (``initdb``, ``pg_ctl``, ``pg_basebackup``…).
+
+    Server programs are usually not on PATH (Debian keeps them in ``/usr/lib/postgresql/VERSION/bin``),
+    and ``pg_ctl`` must match the version of the data directory it manages.
+
+    Args:
+        name: The program name.
+        version: Major version to prefer (e.g. the ``PG_VERSION`` of an existing data directory).
+
+    Returns:
+        ``/usr/lib/postgresql/VERSION/bin/NAME`` (the requested or else the highest version), or
+        the program on PATH.
+
+    Raises:
+        ProgramNotFound: Not found anywhere.
+    """
+    if version is not None:
+        wanted = PG_LIB / version / "bin" / name
+        if wanted.is_file():
+            return str(wanted)
+    candidates = sorted(PG_LIB.glob(f"*/bin/{name}"), key=lambda p: _version_key(p.parent.parent), reverse=True)
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise ProgramNotFound(
+        f"PostgreSQL program {name!r} not found in {PG_LIB}/*/bin or on PATH; install the PostgreSQL server."
+    )
 
 
 def check_identifier(value: Any, what: str = "name") -> str:
@@ -253,12 +295,9 @@ class PostgresSettings:
             found = shutil.which(name)
             if found:
                 return found
-        from runbook.sandbox.postgres import server_bin
-        from runbook.sandbox.procs import SandboxError
-
         try:
-            return server_bin(name, version)
-        except SandboxError:
+            return find_program(name, version)
+        except ProgramNotFound:
             raise ActionError(
                 f"PostgreSQL program {name} is not installed: install the PostgreSQL client/server "
                 f"or set bin_dir in [environments.{self.env_name}.postgres]."
@@ -363,7 +402,9 @@ def subprocess_env(env: Environment, database: str | None = None) -> dict[str, s
 
 __all__ = [
     "PostgresSettings",
+    "ProgramNotFound",
     "check_identifier",
+    "find_program",
     "connect_kwargs",
     "settings",
     "subprocess_env",

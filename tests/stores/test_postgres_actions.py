@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from runbook.actions.registry import registry
 from runbook.actions.spec import StepContext
+from runbook.actions.support.poll import wait_until
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError
 
@@ -114,6 +115,16 @@ class Cluster:
         return settings
 
 
+def _refused_without_password(pg: Any) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(pg.dsn(), connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     import psycopg
@@ -141,7 +152,8 @@ def cluster() -> Iterator[Cluster]:
             lines = [ln.replace("trust", "scram-sha-256") if ln.split()[0] == "host" else ln for ln in lines]
             hba.write_text("\n".join(lines) + "\n")  # written in place: still owned by postgres
             c.execute("SELECT pg_reload_conf()")
-        time.sleep(0.2)
+        # Until the reload took effect: a TCP connection without the password is refused.
+        wait_until(lambda: _refused_without_password(pg), bool, timeout=30, every=0.05)
         yield Cluster(pg, base)
     finally:
         pitr = base / "pitr"
@@ -389,6 +401,19 @@ def test_names_are_validated() -> None:
     assert registry()["postgres.restore"].target(registry()["postgres.restore"].Params(path="/d", database="varlor")) == "varlor"
 
 
+def test_server_programs_are_found_without_the_sandbox() -> None:
+    from runbook.stores.postgres import PostgresSettings, ProgramNotFound, find_program
+
+    initdb = Path(find_program("initdb"))  # not on PATH on Debian: under /usr/lib/postgresql/*/bin
+    assert initdb.name == "initdb" and os.access(initdb, os.X_OK)
+    version = initdb.parent.parent.name
+    assert find_program("pg_ctl", version) == str(PG_BIN / version / "bin" / "pg_ctl")
+    with pytest.raises(ProgramNotFound, match="'pg_nope' not found"):
+        find_program("pg_nope")
+    with pytest.raises(ActionError, match="PostgreSQL program pg_nope is not installed: .*set bin_dir"):
+        PostgresSettings().program("pg_nope")
+
+
 def test_refuses_to_drop_the_maintenance_database(db: Cluster, run: Run, tmp_path: Path) -> None:
     with pytest.raises(ActionError, match="Refusing to drop PostgreSQL database postgres"):
         run("postgres.restore", path="/nonexistent", database="postgres")
@@ -431,22 +456,44 @@ def test_terminate_revoke_and_grant_connect(db: Cluster, run: Run) -> None:
 # --- prune ------------------------------------------------------------------------------------
 
 
-def test_prune_dumps_keeps_recent_and_the_newest(run: Run, tmp_path: Path) -> None:
-    d = tmp_path / "dumps"
+def aged_dumps(d: Path, hours_old: dict[str, float]) -> None:
+    """Each dump and its .sha256, last modified that many hours ago."""
     d.mkdir()
     now = time.time()
-    for name, age_days in [("varlor_db_a.dump", 40), ("varlor_db_b.dump", 35), ("varlor_db_c.dump", 2),
-                           ("other_x.dump", 90)]:
+    for name, hours in hours_old.items():
         for f in (d / name, d / f"{name}.sha256"):
             f.write_text("x")
-            os.utime(f, (now - age_days * 86400, now - age_days * 86400))
-    out = run("postgres.prune_dumps", directory=str(d), retention_days=30)
+            os.utime(f, (now - hours * 3600, now - hours * 3600))
+
+
+def test_prune_dumps_keeps_recent_and_the_newest(run: Run, tmp_path: Path) -> None:
+    d = tmp_path / "dumps"
+    aged_dumps(d, {"varlor_db_a.dump": 40 * 24, "varlor_db_b.dump": 35 * 24, "varlor_db_c.dump": 2 * 24,
+                   "other_x.dump": 90 * 24})
+    out = run("postgres.prune_dumps", directory=str(d), older_than="30d")
     assert sorted(out["deleted"]) == ["varlor_db_a.dump", "varlor_db_b.dump"] and out["kept"] == 1
     assert sorted(p.name for p in d.iterdir()) == ["other_x.dump", "other_x.dump.sha256",
                                                     "varlor_db_c.dump", "varlor_db_c.dump.sha256"]
     # Even when every dump is old, the newest one stays.
-    os.utime(d / "varlor_db_c.dump", (now - 100 * 86400, now - 100 * 86400))
-    assert run("postgres.prune_dumps", directory=str(d), retention_days=30) == {"deleted": [], "kept": 1}
+    old = time.time() - 100 * 86400
+    os.utime(d / "varlor_db_c.dump", (old, old))
+    assert run("postgres.prune_dumps", directory=str(d), older_than="30d") == {"deleted": [], "kept": 1}
+    with pytest.raises(ValidationError, match="keep_latest"):
+        registry()["postgres.prune_dumps"].Params(directory=str(d), keep_latest=0)  # the newest is never a candidate
+
+
+def test_prune_dumps_dry_run_and_keep_latest(run: Run, tmp_path: Path) -> None:
+    d = tmp_path / "dumps"
+    aged_dumps(d, {"varlor_db_a.dump": 50, "varlor_db_b.dump": 30, "varlor_db_c.dump": 20, "varlor_db_d.dump": 1})
+    before = sorted(p.name for p in d.iterdir())
+    dry = run("postgres.prune_dumps", directory=str(d), older_than="12h", keep_latest=2, dry_run=True)
+    assert dry == {"deleted": ["varlor_db_a.dump", "varlor_db_b.dump"], "kept": 4}
+    assert sorted(p.name for p in d.iterdir()) == before
+    assert any(ln.startswith("would delete varlor_db_a.dump") for ln in run.lines)
+    out = run("postgres.prune_dumps", directory=str(d), older_than="12h", keep_latest=2)
+    assert out == {"deleted": ["varlor_db_a.dump", "varlor_db_b.dump"], "kept": 2}
+    assert sorted(p.name for p in d.iterdir()) == ["varlor_db_c.dump", "varlor_db_c.dump.sha256",
+                                                    "varlor_db_d.dump", "varlor_db_d.dump.sha256"]
 
 
 # --- corruption scenario ----------------------------------------------------------------------
@@ -483,7 +530,7 @@ def test_check_integrity_finds_a_table_with_a_damaged_page(cluster: Cluster, run
 
 
 def test_connection_errors_are_one_clear_sentence(cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runbook.sandbox.procs import free_port
+    from runbook.core.procs import free_port
 
     down = Run(cluster, tmp_path, port=free_port())
     with pytest.raises(ActionError, match=r"^PostgreSQL at 127\.0\.0\.1:\d+ is not reachable: is the server running\? \("):
@@ -543,7 +590,7 @@ def _wait_archived(db: Cluster, segment: str, timeout: float = 20) -> None:
 
 
 def test_point_in_time_recovery_into_a_new_data_directory(db: Cluster, run: Run) -> None:
-    from runbook.sandbox.procs import processes_with_cwd
+    from runbook.core.procs import processes_with_cwd
 
     db.q("CREATE TABLE IF NOT EXISTS events (id serial PRIMARY KEY, phase text)")
     backup = run("postgres.base_backup")
