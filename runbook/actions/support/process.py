@@ -195,14 +195,10 @@ def run_process(
         ActionError: The program does not exist, or ``check`` and the command failed.
     """
     check_argv(argv)
-    proc = start(
-        ["runuser", "-u", preexec_user, "--", *argv] if preexec_user else list(argv),
-        stdout=subprocess.PIPE if stdout_to is None else stdout_to,
-        stderr=subprocess.STDOUT if stdout_to is None else subprocess.PIPE,
-        stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
-        env=_child_env(env),
-        cwd=cwd,
-    )
+    proc = start(["runuser", "-u", preexec_user, "--", *argv] if preexec_user else list(argv),
+                 stdout=subprocess.PIPE if stdout_to is None else stdout_to,
+                 stderr=subprocess.STDOUT if stdout_to is None else subprocess.PIPE,
+                 stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL, env=_child_env(env), cwd=cwd)
     if stdin_bytes is not None:
         _feed(proc, stdin_bytes)
     keep = _Lines(deque(maxlen=max(tail_lines, 1)), [] if capture else None)
@@ -218,15 +214,8 @@ def run_process(
             if leaving:  # ``log`` raised (say the step's log is on a full disk): stop the command too
                 kill_group(proc)
             exit_code = proc.wait()
-    result = ProcessResult(
-        argv=list(argv),
-        exit_code=exit_code,
-        tail=list(keep.tail),
-        captured="\n".join(keep.captured) if keep.captured is not None else None,
-        timed_out="timeout" in why,
-        cancelled="cancelled" in why,
-        lines=keep.count,
-    )
+    result = ProcessResult(list(argv), exit_code, list(keep.tail), "\n".join(keep.captured) if keep.captured is not None else None,
+                           timed_out="timeout" in why, cancelled="cancelled" in why, lines=keep.count)
     if check and not result.ok:
         raise ActionError(describe_failure(result))
     return result
