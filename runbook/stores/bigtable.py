@@ -294,7 +294,12 @@ class _Outage:
         self.delay = 0.1
 
     def pause_or_raise(self, err: BaseException) -> None:
-        """Pause before retrying an unreachable store; raise ``err`` if it is not that, or the budget is spent."""
+        """Pause before retrying an unreachable store.
+
+        Raises:
+            BaseException: ``err`` itself, when it is not "unreachable" or the budget is spent.
+            InterruptedError: The step was stopped during the pause.
+        """
         if not is_unavailable(err):
             raise err from None
         now = time.monotonic()

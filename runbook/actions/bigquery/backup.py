@@ -26,7 +26,9 @@ from runbook.core.timestamps import iso_z, stamp, utc_now
 class BackupDatasetParams(DatasetParams):
     tables: TableList = tables_field()
     backup_dataset: str | None = Field(
-        None, pattern=DATASET_RE, description="Name of the backup dataset (default <dataset>_backup_<YYYYmmdd_HHMMSS>, UTC)."
+        None,
+        pattern=DATASET_RE,
+        description="Name of the backup dataset (default <dataset>_backup_<YYYYmmdd_HHMMSS>, UTC).",
     )
 
 
@@ -73,7 +75,13 @@ def backup_dataset(ctx: StepContext, params: BackupDatasetParams) -> BackupDatas
         # A partial backup must not pass for the newest good one (list_backups, prune).
         raise ActionError(f"{str(exc).rstrip('.')}; {_drop_partial(s, backup)}.") from None
     ctx.log(f"BigQuery backup completed: {backup}")
-    return BackupDatasetOutputs(backup_dataset=backup, tables=tables, rows=rows, total=sum(rows.values()), location=source.location or "")
+    return BackupDatasetOutputs(
+        backup_dataset=backup,
+        tables=tables,
+        rows=rows,
+        total=sum(rows.values()),
+        location=source.location or "",
+    )
 
 
 def _create_backup_dataset(s: Session, ds: str, name: str | None, location: Any) -> str:
@@ -93,7 +101,9 @@ def _create_backup_dataset(s: Session, ds: str, name: str | None, location: Any)
 
 def _drop_partial(s: Session, backup: str) -> str:
     try:
-        s.client.delete_dataset(s.ref(backup), delete_contents=True, not_found_ok=True, retry=s.retry, timeout=30)
+        s.client.delete_dataset(
+            s.ref(backup), delete_contents=True, not_found_ok=True, retry=s.retry, timeout=30
+        )
     except Exception:  # noqa: BLE001 - reported in the sentence instead
         return f"the incomplete backup dataset {backup} is left in place: delete it before relying on backups"
     return f"the incomplete backup dataset {backup} was deleted"

@@ -88,7 +88,9 @@ class ListBackupsOutputs(ActionOutputs):
 
 def _describe_list(p: ListBackupsParams) -> str:
     ds = show_dataset(p.dataset)
-    return f"bigquery.list_datasets(project) matching {ds}_backup_<YYYYmmdd_HHMMSS> or label {LABEL_SOURCE}={ds}"
+    return (
+        f"bigquery.list_datasets(project) matching {ds}_backup_<YYYYmmdd_HHMMSS> or label {LABEL_SOURCE}={ds}"
+    )
 
 
 @action(
@@ -109,11 +111,16 @@ def list_backups(ctx: StepContext, params: ListBackupsParams) -> ListBackupsOutp
         ctx.log(f"no backups of {ds}")
         if params.required:
             raise ActionError(f"No backups of dataset {ds} found in project {s.project}.")
-        return ListBackupsOutputs(names=[], latest="", latest_created="", created={}, age_seconds=None, count=0)
+        return ListBackupsOutputs(
+            names=[], latest="", latest_created="", created={}, age_seconds=None, count=0
+        )
     latest = backups[-1]
     age = max(0.0, (now - latest.created).total_seconds())
     if params.max_age is not None and age > seconds(params.max_age):
-        raise ActionError(f"The newest backup of {ds}, {latest.name}, is {format_duration(age)} old, older than {params.max_age}.")
+        raise ActionError(
+            f"The newest backup of {ds}, {latest.name}, is {format_duration(age)} old, "
+            f"older than {params.max_age}."
+        )
     return ListBackupsOutputs(
         names=[b.name for b in backups],
         latest=latest.name,

@@ -46,7 +46,10 @@ class RowCountsOutputs(ActionOutputs):
     Effect.READ_ONLY,
     "Exact row count (COUNT(*)) of every table of a dataset, or of the listed tables.",
     target=lambda p: show_dataset(p.dataset),
-    describe=lambda p: f"bigquery.query(SELECT COUNT(*) … UNION ALL …) over {show_dataset(p.dataset)}: {which_tables(p.tables)}",
+    describe=lambda p: (
+        f"bigquery.query(SELECT COUNT(*) … UNION ALL …) over {show_dataset(p.dataset)}: "
+        f"{which_tables(p.tables)}"
+    ),
 )
 def row_counts(ctx: StepContext, params: RowCountsParams) -> RowCountsOutputs:
     s = Session.open(ctx, params.project)
@@ -133,7 +136,9 @@ def _mismatches(ctx: StepContext, params: CompareCountsParams, pairs: list[Pair]
     Effect.READ_ONLY,
     "Compare row counts of two tables or of two datasets table by table (e.g. source vs backup).",
     target=lambda p: f"{p.a} vs {p.b}",
-    describe=lambda p: f"bigquery.query(SELECT COUNT(*) FROM {p.a}) vs bigquery.query(SELECT COUNT(*) FROM {p.b})",
+    describe=lambda p: (
+        f"bigquery.query(SELECT COUNT(*) FROM {p.a}) vs bigquery.query(SELECT COUNT(*) FROM {p.b})"
+    ),
 )
 def compare_counts(ctx: StepContext, params: CompareCountsParams) -> CompareCountsOutputs:
     s = Session.open(ctx, params.project)
@@ -141,7 +146,9 @@ def compare_counts(ctx: StepContext, params: CompareCountsParams) -> CompareCoun
     mismatches = _mismatches(ctx, params, pairs)
     equal = not mismatches
     if not equal and params.fail:
-        shown = "; ".join(mismatches[:5]) + (f"; and {len(mismatches) - 5} more" if len(mismatches) > 5 else "")
+        shown = "; ".join(mismatches[:5]) + (
+            f"; and {len(mismatches) - 5} more" if len(mismatches) > 5 else ""
+        )
         raise ActionError(f"Row counts differ between {params.a} and {params.b}: {shown}.")
     ctx.log("row counts match" if equal else f"{len(mismatches)} mismatches")
     return CompareCountsOutputs(equal=equal, counts_a=counts_a, counts_b=counts_b, mismatches=mismatches)
@@ -152,16 +159,24 @@ def compare_counts(ctx: StepContext, params: CompareCountsParams) -> CompareCoun
 
 class VerifyRowsParams(DatasetParams):
     table: str = Field(pattern=TABLE_RE, description="The table to check (e.g. a restored one).")
-    reference_dataset: str | None = Field(None, pattern=DATASET_RE, description="Dataset of the reference (default: dataset).")
-    reference_table: str | None = Field(None, pattern=TABLE_RE, description="The reference table (default: table).")
+    reference_dataset: str | None = Field(
+        None, pattern=DATASET_RE, description="Dataset of the reference (default: dataset)."
+    )
+    reference_table: str | None = Field(
+        None, pattern=TABLE_RE, description="The reference table (default: table)."
+    )
     key: str = Field(pattern=COLUMN_RE, description="Column identifying a row (compared as its string form).")
     sample: int = Field(100, ge=1, le=10000, description="How many keys to check.")
-    method: Literal["random", "first"] = Field("random", description="random keys, or the first keys in key order.")
+    method: Literal["random", "first"] = Field(
+        "random", description="random keys, or the first keys in key order."
+    )
     fail: bool = Field(True, description="Fail the step on a mismatch (else only report it).")
 
     @model_validator(mode="after")
     def _two_tables(self) -> VerifyRowsParams:
-        if (self.reference_dataset or self.dataset) == self.dataset and (self.reference_table or self.table) == self.table:
+        if (self.reference_dataset or self.dataset) == self.dataset and (
+            self.reference_table or self.table
+        ) == self.table:
             raise ValueError("set reference_dataset or reference_table: a table cannot be its own reference")
         return self
 
@@ -201,7 +216,9 @@ def _sample_keys(s: Session, params: VerifyRowsParams, ref_ds: str, ref_t: str) 
     return [r["k"] for r in key_rows]
 
 
-def _rows_by_key(s: Session, dataset: str, table: str, key: str, keys: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+def _rows_by_key(
+    s: Session, dataset: str, table: str, key: str, keys: list[str]
+) -> dict[str, list[tuple[Any, ...]]]:
     """The rows of ``dataset.table`` whose ``key`` is one of ``keys``, canonical, grouped by key."""
     from google.cloud import bigquery
 
@@ -235,10 +252,15 @@ def verify_rows(ctx: StepContext, params: VerifyRowsParams) -> VerifyRowsOutputs
     reference = _rows_by_key(s, ref_ds, ref_t, params.key, keys)
     actual = _rows_by_key(s, ds, params.table, params.key, keys)
     bad = [key for key in keys if reference.get(key) != actual.get(key)]
-    ctx.log(f"{len(keys)} sampled keys of {ds}.{params.table} against {ref_ds}.{ref_t}: {len(bad)} mismatched")
+    ctx.log(
+        f"{len(keys)} sampled keys of {ds}.{params.table} against {ref_ds}.{ref_t}: {len(bad)} mismatched"
+    )
     for key in bad[:10]:
         ctx.log(f"  mismatch at {params.key}={key}: {'missing' if key not in actual else 'values differ'}")
     if bad and params.fail:
         shown = ", ".join(bad[:5]) + (" …" if len(bad) > 5 else "")
-        raise ActionError(f"{len(bad)} of {len(keys)} sampled rows of {ds}.{params.table} differ from {ref_ds}.{ref_t} ({params.key} {shown}).")
+        raise ActionError(
+            f"{len(bad)} of {len(keys)} sampled rows of {ds}.{params.table} differ from {ref_ds}.{ref_t} "
+            f"({params.key} {shown})."
+        )
     return VerifyRowsOutputs(sampled=len(keys), mismatches=len(bad), mismatched_keys=bad[:20])

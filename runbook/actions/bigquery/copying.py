@@ -32,7 +32,9 @@ def copy_all(s: Session, src_ds: str, dst_ds: str, tables: list[str], **config: 
     jobs: dict[str, Any] = {}
     for t in tables:
         if s.ctx.cancelled.is_set():
-            raise ActionError(f"Copying {src_ds} to {dst_ds} was stopped by the operator after {len(jobs)} tables.")
+            raise ActionError(
+                f"Copying {src_ds} to {dst_ds} was stopped by the operator after {len(jobs)} tables."
+            )
         s.ctx.log(f"copy {src_ds}.{t} → {dst_ds}.{t}")
         jobs[t] = s.copy(s.ref(src_ds, t), s.ref(dst_ds, t), f"copy {src_ds}.{t} to {dst_ds}.{t}", **config)
     for t, job in jobs.items():
@@ -40,7 +42,9 @@ def copy_all(s: Session, src_ds: str, dst_ds: str, tables: list[str], **config: 
     return jobs
 
 
-def copy_tables(s: Session, src_ds: str, dst_ds: str, tables: list[str], write_disposition: str) -> dict[str, int]:
+def copy_tables(
+    s: Session, src_ds: str, dst_ds: str, tables: list[str], write_disposition: str
+) -> dict[str, int]:
     """Copy tables, log and return the rows per copied table."""
     jobs = copy_all(s, src_ds, dst_ds, tables, write_disposition=write_disposition)
     rows = rows_after_copies(s, dst_ds, jobs)

@@ -29,8 +29,12 @@ from runbook.stores import gcp
 
 
 class CopyRegionParams(DatasetParams):
-    region: str = Field("secondary", pattern=r"^[a-z0-9-]+$", description="secondary (default), primary, or a region name.")
-    target_dataset: str | None = Field(None, pattern=DATASET_RE, description="Default: <dataset>_<region with _>.")
+    region: str = Field(
+        "secondary", pattern=r"^[a-z0-9-]+$", description="secondary (default), primary, or a region name."
+    )
+    target_dataset: str | None = Field(
+        None, pattern=DATASET_RE, description="Default: <dataset>_<region with _>."
+    )
     tables: TableList = tables_field()
 
 
@@ -54,7 +58,8 @@ def _describe(p: CopyRegionParams) -> str:
     ds, dest = show_dataset(p.dataset), _target(p)
     return (
         f"bigquery.create_dataset({dest}, location=<{p.region} region's location>) + "
-        f"bigquery.copy_table({ds}.<table> → {dest}.<table>, write_disposition=WRITE_TRUNCATE) for {which_tables(p.tables)}"
+        f"bigquery.copy_table({ds}.<table> → {dest}.<table>, write_disposition=WRITE_TRUNCATE) "
+        f"for {which_tables(p.tables)}"
     )
 
 
@@ -85,7 +90,9 @@ def copy_dataset_region(ctx: StepContext, params: CopyRegionParams) -> CopyRegio
     _create_in(s, dest, loc, copy_of=ds)
     ctx.log(f"copying {len(tables)} tables of {ds} to {dest} in {loc}")
     rows = copy_tables(s, ds, dest, tables, write_disposition="WRITE_TRUNCATE")
-    return CopyRegionOutputs(target_dataset=dest, location=loc, tables=tables, rows=rows, total=sum(rows.values()))
+    return CopyRegionOutputs(
+        target_dataset=dest, location=loc, tables=tables, rows=rows, total=sum(rows.values())
+    )
 
 
 def _create_in(s: Session, dest: str, loc: str, copy_of: str) -> None:
@@ -98,4 +105,6 @@ def _create_in(s: Session, dest: str, loc: str, copy_of: str) -> None:
     with s.api(f"create dataset {dest} in {loc}"):
         got = s.client.create_dataset(fresh, exists_ok=True, retry=s.retry)
     if (got.location or "").lower() != loc.lower():
-        raise ActionError(f"Dataset {dest} already exists in {got.location}, not in {loc}: choose another target_dataset.")
+        raise ActionError(
+            f"Dataset {dest} already exists in {got.location}, not in {loc}: choose another target_dataset."
+        )

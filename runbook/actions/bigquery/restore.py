@@ -21,7 +21,9 @@ class RestoreTableParams(ProjectParams):
     dataset: str = Field(pattern=DATASET_RE, description="Dataset of the table to overwrite.")
     table: str = Field(pattern=TABLE_RE, description="Table to overwrite (created if it was deleted).")
     from_dataset: str = Field(pattern=DATASET_RE, description="Backup dataset, or the snapshot's dataset.")
-    from_table: str | None = Field(None, pattern=TABLE_RE, description="Backup table or snapshot (default: same name as table).")
+    from_table: str | None = Field(
+        None, pattern=TABLE_RE, description="Backup table or snapshot (default: same name as table)."
+    )
     source_kind: Literal["auto", "snapshot", "table"] = Field(
         "auto", description="snapshot: RESTORE copy; table: plain copy; auto: look at the source."
     )
@@ -48,7 +50,10 @@ _OPERATION = {
 
 def _describe_table(p: RestoreTableParams) -> str:
     src = f"{p.from_dataset}.{p.from_table or p.table}"
-    return f"bigquery.copy_table({src} → {p.dataset}.{p.table}, write_disposition=WRITE_TRUNCATE{_OPERATION[p.source_kind]})"
+    return (
+        f"bigquery.copy_table({src} → {p.dataset}.{p.table}, "
+        f"write_disposition=WRITE_TRUNCATE{_OPERATION[p.source_kind]})"
+    )
 
 
 @action(
@@ -102,7 +107,8 @@ class RestoreDatasetOutputs(ActionOutputs):
 
 def _describe_dataset(p: RestoreDatasetParams) -> str:
     which = "*" if not p.tables else "{" + ",".join(p.tables) + "}"
-    return f"bigquery.copy_table({p.from_dataset}.{which} → {p.dataset}.{which}, write_disposition=WRITE_TRUNCATE)"
+    src, dest = f"{p.from_dataset}.{which}", f"{p.dataset}.{which}"
+    return f"bigquery.copy_table({src} → {dest}, write_disposition=WRITE_TRUNCATE)"
 
 
 @action(

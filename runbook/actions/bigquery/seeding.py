@@ -22,9 +22,13 @@ NEW_TABLE_WAIT = 60.0  # seconds a just-created table may take to accept streami
 
 
 class GenerateEventsParams(DatasetParams):
-    table: str = Field(pattern=TABLE_RE, description="Table to insert into (created with the event schema if missing).")
+    table: str = Field(
+        pattern=TABLE_RE, description="Table to insert into (created with the event schema if missing)."
+    )
     count: int = Field(1000, ge=1, le=1_000_000)
-    id_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_:.-]{0,64}$", description="Event id prefix (default G<YYYYmmddHHMMSS>-).")
+    id_prefix: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_:.-]{0,64}$", description="Event id prefix (default G<YYYYmmddHHMMSS>-)."
+    )
     seed: int | None = Field(None, description="Random seed for reproducible events.")
 
 
@@ -44,7 +48,9 @@ def _target(p: GenerateEventsParams) -> str:
     Effect.MUTATING,
     "Insert N synthetic events into a table (recovery drills: 'generate 1,000 events').",
     target=_target,
-    describe=lambda p: f"bigquery.insert_rows_json({_target(p)}, {p.count} generated events, {INSERT_BATCH} per request)",
+    describe=lambda p: (
+        f"bigquery.insert_rows_json({_target(p)}, {p.count} generated events, {INSERT_BATCH} per request)"
+    ),
 )
 def generate_events(ctx: StepContext, params: GenerateEventsParams) -> GenerateEventsOutputs:
     from google.cloud import bigquery
@@ -68,7 +74,9 @@ def generate_events(ctx: StepContext, params: GenerateEventsParams) -> GenerateE
         errors = _insert(s, ref, rows, batch, f"insert events into {ds}.{params.table}")
         if errors:
             first = errors[0].get("errors", [{}])[0].get("message", str(errors[0]))
-            raise ActionError(f"BigQuery rejected {len(errors)} generated rows for {ds}.{params.table}: {first}.")
+            raise ActionError(
+                f"BigQuery rejected {len(errors)} generated rows for {ds}.{params.table}: {first}."
+            )
         inserted += len(batch)
         ctx.log(f"inserted {inserted:,}/{params.count:,} events into {ds}.{params.table}")
     return GenerateEventsOutputs(rows=inserted, first_event_id=ids[0], last_event_id=ids[-1], table=ref)
@@ -95,7 +103,13 @@ def _insert(s: Session, ref: str, rows: list[dict[str, Any]], row_ids: list[str]
 
     with s.api(what):
         try:
-            result = wait_until(attempt, lambda r: not isinstance(r, NotFound), timeout=NEW_TABLE_WAIT, every=1.0, cancelled=s.ctx.cancelled)
+            result = wait_until(
+                attempt,
+                lambda r: not isinstance(r, NotFound),
+                timeout=NEW_TABLE_WAIT,
+                every=1.0,
+                cancelled=s.ctx.cancelled,
+            )
         except WaitTimeout as exc:
             raise exc.last from None  # the table never appeared: BigQuery's own NotFound, in one sentence
         except WaitCancelled:

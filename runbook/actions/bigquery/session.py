@@ -46,7 +46,9 @@ class Session:
         found = self.gs.raw.get("dataset")
         if not found:
             env = self.ctx.environment.name
-            raise ActionError(f"No dataset given: set `dataset:` in the step or dataset in [environments.{env}.gcp].")
+            raise ActionError(
+                f"No dataset given: set `dataset:` in the step or dataset in [environments.{env}.gcp]."
+            )
         return str(found)
 
     def ref(self, dataset: str, table: str | None = None) -> str:
@@ -58,7 +60,9 @@ class Session:
 
     def api(self, what: str) -> AbstractContextManager[None]:
         """Turn any client error inside the block into one sentence (gcp.translate)."""
-        return gcp.api_errors(bqstore.STORE, what, self.gs, lambda: bqstore.forget(self.ctx.environment, self.region))
+        return gcp.api_errors(
+            bqstore.STORE, what, self.gs, lambda: bqstore.forget(self.ctx.environment, self.region)
+        )
 
     def check_cancelled(self, what: str) -> None:
         """Stop between phases once the operator (or the step's timeout) stopped the step."""
@@ -83,7 +87,9 @@ class Session:
                 )
             except WaitCancelled:
                 self._cancel(job)
-                raise ActionError(f"BigQuery job {job.job_id} ({what}) was stopped by the operator.") from None
+                raise ActionError(
+                    f"BigQuery job {job.job_id} ({what}) was stopped by the operator."
+                ) from None
             return job.result(retry=self.retry)
 
     def _cancel(self, job: Any) -> None:
@@ -131,8 +137,12 @@ class Session:
             if len(chunk) == 1:
                 sql = f"SELECT COUNT(*) AS n FROM {self.sql(dataset, chunk[0])}"
             else:
-                sql = " UNION ALL ".join(f"SELECT {i} AS i, COUNT(*) AS n FROM {self.sql(dataset, t)}" for i, t in enumerate(chunk))
-            what = f"count the rows of {dataset}." + (chunk[0] if len(chunk) == 1 else f"{{{len(chunk)} tables}}")
+                sql = " UNION ALL ".join(
+                    f"SELECT {i} AS i, COUNT(*) AS n FROM {self.sql(dataset, t)}" for i, t in enumerate(chunk)
+                )
+            what = f"count the rows of {dataset}." + (
+                chunk[0] if len(chunk) == 1 else f"{{{len(chunk)} tables}}"
+            )
             _job, rows = self.query(sql, what)
             for row in rows:
                 out[chunk[int(row["i"]) if len(chunk) > 1 else 0]] = int(row["n"])
@@ -143,7 +153,9 @@ class Session:
         from google.cloud import bigquery
 
         with self.api(what):
-            return self.client.copy_table(source, dest, job_config=bigquery.CopyJobConfig(**config), retry=self.retry)
+            return self.client.copy_table(
+                source, dest, job_config=bigquery.CopyJobConfig(**config), retry=self.retry
+            )
 
     def log_rows(self, dataset: str, rows: dict[str, int]) -> None:
         for t, n in rows.items():
@@ -153,4 +165,3 @@ class Session:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-

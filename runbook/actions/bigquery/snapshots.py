@@ -21,9 +21,17 @@ from runbook.core.timestamps import iso_z, parse_utc, stamp, utc_now
 
 class SnapshotTableParams(DatasetParams):
     table: str = Field(pattern=TABLE_RE)
-    snapshot: str | None = Field(None, pattern=TABLE_RE, description="Snapshot table name (default <table>_snapshot_<YYYYmmdd_HHMMSS>).")
-    snapshot_dataset: str | None = Field(None, pattern=DATASET_RE, description="Dataset for the snapshot (default: the table's).")
-    retention_days: int = Field(30, ge=0, le=36500, description="Expire the snapshot after this many days (0: never).")
+    snapshot: str | None = Field(
+        None,
+        pattern=TABLE_RE,
+        description="Snapshot table name (default <table>_snapshot_<YYYYmmdd_HHMMSS>).",
+    )
+    snapshot_dataset: str | None = Field(
+        None, pattern=DATASET_RE, description="Dataset for the snapshot (default: the table's)."
+    )
+    retention_days: int = Field(
+        30, ge=0, le=36500, description="Expire the snapshot after this many days (0: never)."
+    )
 
 
 class SnapshotTableOutputs(ActionOutputs):
@@ -35,7 +43,8 @@ def _describe_snapshot(p: SnapshotTableParams) -> str:
     ds = show_dataset(p.dataset)
     snap = p.snapshot or f"{p.table}_snapshot_<YYYYmmdd_HHMMSS>"
     exp = f", expiration=now+{p.retention_days}d" if p.retention_days else ""
-    return f"bigquery.copy_table({ds}.{p.table} → {p.snapshot_dataset or ds}.{snap}, operation_type=SNAPSHOT{exp})"
+    dest = f"{p.snapshot_dataset or ds}.{snap}"
+    return f"bigquery.copy_table({ds}.{p.table} → {dest}, operation_type=SNAPSHOT{exp})"
 
 
 @action(
@@ -72,8 +81,12 @@ def snapshot_table(ctx: StepContext, params: SnapshotTableParams) -> SnapshotTab
 class TimeTravelParams(ProjectParams):
     dataset: str = Field(pattern=DATASET_RE)
     table: str = Field(pattern=TABLE_RE)
-    timestamp: str = Field(description="Restore the table as it was at this time (ISO 8601; UTC if no offset).")
-    to_table: str | None = Field(None, pattern=TABLE_RE, description="Write the old state here instead of overwriting the table.")
+    timestamp: str = Field(
+        description="Restore the table as it was at this time (ISO 8601; UTC if no offset)."
+    )
+    to_table: str | None = Field(
+        None, pattern=TABLE_RE, description="Write the old state here instead of overwriting the table."
+    )
 
     @field_validator("timestamp")
     @classmethod
@@ -98,7 +111,8 @@ def _describe_time_travel(p: TimeTravelParams) -> str:
     stage = f"{ds}._runbook_tt_{t}_<stamp>"
     return (
         f"bigquery.query(CREATE TABLE {stage} LIKE {ds}.{t}; INSERT INTO {stage} SELECT * FROM {ds}.{t} "
-        f"FOR SYSTEM_TIME AS OF TIMESTAMP('{_as_of(parse_utc(p.timestamp))}')) + bigquery.copy_table({stage} → "
+        f"FOR SYSTEM_TIME AS OF TIMESTAMP('{_as_of(parse_utc(p.timestamp))}')) + "
+        f"bigquery.copy_table({stage} → "
         f"{ds}.{p.to_table or t}, write_disposition=WRITE_TRUNCATE) + bigquery.delete_table({stage})"
     )
 
@@ -129,7 +143,10 @@ def time_travel_restore(ctx: StepContext, params: TimeTravelParams) -> TimeTrave
     s = Session.open(ctx, params.project)
     ds, dest = params.dataset, params.to_table or params.table
     stage = f"_runbook_tt_{params.table}"[:1000] + f"_{stamp(now)}"
-    ctx.log(f"reading {ds}.{params.table} as of {_as_of(ts)} ({format_duration((now - ts).total_seconds())} ago) into {ds}.{stage}")
+    ctx.log(
+        f"reading {ds}.{params.table} as of {_as_of(ts)} ({format_duration((now - ts).total_seconds())} ago) "
+        f"into {ds}.{stage}"
+    )
     try:
         rows = _restore_through(s, ds, params.table, stage, dest, ts)
     finally:
@@ -148,11 +165,14 @@ def _restore_through(s: Session, ds: str, table: str, stage: str, dest: str, ts:
     literal = ts.strftime("%Y-%m-%d %H:%M:%S.%f+00")
     s.query(f"CREATE TABLE {s.sql(ds, stage)} LIKE {s.sql(ds, table)}", f"create staging table {ds}.{stage}")
     job, _ = s.query(
-        f"INSERT INTO {s.sql(ds, stage)} SELECT * FROM {s.sql(ds, table)} FOR SYSTEM_TIME AS OF TIMESTAMP('{literal}')",
+        f"INSERT INTO {s.sql(ds, stage)} SELECT * FROM {s.sql(ds, table)} "
+        f"FOR SYSTEM_TIME AS OF TIMESTAMP('{literal}')",
         f"read {ds}.{table} as of {_as_of(ts)}",
     )
     rows = job.num_dml_affected_rows
-    s.ctx.log(f"{ds}.{stage}: {rows if rows is not None else '?'} rows as of {_as_of(ts)}; overwriting {ds}.{dest}")
+    s.ctx.log(
+        f"{ds}.{stage}: {rows if rows is not None else '?'} rows as of {_as_of(ts)}; overwriting {ds}.{dest}"
+    )
     what = f"overwrite {ds}.{dest} with its state as of {_as_of(ts)}"
     s.check_cancelled(what)
     copy = s.copy(s.ref(ds, stage), s.ref(ds, dest), what, write_disposition="WRITE_TRUNCATE")

@@ -104,5 +104,7 @@ def wait_operation(ctx: StepContext, w: Where, op: Any, what: str, timeout: floa
             f"it continues in the background; check it with `gcloud bigtable operations list`."
         ) from None
     except WaitCancelled:
-        raise ActionError(f"Stopped waiting for the operation to {what}: it continues in the background.") from None
+        raise ActionError(
+            f"Stopped waiting for the operation to {what}: it continues in the background."
+        ) from None
     return op.result(retry=bts.admin_retry(w.budget))

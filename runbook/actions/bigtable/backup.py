@@ -28,9 +28,13 @@ MAX_RETENTION = 90 * 86400
 
 class BackupParams(LocationParams):
     table: str | None = Field(None, description="Table to back up (default: gcp bigtable_table).")
-    cluster: str | None = Field(None, description="Cluster that holds the backup (default: gcp bigtable_cluster).")
+    cluster: str | None = Field(
+        None, description="Cluster that holds the backup (default: gcp bigtable_cluster)."
+    )
     retention: Duration = Field("30d", description="How long the backup is kept (6h to 90d), e.g. 30d.")
-    backup_id: str | None = Field(None, pattern=ID_PATTERN, description="Default: <table>_backup_<YYYYmmdd_HHMMSS>.")
+    backup_id: str | None = Field(
+        None, pattern=ID_PATTERN, description="Default: <table>_backup_<YYYYmmdd_HHMMSS>."
+    )
     timeout: Duration = Field("2h", description="How long to wait for the backup operation.")
 
     @field_validator("retention")
@@ -72,7 +76,9 @@ def backup(ctx: StepContext, params: BackupParams) -> BackupOutputs:
     table = w.table_id(params.table)
     cluster = w.cluster(params.cluster)
     if not cluster:
-        raise ActionError("No Bigtable cluster given: set cluster in the step or bigtable_cluster in the gcp store.")
+        raise ActionError(
+            "No Bigtable cluster given: set cluster in the step or bigtable_cluster in the gcp store."
+        )
     now = utc_now()
     bid = params.backup_id or f"{table[:27]}_backup_{stamp(now)}"  # ids are at most 50 chars
     expire = now + timedelta(seconds=seconds(params.retention))
@@ -88,7 +94,9 @@ def backup(ctx: StepContext, params: BackupParams) -> BackupOutputs:
         )
         done = wait_operation(ctx, w, op, what, seconds(params.timeout))
     ctx.log(f"backup {bid} is ready ({done.size_bytes} bytes, expires {iso_z(done.expire_time)})")
-    return BackupOutputs(backup=bid, name=done.name, expire_time=iso_z(done.expire_time), size_bytes=int(done.size_bytes))
+    return BackupOutputs(
+        backup=bid, name=done.name, expire_time=iso_z(done.expire_time), size_bytes=int(done.size_bytes)
+    )
 
 
 # --- bigtable.list_backups -------------------------------------------------------------------
@@ -130,7 +138,8 @@ def list_backups(ctx: StepContext, params: ListBackupsParams) -> ListBackupsOutp
     now = utc_now()
     for b in backups:
         ctx.log(
-            f"{backup_id(b.name)}  created {iso_z(b.start)} ({format_duration((now - b.start).total_seconds())} ago)  "
+            f"{backup_id(b.name)}  created {iso_z(b.start)} "
+            f"({format_duration((now - b.start).total_seconds())} ago)  "
             f"expires {iso_z(b.expire)}  {b.size} bytes"
         )
     ctx.log(f"{len(backups)} backup(s) of {table} in {w.where()}")

@@ -34,7 +34,8 @@ class RowCountOutputs(ActionOutputs):
     "Count a Bigtable table's rows (keys-only scan); optionally check the count.",
     target=lambda p: p.table or "<gcp.bigtable_table>",
     describe=lambda p: (
-        f"Bigtable.ReadRows(table={show(p.table, 'bigtable_table')}, filter=cells_per_row_limit(1)+strip_value) and count"
+        f"Bigtable.ReadRows(table={show(p.table, 'bigtable_table')}, "
+        f"filter=cells_per_row_limit(1)+strip_value) and count"
     ),
 )
 def row_count(ctx: StepContext, params: RowCountParams) -> RowCountOutputs:
@@ -55,8 +56,12 @@ def row_count(ctx: StepContext, params: RowCountParams) -> RowCountOutputs:
 
 class VerifyParams(LocationParams):
     table: str = Field(description="The table to check (e.g. a restored or imported copy).")
-    reference_table: str | None = Field(None, description="The table it must equal (default: gcp bigtable_table).")
-    reference_instance: str | None = Field(None, description="Default: the reference region's bigtable_instance.")
+    reference_table: str | None = Field(
+        None, description="The table it must equal (default: gcp bigtable_table)."
+    )
+    reference_instance: str | None = Field(
+        None, description="Default: the reference region's bigtable_instance."
+    )
     reference_region: str | None = Field(None, description="Default: the same region as table.")
     sample: int = Field(100, ge=0, description="Rows to compare; 0 compares every row of both tables.")
     fail: bool = Field(True, description="Fail on a mismatch (otherwise only report it).")
@@ -88,7 +93,9 @@ def verify_rows(ctx: StepContext, params: VerifyParams) -> VerifyOutputs:
     reference = rw.table_id(params.reference_table)
     table = params.table
     if (rw.instance, rw.region, reference) == (w.instance, w.region, table):
-        raise ActionError(f"verify_rows would compare table {table} with itself: name a different reference_table.")
+        raise ActionError(
+            f"verify_rows would compare table {table} with itself: name a different reference_table."
+        )
     ctx.log(f"comparing {table} in {w.where()} with {reference} in {rw.where()}")
     with rw.guard(f"verify table {table} against {reference}"):
         if params.sample == 0:
@@ -102,7 +109,8 @@ def verify_rows(ctx: StepContext, params: VerifyParams) -> VerifyOutputs:
     ctx.log(f"first mismatch: row {key} {how}")
     if params.fail:
         raise ActionError(
-            f"Table {table} does not match {reference}: row {key} {how} ({len(bad)} of {sampled} compared rows differ)."
+            f"Table {table} does not match {reference}: row {key} {how} "
+            f"({len(bad)} of {sampled} compared rows differ)."
         )
     return VerifyOutputs(sampled=sampled, mismatches=len(bad), first_mismatch=key)
 
@@ -134,7 +142,9 @@ def _difference(ref: Cells, got: Cells) -> str:
     return "differs"
 
 
-def _compare_all(ctx: StepContext, w: Where, table: str, rw: Where, reference: str) -> tuple[int, list[Mismatch]]:
+def _compare_all(
+    ctx: StepContext, w: Where, table: str, rw: Where, reference: str
+) -> tuple[int, list[Mismatch]]:
     """Merge-walk both tables in key order; every row of either side is compared."""
     bad: list[Mismatch] = []
     a_it = stream(ctx, rw, reference, f"reading {reference}")
@@ -189,13 +199,17 @@ def _sample_keys(ctx: StepContext, rw: Where, reference: str, sample: int) -> li
     SampleRowKeys gives tablet boundaries of big tables (one read per boundary finds a real
     key there); a table that is one tablet is small, so a keys-only scan picks evenly spaced keys.
     """
-    bounds = [k for k, _ in rw.h.table(rw.instance, reference).sample_row_keys(operation_timeout=rw.budget) if k]
+    bounds = [
+        k for k, _ in rw.h.table(rw.instance, reference).sample_row_keys(operation_timeout=rw.budget) if k
+    ]
     if len(bounds) + 1 >= sample:
         step = (len(bounds) + 1) / sample
         starts = [([b""] + bounds)[int(i * step)] for i in range(sample)]
         found = (first_key(rw, reference, after=start or None) for start in starts)
         return sorted({k for k in found if k is not None})
-    all_keys = [r.row_key for r in stream(ctx, rw, reference, f"reading {reference}", row_filter=keys_only_filter())]
+    all_keys = [
+        r.row_key for r in stream(ctx, rw, reference, f"reading {reference}", row_filter=keys_only_filter())
+    ]
     if len(all_keys) <= sample:
         return all_keys
     if sample == 1:

@@ -38,7 +38,8 @@ class ExportParams(LocationParams):
         None, description="Output file (default: DIRECTORY/<table>_export_<YYYYmmdd_HHMMSS>.jsonl.gz)."
     )
     directory: str | None = Field(
-        None, description="Output directory (default: the files store's bigtable dir, else the step's workdir)."
+        None,
+        description="Output directory (default: the files store's bigtable dir, else the step's workdir).",
     )
     compress: bool = Field(True, description="gzip the file (with an explicit path, its .gz suffix decides).")
 
@@ -102,7 +103,8 @@ def _header(w: Where, table: str) -> dict[str, Any]:
 
     schema = w.h.admin.get_table(name=w.table_path(table), retry=bts.admin_retry(w.budget), timeout=w.budget)
     families = {
-        name: json.loads(types.ColumnFamily.to_json(cf, indent=0)) for name, cf in sorted(schema.column_families.items())
+        name: json.loads(types.ColumnFamily.to_json(cf, indent=0))
+        for name, cf in sorted(schema.column_families.items())
     }
     return {
         "format": EXPORT_FORMAT,

@@ -78,7 +78,9 @@ def import_table(ctx: StepContext, params: ImportParams) -> ImportOutputs:
             _create_table(ctx, w, table, header)
             rows, cells, trailer = _write_rows(ctx, w, table, f)
         if trailer is None or trailer.get("rows") != rows or trailer.get("cells") != cells:
-            raise ActionError(f"{path} is truncated: table {table} is incomplete; re-export and import with replace: true.")
+            raise ActionError(
+                f"{path} is truncated: table {table} is incomplete; re-export and import with replace: true."
+            )
     except (ValueError, OSError) as exc:
         raise ActionError(f"Cannot read {path} ({exc}): table {table} may be incomplete.") from None
     ctx.log(f"imported {rows} rows, {cells} cells into {table} in {w.where()}")
@@ -92,12 +94,16 @@ def _verify(ctx: StepContext, path: Path, checksum_file: str | None) -> None:
         raise ActionError(f"Export file not found: {path}.")
     sidecar = Path(checksum_file or f"{path}.sha256")
     if not sidecar.is_file():
-        raise ActionError(f"No checksum file for {path} (expected {sidecar}): refusing to import an unverified export.")
+        raise ActionError(
+            f"No checksum file for {path} (expected {sidecar}): refusing to import an unverified export."
+        )
     words = sidecar.read_text(encoding="utf-8", errors="replace").split()
     expected = words[0].lower() if words else ""
     actual = sha256_file(path, ctx.cancelled)
     if actual != expected:
-        raise ActionError(f"Checksum mismatch for {path}: the file does not match {sidecar.name}; do not import it.")
+        raise ActionError(
+            f"Checksum mismatch for {path}: the file does not match {sidecar.name}; do not import it."
+        )
     ctx.log(f"{path}: sha256 OK ({actual})")
 
 
@@ -155,7 +161,9 @@ class _Batch:
         self.entries, self.bytes, self.cells = [], 0, 0
 
 
-def _write_rows(ctx: StepContext, w: Where, table: str, f: Iterable[bytes]) -> tuple[int, int, dict[str, Any] | None]:
+def _write_rows(
+    ctx: StepContext, w: Where, table: str, f: Iterable[bytes]
+) -> tuple[int, int, dict[str, Any] | None]:
     """Write every row line of the export; (rows, cells, the trailer or None if the file ends early)."""
     from google.cloud.bigtable.data import RowMutationEntry, SetCell
 
@@ -168,7 +176,8 @@ def _write_rows(ctx: StepContext, w: Where, table: str, f: Iterable[bytes]) -> t
             batch.flush()
             return rows, cells, line
         muts: list[Any] = [
-            SetCell(fam, base64.b64decode(q), base64.b64decode(v), timestamp_micros=ts) for fam, q, ts, v in line["c"]
+            SetCell(fam, base64.b64decode(q), base64.b64decode(v), timestamp_micros=ts)
+            for fam, q, ts, v in line["c"]
         ]
         if not muts:
             continue

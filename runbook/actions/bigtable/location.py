@@ -46,7 +46,9 @@ class Where:
     def table_id(self, table: str | None) -> str:
         got = table or self.gs.get("bigtable_table", self.region)
         if not got:
-            raise ActionError("No Bigtable table given: set table in the step or bigtable_table in the gcp store.")
+            raise ActionError(
+                "No Bigtable table given: set table in the step or bigtable_table in the gcp store."
+            )
         return str(got)
 
     def cluster(self, cluster: str | None) -> str | None:
@@ -89,7 +91,9 @@ def _is_store_error(exc: BaseException) -> bool:
     from google.api_core.exceptions import GoogleAPIError
     from google.auth.exceptions import GoogleAuthError
 
-    return isinstance(exc, GoogleAPIError | GoogleAuthError | grpc.RpcError | ExceptionGroup | InterruptedError)
+    return isinstance(
+        exc, GoogleAPIError | GoogleAuthError | grpc.RpcError | ExceptionGroup | InterruptedError
+    )
 
 
 def show(value: str | None, setting: str) -> str:

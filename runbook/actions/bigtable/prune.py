@@ -28,7 +28,8 @@ class PruneOutputs(ActionOutputs):
 def _describe(p: PruneParams) -> str:
     return (
         f"BigtableTableAdmin.ListBackups(source_table={p.table}) then DeleteBackup for each created "
-        f"more than {p.older_than} ago, keeping the newest {p.keep_latest}" + (" (dry run: nothing deleted)" if p.dry_run else "")
+        f"more than {p.older_than} ago, keeping the newest {p.keep_latest}"
+        + (" (dry run: nothing deleted)" if p.dry_run else "")
     )
 
 
@@ -59,7 +60,9 @@ def prune_backups(ctx: StepContext, params: PruneParams) -> PruneOutputs:
             ctx.log(f"would delete {bid} (created {iso_z(b.start)})")
             continue
         if ctx.cancelled.is_set():
-            raise ActionError(f"Stopped by the operator after deleting {len(deleted)} backup(s) of {params.table}.")
+            raise ActionError(
+                f"Stopped by the operator after deleting {len(deleted)} backup(s) of {params.table}."
+            )
         with w.guard(f"delete backup {bid}"):
             w.h.admin.delete_backup(name=b.name, retry=bts.admin_retry(w.budget), timeout=w.budget)
         ctx.log(f"deleted {bid} (created {iso_z(b.start)})")

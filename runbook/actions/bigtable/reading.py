@@ -63,7 +63,11 @@ def stream(
 def first_key(w: Where, table: str, after: bytes | None = None) -> bytes | None:
     """The first row key of ``table`` (after ``after``), or None when there is none."""
     rows = bts.read_rows(
-        w.h.table(w.instance, table), start_after=after, row_filter=keys_only_filter(), limit=1, budget=w.budget
+        w.h.table(w.instance, table),
+        start_after=after,
+        row_filter=keys_only_filter(),
+        limit=1,
+        budget=w.budget,
     )
     row = next(rows, None)
     return row.row_key if row is not None else None

@@ -17,10 +17,16 @@ from runbook.stores import bigtable as bts
 
 
 class RestoreParams(LocationParams):
-    backup: str = Field(description='Backup id, full backup name, or "latest" (newest backup of source_table).')
+    backup: str = Field(
+        description='Backup id, full backup name, or "latest" (newest backup of source_table).'
+    )
     table: str = Field(pattern=ID_PATTERN, description="Table to restore into.")
-    source_table: str | None = Field(None, description='For backup "latest": whose backups (default: gcp bigtable_table).')
-    cluster: str | None = Field(None, description="Cluster of the backup (default: gcp bigtable_cluster, else searched).")
+    source_table: str | None = Field(
+        None, description='For backup "latest": whose backups (default: gcp bigtable_table).'
+    )
+    cluster: str | None = Field(
+        None, description="Cluster of the backup (default: gcp bigtable_cluster, else searched)."
+    )
     replace: bool = Field(False, description="Delete the table first if it exists (otherwise refuse).")
     timeout: Duration = Field("2h", description="How long to wait for the restore operation.")
 
