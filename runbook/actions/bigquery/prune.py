@@ -25,10 +25,7 @@ class PruneBackupsOutputs(ActionOutputs):
 
 
 def _describe(p: PruneBackupsParams) -> str:
-    return (
-        f"bigquery.delete_dataset({p.dataset}_backup_<older than {p.older_than}>, delete_contents=True), "
-        f"keeping the newest {p.keep_latest}" + (" (dry run: nothing deleted)" if p.dry_run else "")
-    )
+    return f"bigquery.delete_dataset(<each {p.dataset}_backup_* {p.describe()}>, delete_contents=True)"
 
 
 @action(

@@ -26,11 +26,7 @@ class PruneOutputs(ActionOutputs):
 
 
 def _describe(p: PruneParams) -> str:
-    return (
-        f"BigtableTableAdmin.ListBackups(source_table={p.table}) then DeleteBackup for each created "
-        f"more than {p.older_than} ago, keeping the newest {p.keep_latest}"
-        + (" (dry run: nothing deleted)" if p.dry_run else "")
-    )
+    return f"BigtableTableAdmin.ListBackups(source_table={p.table}) then DeleteBackup for each {p.describe()}"
 
 
 @action(
