@@ -12,6 +12,7 @@ must stay cheap.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from runbook.core.environment import Environment
@@ -24,8 +25,6 @@ STORE = "BigQuery"
 # How long one API call is retried on transient errors (5xx, rate limits, resets). The client's
 # own default is 600 s; a step's timeout, not the retry loop, should bound an incident step.
 RETRY_SECONDS = 120.0
-
-_retry: Any = None
 
 
 def endpoint(gs: gcp.GcpSettings, region: str | None = None) -> str | None:
@@ -96,21 +95,19 @@ def refused(exc: BaseException) -> bool:
     return False
 
 
+@functools.cache  # Retry objects are immutable: built once, on first use
 def retry() -> Any:
     """The client's default retry policy, minus refused connections, bounded to RETRY_SECONDS."""
-    global _retry
-    if _retry is None:
-        from google.cloud.bigquery import retry as bq_retry
-        from google.cloud.bigquery.retry import DEFAULT_RETRY
+    from google.cloud.bigquery import retry as bq_retry
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-        # The library's own transient-error predicate (5xx, rate limits, resets, timeouts).
-        should = getattr(DEFAULT_RETRY, "_predicate", None) or bq_retry._should_retry
+    # The library's own transient-error predicate (5xx, rate limits, resets, timeouts).
+    should = getattr(DEFAULT_RETRY, "_predicate", None) or bq_retry._should_retry
 
-        def predicate(exc: BaseException) -> bool:
-            return bool(should(exc)) and not refused(exc)
+    def predicate(exc: BaseException) -> bool:
+        return bool(should(exc)) and not refused(exc)
 
-        _retry = DEFAULT_RETRY.with_predicate(predicate).with_timeout(RETRY_SECONDS)
-    return _retry
+    return DEFAULT_RETRY.with_predicate(predicate).with_timeout(RETRY_SECONDS)
 
 
 __all__ = ["STORE", "client", "clear", "endpoint", "forget", "location", "refused", "retry"]

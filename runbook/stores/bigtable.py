@@ -122,7 +122,7 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHa
     logging.getLogger("google.cloud.bigtable.data._metrics").setLevel(logging.ERROR)
     creds = gcp.credentials(gs, endpoint)
     if endpoint:
-        import grpc
+        import grpc  # type: ignore[import-untyped]
 
         channel = grpc.insecure_channel(endpoint, options=list(_GRPC_OPTIONS))
         admin = BigtableTableAdminClient(
@@ -224,58 +224,94 @@ def read_rows(
         google.api_core.exceptions.GoogleAPICallError: The store failed or stayed unreachable.
         InterruptedError: ``cancelled`` was set.
     """
-    from google.cloud.bigtable.data import ReadRowsQuery, RowRange
-
-    keys = sorted(set(row_keys)) if row_keys is not None else None
-    last = start_after
-    seen = 0
-    down_since: float | None = None
-    delay = 0.1
-    while True:
-        if keys is not None:
-            todo = [k for k in keys if last is None or k > last]
-            if not todo:
-                return
-            query = ReadRowsQuery(row_keys=todo, row_filter=row_filter)
-        else:
-            rng = RowRange(start_key=last, start_is_inclusive=False) if last is not None else None
-            query = ReadRowsQuery(row_ranges=rng, row_filter=row_filter)
-        if limit is not None:
-            if seen >= limit:
-                return
-            query.limit = limit - seen
+    scan = _Scan(sorted(set(row_keys)) if row_keys is not None else None, start_after, limit, row_filter)
+    outage = _Outage(budget, cancelled or threading.Event(), on_retry)
+    while (query := scan.next_query()) is not None:
         try:
             # retryable_errors=(): resumption is ours (above); attempt_timeout None: a long
             # scan is not an error as long as rows keep coming.
             for row in table.read_rows_stream(
                 query, operation_timeout=86400.0, attempt_timeout=None, retryable_errors=()
             ):
-                last = row.row_key
-                seen += 1
-                down_since = None
-                delay = 0.1
+                scan.advance(row.row_key)
+                outage.over()
                 yield row
-                if cancelled is not None and seen % 256 == 0 and cancelled.is_set():
+                if scan.seen % 256 == 0 and outage.cancelled.is_set():
                     raise InterruptedError("cancelled")
             return
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless retryable
-            err = unwrap(exc)
-            if not is_unavailable(err):
-                raise err from None
-            now = time.monotonic()
-            down_since = down_since or now
-            left = budget - (now - down_since)
-            if left <= 0:
-                raise err from None
-            if on_retry is not None:
-                on_retry(err)
-            pause = min(delay, left)
-            if cancelled is not None:
-                if cancelled.wait(pause):
-                    raise InterruptedError("cancelled") from None
-            else:
-                time.sleep(pause)
-            delay = min(delay * 2, 2.0)
+        except InterruptedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified by the outage, re-raised unless retryable
+            outage.pause_or_raise(unwrap(exc))
+
+
+@dataclass
+class _Scan:
+    """Where a scan stands: what is left to read after the last row delivered."""
+
+    keys: list[bytes] | None
+    last: bytes | None
+    limit: int | None
+    row_filter: Any
+    seen: int = 0
+
+    def next_query(self) -> Any:
+        """The query for the rest of the scan, or None when nothing is left."""
+        from google.cloud.bigtable.data import ReadRowsQuery, RowRange
+
+        if self.limit is not None and self.seen >= self.limit:
+            return None
+        if self.keys is not None:
+            todo: list[str | bytes] = [k for k in self.keys if self.last is None or k > self.last]
+            if not todo:
+                return None
+            query = ReadRowsQuery(row_keys=todo, row_filter=self.row_filter)
+        else:
+            rng = RowRange(start_key=self.last, start_is_inclusive=False) if self.last is not None else None
+            query = ReadRowsQuery(row_ranges=rng, row_filter=self.row_filter)
+        if self.limit is not None:
+            query.limit = self.limit - self.seen
+        return query
+
+    def advance(self, key: bytes) -> None:
+        self.last = key
+        self.seen += 1
+
+
+@dataclass
+class _Outage:
+    """How long the store has been unreachable, and the growing pause before the next attempt."""
+
+    budget: float
+    cancelled: threading.Event
+    on_retry: Callable[[BaseException], None] | None
+    since: float | None = None
+    delay: float = 0.1
+
+    def over(self) -> None:
+        """Rows arrive again: the next outage gets the whole budget."""
+        self.since = None
+        self.delay = 0.1
+
+    def pause_or_raise(self, err: BaseException) -> None:
+        """Pause before retrying an unreachable store.
+
+        Raises:
+            BaseException: ``err`` itself, when it is not "unreachable" or the budget is spent.
+            InterruptedError: The step was stopped during the pause.
+        """
+        if not is_unavailable(err):
+            raise err from None
+        now = time.monotonic()
+        self.since = self.since or now
+        left = self.budget - (now - self.since)
+        if left <= 0:
+            raise err from None
+        if self.on_retry is not None:
+            self.on_retry(err)
+        if self.cancelled.wait(min(self.delay, left)):
+            raise InterruptedError("cancelled") from None
+        self.delay = min(self.delay * 2, 2.0)
 
 
 def unwrap(exc: BaseException) -> BaseException:

@@ -71,6 +71,19 @@ def test_levels_and_targets_follow_the_seed() -> None:
         assert (got[pid].rto_seconds, got[pid].rpo_seconds) == (14400, 3600), pid
 
 
+def test_backup_cleanup_keeps_bigquery_backups_at_least_a_week() -> None:
+    from runbook.playbook.params import ParamError, bind
+
+    pb = load(PLAYBOOKS / "backup-cleanup.yaml").playbook
+    assert pb is not None
+    spec = {"bigquery_age": pb.params["bigquery_age"]}
+    assert bind(spec, {}) == {"bigquery_age": "90d"}
+    assert bind(spec, {"bigquery_age": "2w"}) == {"bigquery_age": "2w"}
+    for too_short in ("6d", "1d", "12h", "0w"):
+        with pytest.raises(ParamError, match="bigquery_age"):
+            bind(spec, {"bigquery_age": too_short})
+
+
 # --- Pub/Sub replay: exactly the lost window -----------------------------------------------------
 
 

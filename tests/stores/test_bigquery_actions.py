@@ -6,6 +6,7 @@ stops and restarts the emulator runs last.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -24,11 +25,12 @@ from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import BigQueryEmulator
 from runbook.stores import bigquery as bqstore
-from tests.stores.emulated import PROJECT, module_registry, running, sandbox_env
+from tests.stores.emulated import PROJECT, running, sandbox_env
 
 
 def registry() -> dict[str, Any]:
-    return module_registry(actions_module)
+    """The BigQuery actions only (independent of the other packages the registry loads)."""
+    return {spec.name: spec for spec in actions_module.SPECS}
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +153,9 @@ def test_params_are_checked_before_anything_runs() -> None:
     with pytest.raises(ValidationError):
         reg["bigquery.prune_backups"].Params(dataset="d", keep_latest=0)
     with pytest.raises(ValidationError):
+        reg["bigquery.prune_backups"].Params(dataset="d", older_than="soon")
+    assert reg["bigquery.prune_backups"].Params(dataset="d").older_than == "90d"
+    with pytest.raises(ValidationError):
         reg["bigquery.backup_dataset"].Params(dataset="d", unknown=1)
 
 
@@ -259,13 +264,21 @@ def test_list_and_prune_backups_by_name_timestamp(env: Environment, client: Any,
     with pytest.raises(ActionError, match="older than 1h"):
         act(env, tmp_path, "bigquery.list_backups", dataset="prunesrc", max_age="1h")
 
-    out = act(env, tmp_path, "bigquery.prune_backups", dataset="prunesrc", older_than_days=90)
+    # A dry run only says what it would delete.
+    c = Ctx(env, tmp_path)
+    prune = registry()["bigquery.prune_backups"]
+    out = prune.run(c.ctx, prune.Params(dataset="prunesrc", dry_run=True))
+    assert out == {"deleted": [], "kept": names}
+    assert [line.split(" (")[0] for line in c.lines if line.startswith("would delete")] == [f"would delete {n}" for n in names[:3]]
+    assert set(names) <= {d.dataset_id for d in client.list_datasets()}
+
+    out = act(env, tmp_path, "bigquery.prune_backups", dataset="prunesrc", older_than="90d")
     assert out["deleted"] == names[:3] and out["kept"] == names[3:]
     remaining = {d.dataset_id for d in client.list_datasets()}
     assert not set(names[:3]) & remaining and set(names[3:] + bystanders) <= remaining
 
     # Everything is old: the newest survives anyway.
-    out = act(env, tmp_path, "bigquery.prune_backups", dataset="prunesrc", older_than_days=0.0001)
+    out = act(env, tmp_path, "bigquery.prune_backups", dataset="prunesrc", older_than="1h")
     assert out["deleted"] == [names[3]] and out["kept"] == [names[4]]
 
 
@@ -333,6 +346,18 @@ def test_stopped_step_leaves_no_partial_backup(env: Environment, client: Any, tm
         "the incomplete backup dataset halt_backup_20250101_000000 was deleted."
     )
     assert "halt_backup_20250101_000000" not in {d.dataset_id for d in client.list_datasets()}
+
+
+def test_stopped_step_stops_waiting_for_its_job(env: Environment, client: Any, tmp_path: Path) -> None:
+    make_dataset(client, "halt_snap", {"orders": 5})
+    c = Ctx(env, tmp_path)
+    c.ctx.cancelled.set()
+    action = registry()["bigquery.snapshot_table"]
+    with pytest.raises(ActionError) as info:
+        action.run(c.ctx, action.Params(dataset="halt_snap", table="orders", snapshot="orders_snap"))
+    assert re.fullmatch(
+        r"BigQuery job \S+ \(snapshot halt_snap\.orders to halt_snap\.orders_snap\) was stopped by the operator\.", str(info.value)
+    )
 
 
 def test_stopped_emulator_is_one_sentence_and_retry_works(bq: BigQueryEmulator, env: Environment, client: Any, tmp_path: Path) -> None:

@@ -194,7 +194,8 @@ def test_actions_are_registered_with_their_effects() -> None:
     with pytest.raises(ValidationError):
         restore.Params(backup="b", table="bad/name")
     with pytest.raises(ValidationError):
-        registry()["bigtable.prune_backups"].Params(table="t", keep=0)  # never the newest
+        registry()["bigtable.prune_backups"].Params(table="t", keep_latest=0)  # never the newest
+    assert registry()["bigtable.prune_backups"].Params(table="t").older_than == "30d"
 
 
 def test_clients_are_cached_and_env_var_is_not_left_behind(primary: Region, secondary: Region) -> None:
@@ -291,6 +292,11 @@ def test_prune_older_than_never_the_newest(primary: Region, seeded: Environment,
         run("bigtable.backup", table="prunable", backup_id="old2")
     finally:
         primary.clock.offset = 0
+    # A dry run only says what it would delete.
+    out = run("bigtable.prune_backups", table="prunable", older_than="30d", dry_run=True)
+    assert out == {"deleted": [], "kept": ["old2", "old1"]}
+    assert [line.split(" (")[0] for line in run.lines if line.startswith("would delete")] == ["would delete old1"]
+    assert run("bigtable.list_backups", table="prunable")["names"] == ["old2", "old1"]
     # Only old backups: the newest of them survives.
     out = run("bigtable.prune_backups", table="prunable", older_than="30d")
     assert out == {"deleted": ["old1"], "kept": ["old2"]}
@@ -303,6 +309,28 @@ def test_prune_older_than_never_the_newest(primary: Region, seeded: Environment,
     ):
         time.sleep(1.1)
         run("bigtable.list_backups", table="prunable", max_age="1s")
+
+
+def test_stopped_step_stops_waiting_but_the_backup_goes_on(seeded: Environment, tmp_path: Path) -> None:
+    from google.cloud.bigtable_admin_v2 import types
+
+    from runbook.actions.support.poll import wait_until
+
+    h, _ = bts.handle(seeded)
+    h.admin.create_table(parent=h.instance_path(INSTANCE), table_id="stopped", table=types.Table())
+    run = Run(seeded, tmp_path)
+    run.ctx.cancelled.set()
+    with pytest.raises(ActionError) as err:
+        run("bigtable.backup", table="stopped", backup_id="stopped_b1")
+    assert str(err.value) == (
+        "Stopped waiting for the operation to back up table stopped as stopped_b1: it continues in the background."
+    )
+    listed = wait_until(
+        lambda: Run(seeded, tmp_path)("bigtable.list_backups", table="stopped")["names"],
+        lambda names: names == ["stopped_b1"],
+        timeout=30,
+    )
+    assert listed == ["stopped_b1"]
 
 
 # --- export / import across regions ---------------------------------------------------------
