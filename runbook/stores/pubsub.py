@@ -99,13 +99,18 @@ def endpoint(gs: gcp.GcpSettings, region: str | None = None) -> str | None:
     return gs.get("pubsub_host", gs.region_or_default(region)) or None
 
 
-def client(env: Environment, region: str | None = None) -> PubSubClients:
+def client(
+    env: Environment, region: str | None = None, settings: gcp.GcpSettings | None = None
+) -> PubSubClients:
     """The cached Pub/Sub clients for ``env`` (Pub/Sub is global; ``region`` picks an endpoint).
+
+    ``settings``: ``gcp.settings(env)`` when the caller has it already (a listing is fast enough
+    for reading the settings twice to show).
 
     Raises:
         ActionError: The environment has no usable gcp store.
     """
-    gs = gcp.settings(env)
+    gs = settings or gcp.settings(env)
     ep = endpoint(gs, region)
     return _clients.get(
         (env.name, ep, gs.project), lambda: PubSubClients(project=gs.project, endpoint=ep, settings=gs)

@@ -51,7 +51,8 @@ class Session:
 
     @classmethod
     def open(cls, ctx: StepContext) -> Session:
-        return cls(ctx, gcp.settings(ctx.environment), psstore.client(ctx.environment))
+        gs = gcp.settings(ctx.environment)
+        return cls(ctx, gs, psstore.client(ctx.environment, settings=gs))
 
     @property
     def retry(self) -> Any:
