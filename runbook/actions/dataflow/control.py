@@ -17,9 +17,9 @@ from runbook.actions.dataflow.jobs import (
     Session,
     find,
     get,
-    job_ref,
     label,
     norm_state,
+    open_job,
     show_job,
     show_region,
     state_of,
@@ -208,8 +208,7 @@ def _describe_wait(p: WaitParams) -> str:
     describe=_describe_wait,
 )
 def wait_for_state(ctx: StepContext, params: WaitParams) -> WaitOutputs:
-    s = Session(ctx, params.region)
-    ref = job_ref(s, params.job)
+    s, ref = open_job(ctx, params)
     with s.guard(f"check the state of job {ref} in {s.region}"):
         job = find(s, ref)
         job = wait_for(ctx, s, job, set(params.states), seconds(params.timeout), params.poll_interval)

@@ -113,6 +113,12 @@ def job_ref(s: Session, job: str | None) -> str:
     return str(got)
 
 
+def open_job(ctx: StepContext, params: JobParams) -> tuple[Session, str]:
+    """The step's session and the job it names (else the gcp store's ``dataflow_job_name``)."""
+    s = Session(ctx, params.region)
+    return s, job_ref(s, params.job)
+
+
 def show_job(job: str | None) -> str:
     return job or "<gcp.dataflow_job_name>"
 

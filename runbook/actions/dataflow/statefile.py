@@ -21,10 +21,9 @@ from pydantic import Field
 
 from runbook.actions.dataflow.jobs import (
     JobParams,
-    Session,
     find,
-    job_ref,
     label,
+    open_job,
     show_job,
     show_region,
     state_of,
@@ -169,8 +168,7 @@ def _state_path(ctx: StepContext, params: DescribeParams, job_name: str) -> Path
 def describe_job(ctx: StepContext, params: DescribeParams) -> DescribeOutputs:
     from google.cloud import dataflow_v1beta3 as df
 
-    s = Session(ctx, params.region)
-    ref = job_ref(s, params.job)
+    s, ref = open_job(ctx, params)
     with s.guard(f"describe job {ref} in {s.region}"):
         job = find(s, ref, full=True)
     data = json.loads(df.Job.to_json(job, use_integers_for_enums=False, indent=None))

@@ -222,8 +222,7 @@ def drain_count(ctx: StepContext, params: DrainCountParams) -> DrainCountOutputs
     Used after a seek to prove the replay delivered exactly the lost window (compare
     ``event_ids`` with what was published).
     """
-    s = Session.open(ctx)
-    sub = s.subscription(params.subscription)
+    s, sub = Session.for_subscription(ctx, params.subscription)
     drained = _drain(ctx, s, sub, params)
     event_ids = sorted(drained.seen)
     duplicates = drained.received - len(event_ids)

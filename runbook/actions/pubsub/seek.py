@@ -74,8 +74,7 @@ def _warn_unless_retained(ctx: StepContext, s: Session, sub: str, to: str) -> No
     describe=_describe,
 )
 def seek(ctx: StepContext, params: SeekParams) -> SeekOutputs:
-    s = Session.open(ctx)
-    sub = s.subscription(params.subscription)
+    s, sub = Session.for_subscription(ctx, params.subscription)
     request: dict[str, Any] = {"subscription": sub}
     if params.snapshot:
         request["snapshot"] = to = s.clients.snapshot_path(params.snapshot)

@@ -54,6 +54,12 @@ class Session:
         gs = gcp.settings(ctx.environment)
         return cls(ctx, gs, psstore.client(ctx.environment, settings=gs))
 
+    @classmethod
+    def for_subscription(cls, ctx: StepContext, given: str | None) -> tuple[Session, str]:
+        """The step's session and the full path of the subscription it names (or the default)."""
+        s = cls.open(ctx)
+        return s, s.subscription(given)
+
     @property
     def retry(self) -> Any:
         return psstore.retry()

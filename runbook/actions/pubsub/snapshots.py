@@ -117,8 +117,7 @@ def _describe_create(p: CreateSnapshotParams) -> str:
     describe=_describe_create,
 )
 def create_snapshot(ctx: StepContext, params: CreateSnapshotParams) -> CreateSnapshotOutputs:
-    s = Session.open(ctx)
-    sub = s.subscription(params.subscription)
+    s, sub = Session.for_subscription(ctx, params.subscription)
     now = utc_now()
     taken = stamp(now, sep="-")
     snap_id = short(params.snapshot) if params.snapshot else f"{short(sub)[:230]}-snapshot-{taken}"
