@@ -105,18 +105,13 @@ class JobParams(ActionParams):
     region: str | None = Field(None, description=REGION_HELP)
 
 
-def job_ref(s: Session, job: str | None) -> str:
-    """The job a step names, else the gcp store's ``dataflow_job_name``."""
-    got = job or s.gs.get("dataflow_job_name", s.region)
-    if not got:
-        raise ActionError("No Dataflow job given: set job in the step or dataflow_job_name in the gcp store.")
-    return str(got)
-
-
 def open_job(ctx: StepContext, params: JobParams) -> tuple[Session, str]:
     """The step's session and the job it names (else the gcp store's ``dataflow_job_name``)."""
     s = Session(ctx, params.region)
-    return s, job_ref(s, params.job)
+    ref = params.job or s.gs.get("dataflow_job_name", s.region)
+    if not ref:
+        raise ActionError("No Dataflow job given: set job in the step or dataflow_job_name in the gcp store.")
+    return s, str(ref)
 
 
 def show_job(job: str | None) -> str:
