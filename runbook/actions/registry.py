@@ -17,7 +17,7 @@ from runbook.actions import (
     bigtable,
     dataflow,
     files,
-    gitconfig,
+    git,
     notify,
     postgres,
     pubsub,
@@ -26,7 +26,7 @@ from runbook.actions import (
 )
 from runbook.actions.spec import ActionSpec, NoOutputs, StepContext
 
-SPEC_MODULES: tuple[ModuleType, ...] = (shell, files, notify, gitconfig, postgres, storage, bigquery, bigtable, dataflow, pubsub)
+SPEC_MODULES: tuple[ModuleType, ...] = (shell, files, notify, git, postgres, storage, bigquery, bigtable, dataflow, pubsub)
 
 
 @cache

@@ -17,10 +17,8 @@ inside functions so ``import runbook.actions`` stays cheap.
 
 from __future__ import annotations
 
-import functools
 import re
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from runbook.core.environment import Environment
@@ -28,7 +26,6 @@ from runbook.stores import gcp
 
 STORE = "Dataflow"
 JOB_ID = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}_\d{2}_\d{2}-\d+$")
-
 
 
 @dataclass
@@ -46,38 +43,23 @@ class DataflowClients:
     project: str
     region: str
     endpoint: str | None
-    _kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _flex: Any = field(default=None, repr=False)
-    _templates: Any = field(default=None, repr=False)
+    _flex: gcp.Lazy[Any]
+    _templates: gcp.Lazy[Any]
 
     @property
     def flex(self) -> Any:
         """``FlexTemplatesServiceClient`` (built on first use)."""
-        if self._flex is None:
-            from google.cloud import dataflow_v1beta3 as df
-
-            with self._lock:
-                if self._flex is None:
-                    self._flex = df.FlexTemplatesServiceClient(**self._kwargs)
-        return self._flex
+        return self._flex.get()
 
     @property
     def templates(self) -> Any:
         """``TemplatesServiceClient`` for classic templates (built on first use)."""
-        if self._templates is None:
-            from google.cloud import dataflow_v1beta3 as df
-
-            with self._lock:
-                if self._templates is None:
-                    self._templates = df.TemplatesServiceClient(**self._kwargs)
-        return self._templates
+        return self._templates.get()
 
 
 def endpoint_for(gs: gcp.GcpSettings, region: str) -> str | None:
     """The sandbox endpoint for ``region`` (``dataflow_endpoint_<region>`` or ``dataflow_endpoint``)."""
-    value = gs.get("dataflow_endpoint", region)
-    return str(value) if value else None
+    return gcp.regional_endpoint(gs, "dataflow_endpoint", region)
 
 
 rpc_timeout = gcp.rpc_timeout
@@ -89,10 +71,7 @@ def clients(env: Environment, region: str | None = None) -> tuple[DataflowClient
     Raises:
         ActionError: The environment has no usable gcp store, or no credentials in production.
     """
-    gs = gcp.settings(env)
-    resolved = gs.region_or_default(region)
-    endpoint = endpoint_for(gs, resolved)
-    return _CACHE.get((env.name, gs.project, resolved, endpoint), lambda: _build(gs, resolved, endpoint)), gs
+    return gcp.regional_client(_CACHE, env, region, "dataflow_endpoint", _build)
 
 
 def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowClients:
@@ -107,7 +86,8 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowCl
         project=gs.project,
         region=region,
         endpoint=endpoint,
-        _kwargs=kwargs,
+        _flex=gcp.Lazy(lambda: df.FlexTemplatesServiceClient(**kwargs)),
+        _templates=gcp.Lazy(lambda: df.TemplatesServiceClient(**kwargs)),
     )
 
 
@@ -119,23 +99,16 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-@functools.lru_cache(maxsize=32)  # Retry objects are immutable: one per budget, not per call
 def read_retry(deadline: float) -> Any:
     """Retry for reads: an unavailable region (503) or a refused connection, for ``deadline`` seconds.
 
     Mutations (launch, cancel, drain) are not retried: a launch that reached the service before
     the connection broke must not be sent twice.
     """
-    from google.api_core import exceptions, retry
+    from google.api_core import exceptions
     from requests import exceptions as rq
 
-    return retry.Retry(
-        predicate=retry.if_exception_type(exceptions.ServiceUnavailable, rq.ConnectionError),
-        initial=0.2,
-        maximum=5.0,
-        multiplier=2.0,
-        timeout=deadline,
-    )
+    return gcp.retry_policy((exceptions.ServiceUnavailable, rq.ConnectionError), deadline=deadline)
 
 
 _REST_PREFIX = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ")

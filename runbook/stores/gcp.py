@@ -22,6 +22,7 @@ check (credentials, project, permission, quota, an emulator that died).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -62,7 +63,9 @@ def settings(env: Environment) -> GcpSettings:
     raw = env.store("gcp")
     project = raw.get("project")
     if not project:
-        raise ActionError(f"Environment {env.name!r} has no GCP project: set project in [environments.{env.name}.gcp].")
+        raise ActionError(
+            f"Environment {env.name!r} has no GCP project: set project in [environments.{env.name}.gcp]."
+        )
     return GcpSettings(
         project=str(project),
         region=str(raw.get("region", "us-central1")),
@@ -96,19 +99,42 @@ def translate(exc: BaseException, store: str, what: str, gs: GcpSettings | None 
     name = type(exc).__name__
     msg = str(getattr(exc, "message", "") or exc).strip().split("\n")[0][:300].rstrip(".")
     project = f" in project {gs.project}" if gs else ""
-    unavailable = ("ServiceUnavailable", "RetryError", "DeadlineExceeded", "ConnectionError", "ConnectionRefusedError", "TransportError", "_InactiveRpcError")
+    unavailable = (
+        "ServiceUnavailable",
+        "RetryError",
+        "DeadlineExceeded",
+        "ConnectionError",
+        "ConnectionRefusedError",
+        "TransportError",
+        "_InactiveRpcError",
+    )
     if name in unavailable or "failed to connect" in msg.lower() or "connection refused" in msg.lower():
-        hint = "is the sandbox up (`runbook sandbox status`)?" if gs and gs.sandbox else "check the network and the region's status."
+        hint = (
+            "is the sandbox up (`runbook sandbox status`)?"
+            if gs and gs.sandbox
+            else "check the network and the region's status."
+        )
         short = msg if len(msg) <= 100 else msg[:97] + "…"
         return StoreUnavailable(f"{store} is not reachable while trying to {what}: {hint} ({short})")
     if name in ("Unauthenticated", "RefreshError", "DefaultCredentialsError"):
-        return ActionError(f"{store} rejected the credentials while trying to {what}: refresh them with `gcloud auth application-default login`.")
+        return ActionError(
+            f"{store} rejected the credentials while trying to {what}: "
+            "refresh them with `gcloud auth application-default login`."
+        )
     if name in ("PermissionDenied", "Forbidden"):
-        return ActionError(f"{store} denied permission to {what}{project}: check the IAM roles of the account in use ({msg}).")
+        return ActionError(
+            f"{store} denied permission to {what}{project}: "
+            f"check the IAM roles of the account in use ({msg})."
+        )
     if name in ("NotFound",):
-        return ActionError(f"{store}: not found while trying to {what}{project}: check the names and the project ({msg}).")
+        return ActionError(
+            f"{store}: not found while trying to {what}{project}: check the names and the project ({msg})."
+        )
     if name in ("TooManyRequests", "ResourceExhausted"):
-        return ActionError(f"{store} quota exceeded while trying to {what}{project}: wait and retry, or raise the quota ({msg}).")
+        return ActionError(
+            f"{store} quota exceeded while trying to {what}{project}: "
+            f"wait and retry, or raise the quota ({msg})."
+        )
     if name in ("Conflict", "AlreadyExists"):
         return ActionError(f"{store}: already exists while trying to {what}: {msg}.")
     if name in ("BadRequest", "InvalidArgument", "FailedPrecondition"):
@@ -117,7 +143,9 @@ def translate(exc: BaseException, store: str, what: str, gs: GcpSettings | None 
 
 
 @contextmanager
-def api_errors(store: str, what: str, gs: GcpSettings | None, on_unavailable: Callable[[], None] | None = None) -> Iterator[None]:
+def api_errors(
+    store: str, what: str, gs: GcpSettings | None, on_unavailable: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Turn any client error inside the block into one sentence (see :func:`translate`).
 
     ``on_unavailable`` runs when the store could not be reached (e.g. drop a cached client whose
@@ -148,6 +176,107 @@ def rpc_timeout(gs: GcpSettings, step_timeout: float | None = None) -> float:
 
 
 T = TypeVar("T")
+
+
+def regional_endpoint(gs: GcpSettings, key: str, region: str) -> str | None:
+    """The sandbox endpoint ``<key>_<region>``, else ``<key>``; None means Google's endpoint."""
+    value = gs.get(key, region)
+    return str(value) if value else None
+
+
+def regional_client(
+    cache: ClientCache[T],
+    env: Environment,
+    region: str | None,
+    endpoint_key: str,
+    build: Callable[[GcpSettings, str, str | None], T],
+) -> tuple[T, GcpSettings]:
+    """The cached client of ``env`` for ``region`` (``None``/"primary", "secondary" or a name).
+
+    Cached per (environment, project, resolved region, endpoint); ``build(settings, region,
+    endpoint)`` makes it the first time.
+
+    Raises:
+        ActionError: The environment has no usable gcp store, or no credentials in production.
+    """
+    gs = settings(env)
+    resolved = gs.region_or_default(region)
+    endpoint = regional_endpoint(gs, endpoint_key, resolved)
+    return cache.get((env.name, gs.project, resolved, endpoint), lambda: build(gs, resolved, endpoint)), gs
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is a refused connection: nothing listens at the endpoint.
+
+    Retrying a refusal for minutes only hides a dead emulator or a wrong endpoint; Google's front
+    ends do not refuse connections, so this never cuts a production retry short.
+    """
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 6:
+        if isinstance(cur, ConnectionRefusedError) or "connection refused" in str(cur).lower():
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False
+
+
+@functools.lru_cache(maxsize=64)  # Retry objects are immutable: one per policy, not per call
+def retry_policy(
+    errors: tuple[type[Exception], ...],
+    *,
+    deadline: float,
+    initial: float = 0.2,
+    maximum: float = 5.0,
+    multiplier: float = 2.0,
+    unless_refused: bool = False,
+) -> Any:
+    """A ``google.api_core`` Retry of ``errors`` for ``deadline`` seconds (exponential backoff).
+
+    ``unless_refused``: a refused connection is not retried even when its type is listed (see
+    :func:`refused`).
+    """
+    from google.api_core.retry import Retry, if_exception_type
+
+    listed = if_exception_type(*errors)
+
+    def predicate(exc: Exception) -> bool:
+        return bool(listed(exc)) and not (unless_refused and refused(exc))
+
+    return Retry(
+        predicate=predicate, initial=initial, maximum=maximum, multiplier=multiplier, timeout=deadline
+    )
+
+
+class Lazy(Generic[T]):
+    """A client built on first use, once even when threads race (building one costs more than a call)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+        return self._value
+
+    @property
+    def built(self) -> T | None:
+        """The client if it was built, else None (closing must not build one)."""
+        return self._value
+
+
+def close_transport(client: Any) -> None:
+    """Close a GAPIC client's transport (its channel), best effort: the server may be gone."""
+    try:
+        transport = getattr(client, "transport", None) or getattr(client, "_transport", None)
+        if transport is not None:
+            transport.close()
+    except Exception:  # noqa: BLE001, S110 - closing a dead channel must not mask the real error
+        pass
 
 
 class ClientCache(Generic[T]):

@@ -14,19 +14,16 @@ unreachable and the next attempt starts on a fresh channel.
 
 from __future__ import annotations
 
-import threading
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.core.environment import Environment
 from runbook.stores import gcp
-from runbook.stores.bigquery import refused
 
 STORE = "Pub/Sub"
 RETRY_SECONDS = 60.0
 CALL_TIMEOUT = 30.0
-
-_retry: Any = None
 
 
 @dataclass
@@ -41,71 +38,57 @@ class PubSubClients:
     project: str
     endpoint: str | None
     settings: gcp.GcpSettings
-    _publisher: Any = None
-    _subscriber: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _publisher: gcp.Lazy[Any] = field(init=False, repr=False)
+    _subscriber: gcp.Lazy[Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._publisher = gcp.Lazy(lambda: self._make("publisher"))
+        self._subscriber = gcp.Lazy(lambda: self._make("subscriber"))
 
     @property
     def publisher(self) -> Any:
         """``pubsub_v1.PublisherClient``."""
-        if self._publisher is None:
-            with self._lock:
-                if self._publisher is None:
-                    self._publisher = self._make("publisher")
-        return self._publisher
+        return self._publisher.get()
 
     @property
     def subscriber(self) -> Any:
         """``pubsub_v1.SubscriberClient`` (also the snapshot and seek API)."""
-        if self._subscriber is None:
-            with self._lock:
-                if self._subscriber is None:
-                    self._subscriber = self._make("subscriber")
-        return self._subscriber
+        return self._subscriber.get()
 
     def _make(self, kind: str) -> Any:
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package has no py.typed
 
         cls = pubsub_v1.PublisherClient if kind == "publisher" else pubsub_v1.SubscriberClient
         if not self.endpoint:
             return cls(credentials=gcp.credentials(self.settings, None))
-        import grpc
+        import grpc  # type: ignore[import-untyped]
+        from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
+        from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
-        if kind == "publisher":
-            from google.pubsub_v1.services.publisher.transports.grpc import (
-                PublisherGrpcTransport as Transport,
-            )
-        else:
-            from google.pubsub_v1.services.subscriber.transports.grpc import (
-                SubscriberGrpcTransport as Transport,
-            )
+        transport: Any = PublisherGrpcTransport if kind == "publisher" else SubscriberGrpcTransport
         # An emulator speaks plaintext gRPC and wants no credentials.
-        channel = grpc.insecure_channel(self.endpoint)
-        return cls(transport=Transport(channel=channel))
+        return cls(transport=transport(channel=grpc.insecure_channel(self.endpoint)))
 
     def topic_path(self, topic: str) -> str:
         """``projects/P/topics/T`` (a full path is returned as is)."""
-        return topic if topic.startswith("projects/") else f"projects/{self.project}/topics/{topic}"
+        return self._path("topics", topic)
 
     def subscription_path(self, sub: str) -> str:
         """``projects/P/subscriptions/S`` (a full path is returned as is)."""
-        return sub if sub.startswith("projects/") else f"projects/{self.project}/subscriptions/{sub}"
+        return self._path("subscriptions", sub)
 
     def snapshot_path(self, snap: str) -> str:
         """``projects/P/snapshots/S`` (a full path is returned as is)."""
-        return snap if snap.startswith("projects/") else f"projects/{self.project}/snapshots/{snap}"
+        return self._path("snapshots", snap)
+
+    def _path(self, kind: str, name: str) -> str:
+        return name if name.startswith("projects/") else f"projects/{self.project}/{kind}/{name}"
 
     def close(self) -> None:
         """Close the channels (best effort: the server may be gone)."""
-        for c in (self._publisher, self._subscriber):
-            if c is None:
-                continue
-            try:
-                transport = getattr(c, "transport", None) or getattr(c, "_transport", None)
-                if transport is not None:
-                    transport.close()
-            except Exception:  # noqa: BLE001, S110 - closing a dead channel must not mask the real error
-                pass
+        for lazy in (self._publisher, self._subscriber):
+            if lazy.built is not None:
+                gcp.close_transport(lazy.built)
 
 
 _clients: gcp.ClientCache[PubSubClients] = gcp.ClientCache(lambda c: c.close())
@@ -116,15 +99,22 @@ def endpoint(gs: gcp.GcpSettings, region: str | None = None) -> str | None:
     return gs.get("pubsub_host", gs.region_or_default(region)) or None
 
 
-def client(env: Environment, region: str | None = None) -> PubSubClients:
+def client(
+    env: Environment, region: str | None = None, settings: gcp.GcpSettings | None = None
+) -> PubSubClients:
     """The cached Pub/Sub clients for ``env`` (Pub/Sub is global; ``region`` picks an endpoint).
+
+    ``settings``: ``gcp.settings(env)`` when the caller has it already (a listing is fast enough
+    for reading the settings twice to show).
 
     Raises:
         ActionError: The environment has no usable gcp store.
     """
-    gs = gcp.settings(env)
+    gs = settings or gcp.settings(env)
     ep = endpoint(gs, region)
-    return _clients.get((env.name, ep, gs.project), lambda: PubSubClients(project=gs.project, endpoint=ep, settings=gs))
+    return _clients.get(
+        (env.name, ep, gs.project), lambda: PubSubClients(project=gs.project, endpoint=ep, settings=gs)
+    )
 
 
 def forget(env: Environment, region: str | None = None) -> None:
@@ -138,26 +128,21 @@ def clear() -> None:
     _clients.clear()
 
 
+@functools.cache
 def retry() -> Any:
     """Retry transient gRPC errors (UNAVAILABLE, INTERNAL, ABORTED…) but not a refused connection."""
-    global _retry
-    if _retry is None:
-        from google.api_core import exceptions
-        from google.api_core.retry import Retry, if_exception_type
+    from google.api_core import exceptions
 
-        transient = if_exception_type(
-            exceptions.ServiceUnavailable,
-            exceptions.InternalServerError,
-            exceptions.Aborted,
-            exceptions.Unknown,
-            exceptions.ResourceExhausted,
-        )
-
-        def predicate(exc: BaseException) -> bool:
-            return bool(transient(exc)) and not refused(exc)
-
-        _retry = Retry(predicate=predicate, initial=0.1, maximum=5.0, multiplier=1.3, timeout=RETRY_SECONDS)
-    return _retry
+    transient = (
+        exceptions.ServiceUnavailable,
+        exceptions.InternalServerError,
+        exceptions.Aborted,
+        exceptions.Unknown,
+        exceptions.ResourceExhausted,
+    )
+    return gcp.retry_policy(
+        transient, deadline=RETRY_SECONDS, initial=0.1, multiplier=1.3, unless_refused=True
+    )
 
 
 __all__ = ["CALL_TIMEOUT", "STORE", "PubSubClients", "client", "clear", "endpoint", "forget", "retry"]

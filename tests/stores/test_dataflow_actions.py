@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +237,23 @@ def test_location_down_and_launch_errors(server: DataflowServer, tmp_path: Path)
         match=r"^Dataflow is not reachable while trying to list jobs in us-central1: is the sandbox up",
     ):
         run("dataflow.list_jobs")
+
+
+def test_wait_gives_up_or_stops_in_one_sentence(server: DataflowServer, tmp_path: Path) -> None:
+    run = Run(make_env(server), tmp_path)
+    job_id = seed_streaming(server)
+    label = f"ecommerce-streaming ({job_id})"
+    with pytest.raises(ActionError) as err:
+        run("dataflow.wait_for_state", job=job_id, states=["done"], timeout="1s", poll_interval=0.05)
+    assert re.fullmatch(rf"Job {re.escape(label)} is still RUNNING after 1\.\ds, not DONE\.", str(err.value))
+    assert run.lines.count(f"{label}: RUNNING") == 1  # logged when the state changes, not at every poll
+
+    # The operator stops the step while it waits: it ends within one poll interval.
+    stopper = threading.Timer(0.3, run.ctx.cancelled.set)
+    stopper.start()
+    try:
+        with pytest.raises(ActionError) as err:
+            run("dataflow.wait_for_state", job=job_id, states=["done"], timeout="30s", poll_interval=0.05)
+    finally:
+        stopper.cancel()
+    assert str(err.value) == f"Stopped by the operator while waiting for job {label} (RUNNING)."

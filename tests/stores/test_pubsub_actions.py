@@ -24,11 +24,12 @@ from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import PUBSUB_BIN, PubSubEmulator
 from runbook.stores import pubsub as psstore
-from tests.stores.emulated import PROJECT, module_registry, running, sandbox_env
+from tests.stores.emulated import PROJECT, running, sandbox_env
 
 
 def registry() -> dict[str, Any]:
-    return module_registry(actions_module)
+    """The actions of this package (independent of the other packages the registry loads)."""
+    return {spec.name: spec for spec in actions_module.SPECS}
 
 
 pytestmark = pytest.mark.skipif(not PUBSUB_BIN.exists(), reason="the Pub/Sub emulator (Cloud SDK) is not installed")
@@ -116,7 +117,14 @@ def test_effects_targets_and_descriptions() -> None:
     with pytest.raises(ValidationError):
         reg["pubsub.create_snapshot"].Params(subscription="ab")  # Pub/Sub wants 3+ characters
     prune = reg["pubsub.prune_snapshots"]
-    assert prune.target(prune.Params(prefix="ecommerce-events-dataflow-snapshot-")) == "ecommerce-events-dataflow-snapshot-*"
+    p = prune.Params(prefix="ecommerce-events-dataflow-snapshot-")
+    assert prune.target(p) == "ecommerce-events-dataflow-snapshot-*"
+    assert p.older_than == "3d" and p.keep_latest == 1 and p.dry_run is False
+    assert "older than 3d, keeping the newest 1" in prune.describe(p)
+    with pytest.raises(ValidationError):
+        prune.Params(older_than_days=3)  # the shared Retention vocabulary only
+    with pytest.raises(ValidationError):
+        prune.Params(keep_latest=0)  # the newest snapshot is never pruned
 
 
 def test_light_import_and_cached_clients(env: Environment) -> None:
@@ -181,10 +189,15 @@ def test_list_and_prune_snapshots_by_name_timestamp(ps: PubSubEmulator, env: Env
     with pytest.raises(ActionError, match="No Pub/Sub snapshot matches nothing-"):
         act(env, tmp_path, "pubsub.list_snapshots", prefix="nothing-", required=True)
 
-    out = act(env, tmp_path, "pubsub.prune_snapshots", prefix="audit-", older_than_days=3)
-    assert out["deleted"] == names[:2] and out["kept"] == [names[2], "audit-manual"]
+    # A dry run says what would go and deletes nothing.
+    out = act(env, tmp_path, "pubsub.prune_snapshots", prefix="audit-", older_than="3d", dry_run=True)
+    assert out == {"deleted": names[:2], "kept": [names[2], "audit-manual"], "dry_run": True}
+    assert act(env, tmp_path, "pubsub.list_snapshots", prefix="audit-")["count"] == 4
+    out = act(env, tmp_path, "pubsub.prune_snapshots", prefix="audit-", older_than="3d")
+    assert out["deleted"] == names[:2] and out["kept"] == [names[2], "audit-manual"] and out["dry_run"] is False
+    assert act(env, tmp_path, "pubsub.list_snapshots", prefix="audit-")["names"] == [names[2], "audit-manual"]
     # Everything matching is old: the newest is kept anyway.
-    out = act(env, tmp_path, "pubsub.prune_snapshots", prefix="audit-snapshot-", older_than_days=0.5)
+    out = act(env, tmp_path, "pubsub.prune_snapshots", prefix="audit-snapshot-", older_than="12h")
     assert out["deleted"] == [] and out["kept"] == [names[2]]
 
     # Without a name timestamp or label, the age is expire_time - 7 days (the emulator keeps no labels).

@@ -1,0 +1,162 @@
+"""``dataflow.launch``: restart a failed job, or launch a replacement in another region, from a
+flex (or classic) template with the parameters of a saved state file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from runbook.actions.dataflow.jobs import REGION_HELP, STORE, Session, label, show_region, state_of
+from runbook.actions.dataflow.statefile import read_spec
+from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
+from runbook.core.effect import Effect
+from runbook.core.errors import ActionError
+
+LAUNCH_TIMEOUT = 60.0  # seconds a launch call may take at least, whatever the step's rpc budget
+
+
+class LaunchParams(ActionParams):
+    state_file: str | None = Field(
+        None, description="A dataflow.describe_job (or gcloud describe) JSON file."
+    )
+    name: str | None = Field(
+        None, description="Job name (default: the state file's, else gcp dataflow_job_name)."
+    )
+    template: str | None = Field(
+        None, description="gs:// template path (default: the state file's, else gcp template)."
+    )
+    template_kind: Literal["flex", "classic"] | None = Field(
+        None, description="Default: the state file's, else flex."
+    )
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="Merged over the state file's parameters."
+    )
+    environment: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Runtime environment fields (snake_case, e.g. max_workers, subnetwork), merged over the file's."
+        ),
+    )
+    region: str | None = Field(None, description=REGION_HELP)
+    update: bool = Field(False, description="Replace the running streaming job of the same name in place.")
+
+
+class LaunchOutputs(ActionOutputs):
+    job_id: str = Field(description="The new job's id.")
+    name: str = Field(description="Job name.")
+    region: str = Field(description="Region it runs in.")
+    state: str = Field(description="State right after the launch (QUEUED/PENDING).")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What is launched, resolved from the step, the state file and the gcp store (in that order)."""
+
+    name: str
+    template: str
+    kind: str
+    parameters: dict[str, str]
+    runtime: dict[str, Any]
+    saved_region: str | None
+
+
+def _plan(s: Session, params: LaunchParams) -> _Plan:
+    spec = read_spec(params.state_file, s.region) if params.state_file else {}
+    name = params.name or spec.get("name") or s.gs.get("dataflow_job_name", s.region)
+    template = params.template or spec.get("templatePath") or s.gs.get("template", s.region)
+    if not name:
+        raise ActionError(
+            "No job name: set name in the step, a state_file, or dataflow_job_name in the gcp store."
+        )
+    if not template:
+        raise ActionError(
+            "No template path: set template in the step, a state_file, or template in the gcp store."
+        )
+    return _Plan(
+        name=str(name),
+        template=str(template),
+        kind=params.template_kind or spec.get("templateKind") or "flex",
+        parameters={**(spec.get("parameters") or {}), **params.parameters},
+        runtime={**(spec.get("environment") or {}), **params.environment},
+        saved_region=spec.get("region"),
+    )
+
+
+def _environment(plan: _Plan) -> Any:
+    from google.cloud import dataflow_v1beta3 as df
+
+    env_type = df.FlexTemplateRuntimeEnvironment if plan.kind == "flex" else df.RuntimeEnvironment
+    try:
+        return env_type(**plan.runtime)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ActionError(f"Invalid runtime environment for a {plan.kind} template launch: {exc}.") from None
+
+
+def _send(s: Session, plan: _Plan, environment: Any, update: bool) -> Any:
+    """The launch call itself (never retried: a launch that reached the service must not run twice)."""
+    from google.cloud import dataflow_v1beta3 as df
+
+    timeout = max(s.budget, LAUNCH_TIMEOUT)
+    if plan.kind == "flex":
+        flex = df.LaunchFlexTemplateParameter(
+            job_name=plan.name,
+            container_spec_gcs_path=plan.template,
+            parameters=plan.parameters,
+            environment=environment,
+            update=update,
+        )
+        request = df.LaunchFlexTemplateRequest(project_id=s.project, location=s.region, launch_parameter=flex)
+        return s.c.flex.launch_flex_template(request=request, timeout=timeout).job
+    classic = df.LaunchTemplateParameters(
+        job_name=plan.name, parameters=plan.parameters, environment=environment, update=update
+    )
+    request = df.LaunchTemplateRequest(
+        project_id=s.project, location=s.region, gcs_path=plan.template, launch_parameters=classic
+    )
+    return s.c.templates.launch_template(request=request, timeout=timeout).job
+
+
+def _target(p: LaunchParams) -> str:
+    return p.name or (f"job from {p.state_file}" if p.state_file else "<gcp.dataflow_job_name>")
+
+
+def _describe(p: LaunchParams) -> str:
+    call = (
+        "FlexTemplates.LaunchFlexTemplate"
+        if (p.template_kind or "flex") == "flex"
+        else "Templates.LaunchTemplate"
+    )
+    src = f", from {p.state_file}" if p.state_file else ""
+    return (
+        f"{call}(location={show_region(p.region)}, job_name={p.name or '<from state file>'}, "
+        f"template={p.template or '<from state file>'}, parameters+={p.parameters or {}}"
+        f"{', update=true' if p.update else ''}{src})"
+    )
+
+
+@action(
+    "dataflow.launch",
+    Effect.MUTATING,
+    "Launch a Dataflow job from a flex or classic template, e.g. a replacement in another region.",
+    target=_target,
+    describe=_describe,
+)
+def launch(ctx: StepContext, params: LaunchParams) -> LaunchOutputs:
+    s = Session(ctx, params.region)
+    plan = _plan(s, params)
+    environment = _environment(plan)
+    moved = plan.saved_region and plan.saved_region != s.region
+    ctx.log(
+        f"launching {plan.name} from {plan.kind} template {plan.template} in {s.region}"
+        + (f" (the saved job ran in {plan.saved_region})" if moved else "")
+    )
+    ctx.log(f"parameters: {json.dumps(plan.parameters, sort_keys=True)}")
+    with s.guard(f"launch job {plan.name} in {s.region}"):
+        job = _send(s, plan, environment, params.update)
+    if not job.id:
+        raise ActionError(f"{STORE} accepted the launch of {plan.name} in {s.region} but returned no job id.")
+    ctx.log(f"launched {label(job)} in {s.region}: {state_of(job)}")
+    return LaunchOutputs(job_id=job.id, name=job.name or plan.name, region=s.region, state=state_of(job))
