@@ -36,12 +36,13 @@ def find_stamp(text: str, *, local: bool = False) -> datetime | None:
     m = _STAMP.search(text)
     if m is None:
         return None
+    y, mo, d, h, mi, s = map(int, m.groups())
     try:
-        parts = [int(g) for g in m.groups()]
-        naive = datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])  # noqa: DTZ001
+        if not local:
+            return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
+        return datetime(y, mo, d, h, mi, s).astimezone(UTC)  # noqa: DTZ001 - local time, on purpose
     except ValueError:
         return None
-    return naive.astimezone(UTC) if local else naive.replace(tzinfo=UTC)
 
 
 def parse_utc(value: str) -> datetime:

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from types import ModuleType
 from typing import Any, TypeVar
 
 from runbook.core.environment import Environment
 
 PROJECT = "runbook-sandbox"
 E = TypeVar("E")
-
-
-def module_registry(module: ModuleType) -> dict[str, Any]:
-    """The actions of one module (independent of the other modules the registry may load)."""
-    return {cls.name: cls() for cls in module.ACTIONS}
 
 
 def running(emulator: E, clear: Callable[[], None]) -> Iterator[E]:

@@ -37,11 +37,6 @@ from runbook.actions.bigquery.region import copy_dataset_region
 from runbook.actions.bigquery.restore import restore_dataset, restore_table
 from runbook.actions.bigquery.seeding import generate_events
 from runbook.actions.bigquery.snapshots import snapshot_table, time_travel_restore
-from runbook.core.timestamps import parse_utc
-
-# TRANSITIONAL: runbook.actions.pubsub still imports parse_timestamp from here; remove this alias
-# once the pubsub package uses runbook.core.timestamps.parse_utc itself.
-parse_timestamp = parse_utc
 
 SPECS = [
     backup_dataset,
@@ -58,4 +53,4 @@ SPECS = [
     generate_events,
 ]
 
-__all__ = ["SPECS", "parse_timestamp"]
+__all__ = ["SPECS"]
