@@ -368,15 +368,15 @@ def test_a_damaged_manifest_is_one_sentence(tmp_path: Path, store: tuple[Path, P
 
 
 def _reader(path: Path, log: Any = None) -> Any:
-    from runbook.actions.storage import _RecordsReader
+    from runbook.actions.storage.rsync import RecordsReader
 
     fd = os.open(path, os.O_RDONLY)
-    return _RecordsReader(fd, log or (lambda line: None)), fd
+    return RecordsReader(fd, log or (lambda line: None)), fd
 
 
 def test_rsync_records_are_read_strictly(tmp_path: Path) -> None:
     """Only rsync's own per-file records count: not a notice quoting one, not a directory."""
-    from runbook.actions.storage import _RsyncOutput
+    from runbook.actions.storage.rsync import RsyncOutput
 
     blank = " " * 32
     path = tmp_path / "rsync.out"
@@ -397,12 +397,12 @@ def test_rsync_records_are_read_strictly(tmp_path: Path) -> None:
     os.close(fd)
     assert reader.sent == 3 and reader.manifest() is None  # a file without checksum, an escaped name
     assert reader.other == [lines[0], lines[5], lines[8]]
-    out = _RsyncOutput(lambda line: None)
+    out = RsyncOutput(lambda line: None)
     reader.apply(out, checksums=True)
     assert out.transferred == {"plain.csv", "no-sum.csv", "new\nline"}
     assert out.digests == {"plain.csv": "a" * 32, "new\nline": "d" * 32}
     assert out.copied == 1 and not out.redone
-    untrusted = _RsyncOutput(lambda line: None)
+    untrusted = RsyncOutput(lambda line: None)
     reader.apply(untrusted, checksums=False)  # --checksum: rsync's %C is from before the copy
     assert untrusted.transferred == out.transferred and untrusted.digests == {}
 
@@ -411,7 +411,7 @@ def test_rsync_records_are_read_strictly(tmp_path: Path) -> None:
     reader, fd = _reader(path)
     reader.finish()
     os.close(fd)
-    again = _RsyncOutput(lambda line: None)
+    again = RsyncOutput(lambda line: None)
     reader.apply(again, checksums=True)
     assert again.redone
 
@@ -431,11 +431,11 @@ def test_rsync_records_are_read_strictly(tmp_path: Path) -> None:
 
 def test_records_are_read_while_rsync_writes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whole lines only while the file grows; progress lines from the reader's thread."""
-    from runbook.actions import storage
-    from runbook.actions.storage import _RecordsReader
+    from runbook.actions.storage import rsync
+    from runbook.actions.storage.rsync import RecordsReader
 
-    monkeypatch.setattr(_RecordsReader, "POLL", 0.01)
-    monkeypatch.setattr(storage, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(RecordsReader, "POLL", 0.01)
+    monkeypatch.setattr(rsync, "PROGRESS_EVERY", 0.0)
     path = tmp_path / "rsync.out"
     logged: list[str] = []
     with open(path, "wb", buffering=0) as f:
@@ -483,10 +483,10 @@ def test_checksum_option_never_records_a_checksum_taken_before_the_copy(
 def test_an_rsync_without_xxh128_gets_a_sha256_manifest(
     tmp_path: Path, store: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from runbook.actions import storage
+    from runbook.actions.storage import rsync
 
     root, backups = store
-    monkeypatch.setattr(storage, "rsync_has_xxh128", lambda: False)  # as on rsync 3.1 (RHEL 8)
+    monkeypatch.setattr(rsync, "rsync_has_xxh128", lambda: False)  # as on rsync 3.1 (RHEL 8)
     ctx = Ctx(tmp_path)
     s = act("storage.snapshot", tmp_path, ctx, root=str(root), backups=str(backups))
     assert any("no xxh128 checksum" in line and line.startswith("WARNING") for line in ctx.lines)
@@ -731,11 +731,11 @@ def test_prune_keeps_latest_and_recent(tmp_path: Path, store: tuple[Path, Path])
     os.symlink(outside, backups / "backup_19990101_000000")
     os.utime(backups / "backup_19990101_000000", (0, 0), follow_symlinks=False)
 
-    dry = act("storage.prune", tmp_path, backups=str(backups), retention_days=30, dry_run=True)
+    dry = act("storage.prune", tmp_path, backups=str(backups), older_than="30d", dry_run=True)
     assert dry["deleted"] == ["backup_20250101_030000", "backup_20250102_030000"] and dry["dry_run"]
     assert (backups / "backup_20250101_030000").is_dir()
 
-    out = act("storage.prune", tmp_path, backups=str(backups), retention_days=30)
+    out = act("storage.prune", tmp_path, backups=str(backups), older_than="30d")
     assert out["deleted"] == ["backup_20250101_030000", "backup_20250102_030000"]
     assert sorted(out["kept"]) == ["backup_20250201_030000", "backup_20250301_030000"]
     assert not (backups / "backup_20250101_030000").exists()
@@ -743,6 +743,47 @@ def test_prune_keeps_latest_and_recent(tmp_path: Path, store: tuple[Path, Path])
     assert (backups / "pre_deployment_20250101").is_dir()  # does not match the pattern
     assert (outside / "keep-me").exists() and (backups / "backup_19990101_000000").is_symlink()
     assert act("storage.verify_snapshot", tmp_path, backups=str(backups))["ok"]
+
+
+@pytest.fixture
+def local_time_ahead_of_utc(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This host's time zone is UTC+9, so a local-time name sorts after a UTC name of the same moment."""
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_snapshots_named_in_local_time_by_older_versions(
+    tmp_path: Path, store: tuple[Path, Path], local_time_ahead_of_utc: None
+) -> None:
+    """New names are UTC; an older version's local-time name still orders, links and prunes by age."""
+    from runbook.core.timestamps import find_stamp, utc_now
+
+    root, backups = store
+    old_name = "backup_" + time.strftime("%Y%m%d_%H%M%S", time.localtime(time.time() - 3600))
+    snap(tmp_path, root, backups, name=old_name)  # as an older version named it, an hour ago
+    _aged(backups, old_name, 1 / 24)
+    new = snap(tmp_path, root, backups)
+    taken = find_stamp(new["name"])
+    assert taken is not None and abs((utc_now() - taken).total_seconds()) < 120  # UTC, not local time
+    assert old_name > new["name"]  # by name the older snapshot would look newer
+    assert new["previous"] == old_name and new["linked"] == 13
+
+    (backups / "latest").unlink()
+    listed = act("storage.list_snapshots", tmp_path, backups=str(backups))
+    assert listed["names"] == [old_name, new["name"]] and listed["newest"] == new["name"]
+    assert act("storage.check_recent", tmp_path, backups=str(backups), max_age="1h")["name"] == new["name"]
+    assert act("storage.check_size", tmp_path, backups=str(backups), snapshot=new["name"])["previous"] == old_name
+    third = snap(tmp_path, root, backups)
+    assert third["previous"] == new["name"]  # without `latest`: the newest by age, not by name
+    pruned = act("storage.prune", tmp_path, backups=str(backups), older_than="30m", dry_run=True)
+    assert pruned["deleted"] == [old_name] and pruned["kept"] == [new["name"], third["name"]]
+
+    moved = act("storage.restore_full", tmp_path, root=str(root), backups=str(backups))["moved_aside"]
+    aside = find_stamp(Path(moved).name)
+    assert aside is not None and abs((utc_now() - aside).total_seconds()) < 120
 
 
 def test_check_recent(tmp_path: Path, store: tuple[Path, Path]) -> None:
