@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
 from runbook.actions.support.fs import human_bytes, sha256_file, tree_size
-from runbook.actions.support.params import Duration, seconds
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError

@@ -7,7 +7,6 @@ building the registry never pulls in google-cloud, psycopg or slack_sdk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -24,7 +23,7 @@ from runbook.actions import (
     shell,
     storage,
 )
-from runbook.actions.spec import ActionSpec, NoOutputs, StepContext
+from runbook.actions.spec import ActionSpec
 
 SPEC_MODULES: tuple[ModuleType, ...] = (shell, files, notify, git, postgres, storage, bigquery, bigtable, dataflow, pubsub)
 
@@ -34,10 +33,7 @@ def registry() -> dict[str, ActionSpec[Any, Any]]:
     """Every known action by name."""
     out: dict[str, ActionSpec[Any, Any]] = {}
     for module in SPEC_MODULES:
-        specs = getattr(module, "SPECS", None)
-        if specs is None:
-            specs = [_legacy(cls) for cls in module.ACTIONS]
-        for spec in specs:
+        for spec in module.SPECS:
             if spec.name in out:
                 raise RuntimeError(f"two actions are named {spec.name!r}")
             out[spec.name] = spec
@@ -46,23 +42,3 @@ def registry() -> dict[str, ActionSpec[Any, Any]]:
 
 def get_action(name: str) -> ActionSpec[Any, Any] | None:
     return registry().get(name)
-
-
-class _LegacySpec(ActionSpec[Any, Any]):
-    """TRANSITIONAL: a class-based action as a spec (its outputs are not type-checked)."""
-
-    legacy_outputs: Mapping[str, str] = {}
-
-    @property
-    def outputs(self) -> Mapping[str, str]:
-        return self.legacy_outputs
-
-    def run(self, ctx: StepContext, params: Any) -> dict[str, Any]:
-        return self.fn(ctx, params) or {}
-
-
-def _legacy(cls: Any) -> ActionSpec[Any, Any]:
-    impl = cls()
-    spec = _LegacySpec(cls.name, cls.effect, cls.summary, cls.Params, NoOutputs, impl.run, impl.target, impl.describe)
-    object.__setattr__(spec, "legacy_outputs", dict(cls.outputs))
-    return spec

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import Field, ValidationError
 
+from runbook.actions.params import Duration, Retention, seconds
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
-from runbook.actions.support.params import Duration, Retention, seconds
 from runbook.actions.support.poll import WaitCancelled, WaitTimeout, wait_until
 from runbook.core import incident as S
 from runbook.core.effect import Effect

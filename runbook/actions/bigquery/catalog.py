@@ -16,8 +16,8 @@ from pydantic import Field
 
 from runbook.actions.bigquery.params import DatasetParams, show_dataset
 from runbook.actions.bigquery.session import Session
+from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, StepContext, action
-from runbook.actions.support.params import Duration, seconds
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError

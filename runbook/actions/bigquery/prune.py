@@ -7,8 +7,8 @@ from pydantic import Field
 from runbook.actions.bigquery.catalog import find_backups
 from runbook.actions.bigquery.params import DATASET_RE, ProjectParams
 from runbook.actions.bigquery.session import Session
+from runbook.actions.params import Duration, Retention
 from runbook.actions.spec import ActionOutputs, StepContext, action
-from runbook.actions.support.params import Duration, Retention
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z, utc_now

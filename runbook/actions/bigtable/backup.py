@@ -12,8 +12,8 @@ from pydantic import Field, field_validator
 
 from runbook.actions.bigtable.admin import find_backups, wait_operation
 from runbook.actions.bigtable.location import ID_PATTERN, LocationParams, Where, backup_id, show
+from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, StepContext, action
-from runbook.actions.support.params import Duration, seconds
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError

@@ -6,8 +6,8 @@ from pydantic import Field
 
 from runbook.actions.bigtable.admin import find_backups
 from runbook.actions.bigtable.location import LocationParams, Where, backup_id
+from runbook.actions.params import Duration, Retention
 from runbook.actions.spec import ActionOutputs, StepContext, action
-from runbook.actions.support.params import Duration, Retention
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z, utc_now

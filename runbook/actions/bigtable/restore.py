@@ -8,8 +8,8 @@ from pydantic import Field
 from runbook.actions.bigtable.admin import find_backups, make_room, wait_operation
 from runbook.actions.bigtable.location import ID_PATTERN, LocationParams, Where, backup_id, show
 from runbook.actions.bigtable.reading import count_rows
+from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, StepContext, action
-from runbook.actions.support.params import Duration, seconds
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z

@@ -25,8 +25,8 @@ from runbook.actions.dataflow.jobs import (
     state_of,
     type_of,
 )
+from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
-from runbook.actions.support.params import Duration, seconds
 from runbook.actions.support.poll import WaitCancelled, WaitTimeout, wait_until
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect

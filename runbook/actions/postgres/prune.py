@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from runbook.actions.params import Retention, seconds
 from runbook.actions.spec import ActionOutputs, StepContext, action
-from runbook.actions.support.params import Retention, seconds
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from runbook.actions.params import Duration, Retention
 from runbook.actions.pubsub.session import CALL_TIMEOUT, NAME_RE, Session, iso, short
 from runbook.actions.pubsub.snapshots import PREFIX_RE, matching, target_of
 from runbook.actions.spec import ActionOutputs, StepContext, action
-from runbook.actions.support.params import Duration, Retention
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 

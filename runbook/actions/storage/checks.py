@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
 from runbook.actions.storage.layout import (
     LATEST,
@@ -23,7 +24,6 @@ from runbook.actions.storage.layout import (
 )
 from runbook.actions.storage.manifest import find_manifest
 from runbook.actions.support.fs import human_bytes, tree_size
-from runbook.actions.support.params import Duration, seconds
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError

@@ -12,6 +12,7 @@ import shutil
 
 from pydantic import Field
 
+from runbook.actions.params import Retention, seconds
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.actions.storage.layout import (
     Pattern,
@@ -21,7 +22,6 @@ from runbook.actions.storage.layout import (
     snapshot_dirs,
     taken,
 )
-from runbook.actions.support.params import Retention, seconds
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError

@@ -1,1 +1,1 @@
-"""Plumbing every action shares: running processes, polling, file facts, the param vocabulary."""
+"""Plumbing every action shares: running processes, polling, file facts."""
