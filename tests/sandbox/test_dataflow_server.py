@@ -21,7 +21,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dataflow_v1beta3 as df
 
-from runbook.sandbox.dataflow_server import STATE_FILE, DataflowApiError, DataflowServer
+from runbook.sandbox.dataflow import STATE_FILE, DataflowApiError, DataflowServer
 
 PROJECT = "drill-project"
 US = "us-central1"
@@ -415,7 +415,7 @@ def test_subprocess_serves_until_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "runbook.sandbox.dataflow_server",
+            "runbook.sandbox.dataflow",
             "--port",
             "0",
             "--state-dir",
