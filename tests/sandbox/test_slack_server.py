@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from runbook.sandbox.slack_server import (
+from runbook.sandbox.slack import (
     MAX_TEXT,
     MESSAGES_FILE,
     SlackServer,
@@ -358,7 +358,7 @@ def test_subprocess_serves_records_and_stops_on_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "runbook.sandbox.slack_server",
+            "runbook.sandbox.slack",
             "--port",
             "0",
             "--state-dir",

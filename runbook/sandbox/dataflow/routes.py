@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-SERVER_NAME = "dataflow-sandbox/1"
+SERVER_NAME = "dataflow-sandbox/1 Python/" + sys.version.split()[0]  # as http.server wrote it
 CONTENT_TYPE = "application/json; charset=UTF-8"
 METHODS = ["GET", "POST", "PUT", "DELETE"]
 
