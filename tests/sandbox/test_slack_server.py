@@ -352,6 +352,12 @@ def test_tokens_are_never_logged(
     assert not any(TOKEN in line or "xoxb-bad-secret" in line for line in server_logs)  # ...but no token
 
 
+def test_module_import_is_cheap() -> None:
+    code = "import sys, runbook.sandbox.slack; print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_subprocess_serves_records_and_stops_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = subprocess.Popen(
