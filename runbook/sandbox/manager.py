@@ -80,24 +80,10 @@ class Sandbox:
         # RUNBOOK_SANDBOX_DIR lets a drill run in a throwaway sandbox of its own.
         override = os.environ.get("RUNBOOK_SANDBOX_DIR")
         self.base = (base or (Path(override) if override else home() / "sandbox")).absolute()
-
-    # -- paths ------------------------------------------------------------------------------------
-
-    @property
-    def storage_root(self) -> Path:
-        return self.base / "storage" / "datasets"
-
-    @property
-    def backups(self) -> Path:
-        return self.base / "backups"
-
-    @property
-    def config_repo(self) -> Path:
-        return self.base / "config-repo"
-
-    @property
-    def marker_dir(self) -> Path:
-        return self.base / "seeded"
+        self.storage_root = self.base / "storage" / "datasets"
+        self.backups = self.base / "backups"
+        self.config_repo = self.base / "config-repo"
+        self.marker_dir = self.base / "seeded"  # one file per component seeded
 
     # -- components ------------------------------------------------------------------------------
 
@@ -127,7 +113,10 @@ class Sandbox:
         return ManagedProcess(
             "bigtable-backup",
             directory,
-            lambda p: [sys.executable, "-m", "runbook.sandbox.bigtable_backup_server", "--upstream", emulator.address, "--port", str(p), "--state-dir", str(directory / "backups")],
+            lambda p: [
+                sys.executable, "-m", "runbook.sandbox.bigtable_backup",
+                "--upstream", emulator.address, "--port", str(p), "--state-dir", str(directory / "backups"),
+            ],  # fmt: skip
             ready_timeout=30.0,
         )
 
@@ -138,7 +127,10 @@ class Sandbox:
         return ManagedProcess(
             "dataflow",
             directory,
-            lambda p: [sys.executable, "-m", "runbook.sandbox.dataflow_server", "--port", str(p), "--state-dir", str(directory / "state"), "--transition-delay", "0.3"],
+            lambda p: [
+                sys.executable, "-m", "runbook.sandbox.dataflow",
+                "--port", str(p), "--state-dir", str(directory / "state"), "--transition-delay", "0.3",
+            ],  # fmt: skip
             probe=http_probe("/_control/health"),
             ready_timeout=30.0,
         )
@@ -148,7 +140,11 @@ class Sandbox:
         return ManagedProcess(
             "slack",
             directory,
-            lambda p: [sys.executable, "-m", "runbook.sandbox.slack_server", "--port", str(p), "--state-dir", str(directory / "state"), "--token", SLACK_TOKEN, "--channel", "incidents", "--channel", "security"],
+            lambda p: [
+                sys.executable, "-m", "runbook.sandbox.slack",
+                "--port", str(p), "--state-dir", str(directory / "state"),
+                "--token", SLACK_TOKEN, "--channel", "incidents", "--channel", "security",
+            ],  # fmt: skip
             ready_timeout=30.0,
         )
 

@@ -147,6 +147,10 @@ def parse_filter(text: str) -> _Predicate:
     return predicate
 
 
+def _field_key(field: str) -> Callable[[Backup], Any]:
+    return lambda b: backup_fields(b)[field]
+
+
 def sort_backups(backups: list[Backup], order_by: str) -> list[Backup]:
     """Sort by ``order_by`` ("field [asc|desc], ..."); default: newest ``start_time`` first."""
     keys: list[tuple[str, bool]] = []
@@ -166,5 +170,5 @@ def sort_backups(backups: list[Backup], order_by: str) -> list[Backup]:
         keys = [("start_time", True)]
     out = sorted(backups, key=lambda b: b.name)
     for field, desc in reversed(keys):  # stable sorts, least significant key first
-        out.sort(key=lambda b, f=field: backup_fields(b)[f], reverse=desc)
+        out.sort(key=_field_key(field), reverse=desc)
     return out

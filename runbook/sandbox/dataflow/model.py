@@ -207,7 +207,7 @@ def job_environment(launch_env: dict[str, Any], job_type: str) -> dict[str, Any]
     for src, dst in renames.items():
         if src in launch_env:
             env[dst] = copy.deepcopy(launch_env[src])
-    pool = {
+    pool: dict[str, Any] = {
         key: launch_env[key]
         for key in (
             "numWorkers",
