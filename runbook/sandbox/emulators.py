@@ -135,7 +135,8 @@ class BigtableEmulator(ManagedProcess):
         return self.address
 
     def env(self) -> dict[str, str]:
-        """``BIGTABLE_EMULATOR_HOST``: ``bigtable.Client(project=..., admin=True)`` then needs no credentials."""
+        """``BIGTABLE_EMULATOR_HOST``: ``bigtable.Client(project=..., admin=True)`` then needs no
+        credentials."""
         return {"BIGTABLE_EMULATOR_HOST": self.endpoint}
 
 

@@ -239,7 +239,9 @@ class PostgresCluster:
         if wal_archiving:
             argv.append("--wal-segsize=1")
         self._run(argv, what="initdb")
-        conf = "\n".join(f"{k} = {v}" for k, v in self._settings(wal_archiving, archive_timeout, extra_settings).items())
+        conf = "\n".join(
+            f"{k} = {v}" for k, v in self._settings(wal_archiving, archive_timeout, extra_settings).items()
+        )
         with (self.data_dir / "postgresql.conf").open("a") as fh:
             fh.write(f"\n# --- runbook sandbox ---\n{conf}\n")
         self._port.save()

@@ -381,7 +381,8 @@ class ManagedProcess:
         return int(first) if first.isdigit() else None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, port={self._port.known}, directory={str(self.directory)!r})"
+        name, directory = type(self).__name__, str(self.directory)
+        return f"{name}({self.name!r}, port={self._port.known}, directory={directory!r})"
 
 
 def start_all(servers: Sequence[ManagedProcess], timeout: float | None = None) -> dict[str, float]:

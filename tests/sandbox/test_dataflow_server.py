@@ -345,7 +345,9 @@ def test_fail_job_through_control() -> None:
         )
         assert (seeded["currentState"], seeded["type"]) == ("JOB_STATE_RUNNING", "JOB_TYPE_STREAMING")
         by_api = seeded["id"]
-        answer = control(server.endpoint, "fail-job", {"projectId": PROJECT, "location": US, "jobId": over_http})
+        answer = control(
+            server.endpoint, "fail-job", {"projectId": PROJECT, "location": US, "jobId": over_http}
+        )
         assert answer["currentState"] == "JOB_STATE_FAILED"
         server.fail_job(PROJECT, US, by_api)
         failed = list(
@@ -421,7 +423,10 @@ def test_state_survives_restart(tmp_path: Path) -> None:
 
 
 def test_module_import_is_cheap() -> None:
-    code = "import sys, runbook.sandbox.dataflow; print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    code = (
+        "import sys, runbook.sandbox.dataflow; "
+        "print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
 

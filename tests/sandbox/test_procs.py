@@ -153,7 +153,9 @@ def test_health_treats_zombie_as_dead(tmp_path: Path) -> None:
 
 
 def test_pid_file_start_time_new_kind_is_checked_old_kind_accepted(tmp_path: Path) -> None:
-    server = ManagedProcess("sleeper", tmp_path, lambda p: [sys.executable, "-c", "import time; time.sleep(60)"])
+    server = ManagedProcess(
+        "sleeper", tmp_path, lambda p: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
     server.start()
     try:
         pid, recorded = server.pid_path.read_text().split()

@@ -353,7 +353,10 @@ def test_tokens_are_never_logged(
 
 
 def test_module_import_is_cheap() -> None:
-    code = "import sys, runbook.sandbox.slack; print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    code = (
+        "import sys, runbook.sandbox.slack; "
+        "print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

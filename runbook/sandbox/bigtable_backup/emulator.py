@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 Cell = tuple[str, bytes, int, bytes]  # (family, qualifier, timestamp_micros, value)
 Row = tuple[bytes, list[Cell]]
 
+
 class Emulator:
     """Typed calls to the upstream emulator for copying tables."""
 
@@ -102,9 +103,7 @@ class Emulator:
                     yield key, cells
                     cells = []
 
-    def write_rows(
-        self, table: str, rows: Iterable[Row]
-    ) -> int:
+    def write_rows(self, table: str, rows: Iterable[Row]) -> int:
         """Write rows (every cell with its own timestamp) with MutateRows; returns the bytes written."""
         p = self._p
         call = self._channel.unary_stream(

@@ -77,7 +77,9 @@ class Upstream:
 
         try:
             return bytes(
-                self._channel.unary_unary(method)(raw, metadata=_forward_metadata(context), timeout=_timeout(context))
+                self._channel.unary_unary(method)(
+                    raw, metadata=_forward_metadata(context), timeout=_timeout(context)
+                )
             )
         except grpc.RpcError as exc:
             _abort_from_upstream(context, exc)
@@ -116,7 +118,9 @@ class Upstream:
                 yield from call
             except grpc.RpcError as exc:
                 _abort_from_upstream(context, exc)
-            trailers = [(k, v) for k, v in (call.trailing_metadata() or ()) if not k.startswith(DROP_METADATA)]
+            trailers = [
+                (k, v) for k, v in (call.trailing_metadata() or ()) if not k.startswith(DROP_METADATA)
+            ]
             if trailers:
                 context.set_trailing_metadata(trailers)
 

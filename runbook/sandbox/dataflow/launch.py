@@ -145,7 +145,9 @@ def start_job(store: JobStore, launch: Launch) -> Job:
     return job
 
 
-def create_job(store: JobStore, project: str, location: str, body: dict[str, Any], replace_job_id: str) -> Job:
+def create_job(
+    store: JobStore, project: str, location: str, body: dict[str, Any], replace_job_id: str
+) -> Job:
     """Create a job from a Job message (what SDKs submit)."""
     job_type = parse_enum(body.get("type", 0), JOB_TYPES, "type")
     if job_type == "JOB_TYPE_UNKNOWN":
@@ -189,7 +191,12 @@ def launch_template(store: JobStore, project: str, location: str, request: Templ
     environment = job_environment(request.launch_env, job_type)
     environment["sdkPipelineOptions"] = _pipeline_options(
         request.parameters,
-        {"project": project, "region": location, "jobName": request.name, "templateLocation": request.template_path},
+        {
+            "project": project,
+            "region": location,
+            "jobName": request.name,
+            "templateLocation": request.template_path,
+        },
     )
     record = {
         "kind": request.kind,

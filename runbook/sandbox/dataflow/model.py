@@ -106,7 +106,8 @@ def truthy(value: Any) -> bool:
 
 def new_job_id(now: float) -> str:
     # Same shape as real ids: launch time (UTC here) then 19 random digits.
-    return f"{time.strftime('%Y-%m-%d_%H_%M_%S', time.gmtime(now))}-{int.from_bytes(os.urandom(8), 'big') % 10**19:019d}"
+    digits = int.from_bytes(os.urandom(8), "big") % 10**19
+    return f"{time.strftime('%Y-%m-%d_%H_%M_%S', time.gmtime(now))}-{digits:019d}"
 
 
 @dataclasses.dataclass

@@ -325,7 +325,10 @@ def build_app(store: JobStore, *, verbose: bool = False) -> Starlette:
     def not_found(req: Incoming) -> dict[str, Any]:
         raise DataflowApiError("NOT_FOUND", f"Method not found: {req.method} {req.path}")
 
-    routes = [Route(path, endpoint(api(by_method)), methods=list(by_method)) for path, by_method in API_ROUTES.items()]
+    routes = [
+        Route(path, endpoint(api(by_method)), methods=list(by_method))
+        for path, by_method in API_ROUTES.items()
+    ]
     routes.append(Route("/_control/{rest:path}", endpoint(control), methods=METHODS))
     routes.append(Route("/{rest:path}", endpoint(not_found), methods=METHODS))
     return Starlette(routes=routes)

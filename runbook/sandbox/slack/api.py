@@ -73,7 +73,13 @@ def message_view(record: Record) -> Record:
         "app_id": APP_ID,
         "text": record["text"],
         "team": TEAM_ID,
-        "bot_profile": {"id": BOT_ID, "app_id": APP_ID, "name": "runbook", "deleted": False, "team_id": TEAM_ID},
+        "bot_profile": {
+            "id": BOT_ID,
+            "app_id": APP_ID,
+            "name": "runbook",
+            "deleted": False,
+            "team_id": TEAM_ID,
+        },
     }
     if record["blocks"] is not None:
         message["blocks"] = record["blocks"]
@@ -116,14 +122,22 @@ class SlackApi:
             }
         else:
             replies = {
-                "status_500": ("fatal_error", Reply.json({"ok": False, "error": "fatal_error"}, fault.get("status", 500))),
-                "rate_limited": ("ratelimited", Reply.json({"ok": False, "error": "ratelimited"}, 429, retry)),
+                "status_500": (
+                    "fatal_error",
+                    Reply.json({"ok": False, "error": "fatal_error"}, fault.get("status", 500)),
+                ),
+                "rate_limited": (
+                    "ratelimited",
+                    Reply.json({"ok": False, "error": "ratelimited"}, 429, retry),
+                ),
                 "error": (fault.get("error"), Reply.json({"ok": False, "error": fault.get("error")})),
             }
         error, reply = replies[str(kind)]
         return self.finish(entry, reply, error)
 
-    def call(self, entry: dict[str, Any], method: str, params: dict[str, Any], auth_header: str | None) -> Reply:
+    def call(
+        self, entry: dict[str, Any], method: str, params: dict[str, Any], auth_header: str | None
+    ) -> Reply:
         """The normal answer to a Web API request."""
         try:
             if isinstance(params.get("_body_error"), str):
@@ -239,4 +253,9 @@ class SlackApi:
         text, blocks, attachments = message_content(params, require=True)
         changes = {"text": text, "blocks": blocks, "attachments": attachments}
         record = self.store.update(channel_id, str(params.get("ts") or ""), changes)
-        return {"channel": channel_id, "ts": record["ts"], "text": record["text"], "message": message_view(record)}
+        return {
+            "channel": channel_id,
+            "ts": record["ts"],
+            "text": record["text"],
+            "message": message_view(record),
+        }

@@ -117,7 +117,13 @@ class Faults:
         now = time.monotonic()
         with self._lock:
             early = now < self._retry_until
-            entry = {"t": time.time(), "method": method, "status": None, "error": None, "within_retry_after": early}
+            entry = {
+                "t": time.time(),
+                "method": method,
+                "status": None,
+                "error": None,
+                "within_retry_after": early,
+            }
             stats = self._stats
             stats["requests"] += 1
             stats["by_method"][method] = stats["by_method"].get(method, 0) + 1
@@ -125,7 +131,11 @@ class Faults:
             stats["log"].append(entry)
             del stats["log"][:-LOG_LIMIT]
             fault = self._fault
-            if not take_fault or fault is None or (fault["methods"] is not None and method not in fault["methods"]):
+            if (
+                not take_fault
+                or fault is None
+                or (fault["methods"] is not None and method not in fault["methods"])
+            ):
                 return entry, None
             taken = dict(fault)
             if fault["remaining"] is not None:

@@ -103,6 +103,8 @@ def build_app(slack: SlackServer, api: SlackApi, connections: Connections) -> St
         if reply.drop:
             return DropConnection(connections)  # nothing written: the client sees the peer hang up
         headers = list(reply.headers.items())
-        return exact_response(reply.status, reply.body, reply.content_type, server=SERVER_NAME, headers=headers)
+        return exact_response(
+            reply.status, reply.body, reply.content_type, server=SERVER_NAME, headers=headers
+        )
 
     return Starlette(routes=[Route("/{path:path}", dispatch, methods=["GET", "POST"])])

@@ -27,7 +27,8 @@ class SlackServer:
     Example::
 
         with SlackServer(tokens=["xoxb-test"]) as server:
-            WebClient(token="xoxb-test", base_url=server.url).chat_postMessage(channel="#incidents", text="hi")
+            client = WebClient(token="xoxb-test", base_url=server.url)
+            client.chat_postMessage(channel="#incidents", text="hi")
             assert server.messages()[0]["text"] == "hi"
 
     Args:
@@ -192,7 +193,13 @@ class SlackServer:
             ValueError: For an unknown fault or a bad argument.
         """
         spec = fault_spec(
-            fault, count=count, retry_after=retry_after, error=error, status=status, delay=delay, methods=methods
+            fault,
+            count=count,
+            retry_after=retry_after,
+            error=error,
+            status=status,
+            delay=delay,
+            methods=methods,
         )
         return self._faults.set(spec)
 

@@ -94,7 +94,12 @@ class MessageStore:
     def post(self, channel_id: str, channel_name: str, fields: Record) -> Record:
         """Store a new message; returns a copy of its record, with its new ``ts``."""
         with self.lock:
-            record = {"channel": channel_id, "channel_name": channel_name, "ts": self._next_ts_locked(), **fields}
+            record = {
+                "channel": channel_id,
+                "channel_name": channel_name,
+                "ts": self._next_ts_locked(),
+                **fields,
+            }
             self._messages[(channel_id, record["ts"])] = record
             self._append_locked("post", record)
             return dict(record)
