@@ -1,14 +1,20 @@
 """Former home of the Bigtable backup server, now the package :mod:`runbook.sandbox.bigtable_backup`.
 
-Kept so that code importing ``runbook.sandbox.bigtable_backup_server`` (or running it with
-``python -m``) keeps working until it moves to the package.
+Kept so that code importing ``runbook.sandbox.bigtable_backup_server`` (or running it with ``python -m``)
+keeps working until it moves to the package; every name is the package's.
 """
 
 import sys
+from typing import Any
 
-from runbook.sandbox.bigtable_backup import HIDDEN_TABLE_PREFIX, STATE_FILE, BigtableBackupServer, main
+import runbook.sandbox.bigtable_backup as _package
 
-__all__ = ["HIDDEN_TABLE_PREFIX", "STATE_FILE", "BigtableBackupServer", "main"]
+__all__ = list(_package.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(_package, name)
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_package.main())

@@ -1,14 +1,20 @@
 """Former home of the Dataflow stand-in, now the package :mod:`runbook.sandbox.dataflow`.
 
 Kept so that code importing ``runbook.sandbox.dataflow_server`` (or running it with ``python -m``)
-keeps working until it moves to the package.
+keeps working until it moves to the package; every name is the package's.
 """
 
 import sys
+from typing import Any
 
-from runbook.sandbox.dataflow import STATE_FILE, DataflowApiError, DataflowServer, main
+import runbook.sandbox.dataflow as _package
 
-__all__ = ["STATE_FILE", "DataflowApiError", "DataflowServer", "main"]
+__all__ = list(_package.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(_package, name)
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_package.main())

@@ -191,8 +191,8 @@ def event(i: int, rng: random.Random) -> bytes:
 def seed_pubsub(
     host: str, project: str, topic_id: str = "ecommerce-events", sub_id: str = "ecommerce-events-dataflow"
 ) -> int:
+    import google.cloud.pubsub_v1 as pubsub_v1
     from google.api_core import exceptions
-    from google.cloud import pubsub_v1
 
     # The clients read PUBSUB_EMULATOR_HOST at construction (insecure channel, no credentials).
     with _ENV_LOCK:

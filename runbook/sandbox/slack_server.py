@@ -1,42 +1,20 @@
 """Former home of the Slack stand-in, now the package :mod:`runbook.sandbox.slack`.
 
 Kept so that code importing ``runbook.sandbox.slack_server`` (or running it with ``python -m``)
-keeps working until it moves to the package.
+keeps working until it moves to the package; every name is the package's.
 """
 
 import sys
+from typing import Any
 
-from runbook.sandbox.slack import (
-    DEFAULT_CHANNELS,
-    DEFAULT_TOKEN,
-    DEFAULT_WEBHOOKS,
-    FAULTS,
-    INFO_FILE,
-    MAX_BLOCKS,
-    MAX_TEXT,
-    MESSAGES_FILE,
-    SlackServer,
-    main,
-    read_messages,
-    token_fingerprint,
-    webhook_path,
-)
+import runbook.sandbox.slack as _package
 
-__all__ = [
-    "DEFAULT_CHANNELS",
-    "DEFAULT_TOKEN",
-    "DEFAULT_WEBHOOKS",
-    "FAULTS",
-    "INFO_FILE",
-    "MAX_BLOCKS",
-    "MAX_TEXT",
-    "MESSAGES_FILE",
-    "SlackServer",
-    "main",
-    "read_messages",
-    "token_fingerprint",
-    "webhook_path",
-]
+__all__ = list(_package.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(_package, name)
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_package.main())
