@@ -7,7 +7,10 @@ stderr), ``NAME.pid`` (pid and start time) and ``NAME.port``.
 
 Health is "the port accepts a connection" (plus an optional protocol probe) and the recorded
 process is alive and not a zombie: a crashed server can linger as a zombie when nobody reaps it,
-and ``kill -0`` succeeds on zombies. Process facts come from :mod:`runbook.core.procs` (psutil).
+and ``kill -0`` succeeds on zombies. Process facts come from :mod:`runbook.core.procs` (psutil);
+``free_port``, ``pid_alive``, ``group_members``, ``processes_with_cwd`` and ``start_time`` are
+re-exported here for existing callers (new code imports them from there), and the port helpers
+from :mod:`runbook.sandbox.ports`.
 """
 
 from __future__ import annotations
