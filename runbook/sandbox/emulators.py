@@ -19,7 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-from runbook.sandbox.procs import LOCALHOST, ManagedProcess, free_port, http_probe, wait_port_free
+from runbook.core.procs import LOCALHOST
+from runbook.sandbox.ports import RememberedPort, http_probe
+from runbook.sandbox.procs import ManagedProcess
 
 SDK_PLATFORM = Path("/usr/lib/google-cloud-sdk/platform")
 PUBSUB_BIN = SDK_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
@@ -133,7 +135,8 @@ class BigtableEmulator(ManagedProcess):
         return self.address
 
     def env(self) -> dict[str, str]:
-        """``BIGTABLE_EMULATOR_HOST``: ``bigtable.Client(project=..., admin=True)`` then needs no credentials."""
+        """``BIGTABLE_EMULATOR_HOST``: ``bigtable.Client(project=..., admin=True)`` then needs no
+        credentials."""
         return {"BIGTABLE_EMULATOR_HOST": self.endpoint}
 
 
@@ -172,8 +175,7 @@ class BigQueryEmulator(ManagedProcess):
         self.project = project
         self.persistent = persistent
         self.log_level = log_level
-        self._fixed_grpc_port = grpc_port
-        self._grpc_port = grpc_port
+        self._grpc_port = RememberedPort(base / "bigquery.grpc.port", grpc_port)
         env = {"HOME": str(base / "home")}
         if "BQEMU_GCS_LOCAL_ROOT" not in os.environ:
             env["BQEMU_GCS_LOCAL_ROOT"] = str(base / "gcs")
@@ -186,21 +188,12 @@ class BigQueryEmulator(ManagedProcess):
             probe=http_probe("/readyz"),
             ready_timeout=60.0,
         )
-
-    @property
-    def home(self) -> Path:
-        """The private HOME whose ``.duckdb/extensions`` bqemulator loads."""
-        return self.directory / "home"
-
-    @property
-    def data_dir(self) -> Path:
-        """Where the persistent DuckDB database lives."""
-        return self.directory / "data"
-
-    @property
-    def gcs_root(self) -> Path:
-        """Local directory ``gs://BUCKET/...`` resolves under (when set by us)."""
-        return Path(self.server_env.get("BQEMU_GCS_LOCAL_ROOT", self.directory / "gcs"))
+        #: The private HOME whose ``.duckdb/extensions`` bqemulator loads.
+        self.home = base / "home"
+        #: Where the persistent DuckDB database lives.
+        self.data_dir = base / "data"
+        #: Local directory ``gs://BUCKET/...`` resolves under (when set by us).
+        self.gcs_root = Path(env.get("BQEMU_GCS_LOCAL_ROOT", base / "gcs"))
 
     @property
     def extensions_marker(self) -> Path:
@@ -210,14 +203,12 @@ class BigQueryEmulator(ManagedProcess):
     @property
     def grpc_port_path(self) -> Path:
         """The remembered gRPC port."""
-        return self.directory / "bigquery.grpc.port"
+        return self._grpc_port.path
 
     @property
     def grpc_port(self) -> int:
         """The gRPC port (remembered across restarts like the REST port)."""
-        if self._grpc_port is None:
-            self._grpc_port = self._read_int(self.grpc_port_path) or free_port(self.host)
-        return self._grpc_port
+        return self._grpc_port.number
 
     def _argv(self, port: int) -> list[str]:
         args = [
@@ -245,19 +236,19 @@ class BigQueryEmulator(ManagedProcess):
             self.data_dir.mkdir(parents=True, exist_ok=True)
         if "BQEMU_GCS_LOCAL_ROOT" in self.server_env:
             self.gcs_root.mkdir(parents=True, exist_ok=True)
-        if self._fixed_grpc_port is None and not wait_port_free(self.grpc_port, self.host):
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with self.log_path.open("a") as log:
-                log.write(f"--- gRPC port {self.grpc_port} is in use: moving to another port\n")
-            self._grpc_port = free_port(self.host)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.grpc_port_path.write_text(f"{self.grpc_port}\n")
+        # A fixed gRPC port is bqemulator's to fail on; a remembered one that was taken moves.
+        moved = self._grpc_port.claim("bigquery (gRPC)") if self._grpc_port.fixed is None else ""
+        if moved:
+            with self.log_path.open("a") as log:
+                log.write(f"--- gRPC {moved}\n")
+        self._grpc_port.save()
         super().start()
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop bqemulator (SIGTERM lets DuckDB checkpoint; SIGKILL after ``grace`` seconds)."""
         super().stop(grace)
-        self.grpc_port_path.unlink(missing_ok=True)
+        self._grpc_port.forget()
 
     @property
     def endpoint(self) -> str:

@@ -25,10 +25,19 @@ def postgres(stores: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     s = stores["postgres"]
     out: dict[str, dict[str, Any]] = {}
-    with psycopg.connect(host=s["host"], port=s["port"], user=s["user"], dbname=s["database"], connect_timeout=10) as conn:
-        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()]
+    with psycopg.connect(
+        host=s["host"], port=s["port"], user=s["user"], dbname=s["database"], connect_timeout=10
+    ) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            ).fetchall()
+        ]
         for t in tables:
-            q = sql.SQL("SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {} x").format(sql.Identifier(t))
+            q = sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {} x"
+            ).format(sql.Identifier(t))
             count, md5 = conn.execute(q).fetchone()  # type: ignore[misc]
             out[t] = {"rows": count, "digest": md5}
     return out
@@ -52,10 +61,17 @@ def bigquery(stores: dict[str, Any]) -> dict[str, dict[str, Any]]:
     from google.cloud import bigquery as bq
 
     g = stores["gcp"]
-    client = bq.Client(project=g["project"], credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=g["bigquery_endpoint"]))
+    client = bq.Client(
+        project=g["project"],
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=g["bigquery_endpoint"]),
+    )
     out: dict[str, dict[str, Any]] = {}
     for table in client.list_tables(f"{g['project']}.{g['dataset']}"):
-        rows = [json.dumps(dict(r.items()), sort_keys=True, default=str) for r in client.list_rows(table.reference)]
+        rows = [
+            json.dumps(dict(r.items()), sort_keys=True, default=str)
+            for r in client.list_rows(table.reference)
+        ]
         out[table.table_id] = {"rows": len(rows), "digest": _digest(rows)}
     return out
 
@@ -74,7 +90,9 @@ def bigtable(stores: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for fam, cols in row.cells.items():
                 for q, cells in cols.items():
                     for c in cells:
-                        items.append(f"{row.row_key!r}/{fam}/{q!r}/{c.value!r}/{c.timestamp.isoformat() if c.timestamp else ''}")
+                        items.append(
+                            f"{row.row_key!r}/{fam}/{q!r}/{c.value!r}/{c.timestamp.isoformat() if c.timestamp else ''}"
+                        )
     return {g["bigtable_table"]: {"rows": rows, "digest": _digest(items)}}
 
 

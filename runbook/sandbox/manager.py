@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from runbook.core.paths import home
+from runbook.sandbox.endpoints import (  # noqa: F401 - PROJECT and the rest are read from here too
+    PG_DATABASE,
+    PG_STAGING,
+    PROJECT,
+    REGIONS,
+    SLACK_TOKEN,
+    SLACK_TOKEN_ENV,
+    store_settings,
+)
 from runbook.sandbox.procs import ManagedProcess, SandboxError, start_all
-
-PROJECT = "runbook-sandbox"
-REGIONS = ("us-central1", "europe-west1")
-SLACK_TOKEN_ENV = "RUNBOOK_SANDBOX_SLACK_TOKEN"
-SLACK_TOKEN = "xoxb-sandbox-0000-runbook"  # a fake token for the local Slack server only
-PG_DATABASE = "varlor"
-PG_STAGING = "varlor_staging"
 
 # Which components an action needs, by its name prefix.
 ACTION_COMPONENTS = {
@@ -48,6 +50,7 @@ ACTION_COMPONENTS = {
     "git": ("git",),
 }
 ALL = ("postgres", "storage", "bigquery", "bigtable", "pubsub", "dataflow", "slack", "git")
+GCP_COMPONENTS: tuple[str, ...] = ("bigquery", "pubsub", "bigtable", "dataflow")
 
 
 @dataclass
@@ -73,6 +76,38 @@ def _du(path: Path) -> int:
     return total
 
 
+class _PostgresStart:
+    """Initialise and start PostgreSQL on a thread: initdb takes about a second, so it runs while
+    the emulators start."""
+
+    def __init__(self, pg: Any) -> None:
+        self._pg = pg
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="sandbox-postgres", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._pg.init(
+                wal_archiving=True,
+                archive_timeout=5,
+                extra_settings={"fsync": "off", "full_page_writes": "on"},
+            )
+            self._pg.stop()  # clears a crashed server's leftovers
+            self._pg.start()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            self._errors.append(exc)
+
+    def join(self) -> None:
+        """Wait for the start to finish."""
+        self._thread.join()
+
+    def raise_failure(self) -> None:
+        """Raise what went wrong starting it, if anything."""
+        if self._errors:
+            raise self._errors[0]
+
+
 class Sandbox:
     """The sandbox under ``base`` (default ``$RUNBOOK_HOME/sandbox``)."""
 
@@ -80,24 +115,10 @@ class Sandbox:
         # RUNBOOK_SANDBOX_DIR lets a drill run in a throwaway sandbox of its own.
         override = os.environ.get("RUNBOOK_SANDBOX_DIR")
         self.base = (base or (Path(override) if override else home() / "sandbox")).absolute()
-
-    # -- paths ------------------------------------------------------------------------------------
-
-    @property
-    def storage_root(self) -> Path:
-        return self.base / "storage" / "datasets"
-
-    @property
-    def backups(self) -> Path:
-        return self.base / "backups"
-
-    @property
-    def config_repo(self) -> Path:
-        return self.base / "config-repo"
-
-    @property
-    def marker_dir(self) -> Path:
-        return self.base / "seeded"
+        self.storage_root = self.base / "storage" / "datasets"
+        self.backups = self.base / "backups"
+        self.config_repo = self.base / "config-repo"
+        self.marker_dir = self.base / "seeded"  # one file per component seeded
 
     # -- components ------------------------------------------------------------------------------
 
@@ -127,7 +148,17 @@ class Sandbox:
         return ManagedProcess(
             "bigtable-backup",
             directory,
-            lambda p: [sys.executable, "-m", "runbook.sandbox.bigtable_backup_server", "--upstream", emulator.address, "--port", str(p), "--state-dir", str(directory / "backups")],
+            lambda p: [
+                sys.executable,
+                "-m",
+                "runbook.sandbox.bigtable_backup",
+                "--upstream",
+                emulator.address,
+                "--port",
+                str(p),
+                "--state-dir",
+                str(directory / "backups"),
+            ],  # fmt: skip
             ready_timeout=30.0,
         )
 
@@ -138,7 +169,17 @@ class Sandbox:
         return ManagedProcess(
             "dataflow",
             directory,
-            lambda p: [sys.executable, "-m", "runbook.sandbox.dataflow_server", "--port", str(p), "--state-dir", str(directory / "state"), "--transition-delay", "0.3"],
+            lambda p: [
+                sys.executable,
+                "-m",
+                "runbook.sandbox.dataflow",
+                "--port",
+                str(p),
+                "--state-dir",
+                str(directory / "state"),
+                "--transition-delay",
+                "0.3",
+            ],  # fmt: skip
             probe=http_probe("/_control/health"),
             ready_timeout=30.0,
         )
@@ -148,7 +189,21 @@ class Sandbox:
         return ManagedProcess(
             "slack",
             directory,
-            lambda p: [sys.executable, "-m", "runbook.sandbox.slack_server", "--port", str(p), "--state-dir", str(directory / "state"), "--token", SLACK_TOKEN, "--channel", "incidents", "--channel", "security"],
+            lambda p: [
+                sys.executable,
+                "-m",
+                "runbook.sandbox.slack",
+                "--port",
+                str(p),
+                "--state-dir",
+                str(directory / "state"),
+                "--token",
+                SLACK_TOKEN,
+                "--channel",
+                "incidents",
+                "--channel",
+                "security",
+            ],  # fmt: skip
             ready_timeout=30.0,
         )
 
@@ -178,50 +233,29 @@ class Sandbox:
         try:
             return self._ensure(components)
         except OSError as exc:
-            raise SandboxError(f"The sandbox under {self.base} could not be prepared: {exc.strerror or exc}.") from None
+            raise SandboxError(
+                f"The sandbox under {self.base} could not be prepared: {exc.strerror or exc}."
+            ) from None
 
     def _ensure(self, components: Iterable[str]) -> dict[str, float]:
         wanted = [c for c in ALL if c in set(components)]
         self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.marker_dir.mkdir(parents=True, exist_ok=True)
         begin = time.monotonic()
-        took: dict[str, float] = {}
         pg = self.postgres() if "postgres" in wanted else None
-        pg_started = False
-        pg_errors: list[BaseException] = []
-        pg_thread = None
-        if pg is not None and not pg.is_running():
-
-            def start_postgres() -> None:
-                # initdb takes about a second: run it while the emulators start.
-                try:
-                    pg.init(wal_archiving=True, archive_timeout=5, extra_settings={"fsync": "off", "full_page_writes": "on"})
-                    pg.stop()  # clears a crashed server's leftovers
-                    pg.start()
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-                    pg_errors.append(exc)
-
-            pg_thread = threading.Thread(target=start_postgres, name="sandbox-postgres", daemon=True)
-            pg_thread.start()
-            pg_started = True
-        servers = self._servers(wanted)
+        pg_start = _PostgresStart(pg) if pg is not None and not pg.is_running() else None
         try:
-            started = start_all(servers)
+            started = start_all(self._servers(wanted))
         finally:
-            if pg_thread is not None:
-                pg_thread.join()
-        if pg_errors:
-            raise pg_errors[0]
-        took.update(started)
+            if pg_start is not None:
+                pg_start.join()
+        if pg_start is not None:
+            pg_start.raise_failure()
+        took = dict(started)
         if "bigtable" in wanted:
-            proxies = [self.bigtable_proxy(r) for r in REGIONS]
-            restarted_emulators = any(k == "bigtable" for k in started)
-            if restarted_emulators:
-                for p in proxies:
-                    p.stop()  # proxies follow their emulator
-            took.update({f"bigtable-backup-{k}": v for k, v in start_all(proxies).items()})
+            took.update(self._start_bigtable_proxies(restarted="bigtable" in started))
         if pg is not None:
-            if pg_started:
+            if pg_start is not None:
                 pg.wait_ready(30)
                 took["postgres"] = time.monotonic() - begin
             self._seed_postgres(pg)
@@ -230,14 +264,25 @@ class Sandbox:
             self._seed_storage()
         if "git" in wanted:
             self._seed_git()
-        # In-memory emulators lose their data when restarted: seed them again.
-        gcp_restarted = {c for c in ("bigquery", "pubsub", "bigtable", "dataflow") if c in wanted and (c in started or (c == "bigtable" and "bigtable" in started))}
-        if gcp_restarted or any(c in wanted and not (self.marker_dir / c).exists() for c in ("bigquery", "pubsub", "bigtable", "dataflow")):
-            from runbook.sandbox import seed_gcp
-
-            seed_gcp.seed(self, wanted, restarted=gcp_restarted)
+        self._seed_gcp(wanted, started)
         self._write_state()
         return took
+
+    def _start_bigtable_proxies(self, *, restarted: bool) -> dict[str, float]:
+        """Start the backup servers in front of the Bigtable emulators (they follow their emulator)."""
+        proxies = [self.bigtable_proxy(r) for r in REGIONS]
+        if restarted:
+            for proxy in proxies:
+                proxy.stop()
+        return {f"bigtable-backup-{k}": v for k, v in start_all(proxies).items()}
+
+    def _seed_gcp(self, wanted: list[str], started: dict[str, float]) -> None:
+        """Seed the GCP stand-ins on first start, and in-memory ones again after a restart."""
+        restarted = {c for c in GCP_COMPONENTS if c in wanted and c in started}
+        if restarted or any(c in wanted and not (self.marker_dir / c).exists() for c in GCP_COMPONENTS):
+            from runbook.sandbox import seed_gcp
+
+            seed_gcp.seed(self, wanted, restarted=restarted)
 
     def down(self) -> list[str]:
         """Stop every component; return the names stopped."""
@@ -274,16 +319,40 @@ class Sandbox:
                 _du(pg.data_dir),
             )
         )
-        out.append(ComponentStatus("storage", self.storage_root.exists(), None, None, str(self.storage_root), _du(self.storage_root)))
-        out.append(ComponentStatus("backups", self.backups.exists(), None, None, str(self.backups), _du(self.backups)))
-        for server in self._servers(("bigquery", "pubsub")) + [
-            s for r in REGIONS for s in (self.bigtable_emulator(r), self.bigtable_proxy(r))
-        ] + self._servers(("dataflow", "slack")):
+        out.append(
+            ComponentStatus(
+                "storage",
+                self.storage_root.exists(),
+                None,
+                None,
+                str(self.storage_root),
+                _du(self.storage_root),
+            )
+        )
+        out.append(
+            ComponentStatus(
+                "backups", self.backups.exists(), None, None, str(self.backups), _du(self.backups)
+            )
+        )
+        for server in (
+            self._servers(("bigquery", "pubsub"))
+            + [s for r in REGIONS for s in (self.bigtable_emulator(r), self.bigtable_proxy(r))]
+            + self._servers(("dataflow", "slack"))
+        ):
             name = server.name
             if name in ("bigtable", "bigtable-backup"):
                 name = f"{name} ({server.directory.name.removeprefix('bigtable-')})"
             running = server.is_healthy()
-            out.append(ComponentStatus(name, running, server.port if server.port_path.exists() else None, server.pid, "", _du(server.directory)))
+            out.append(
+                ComponentStatus(
+                    name,
+                    running,
+                    server.port if server.port_path.exists() else None,
+                    server.pid,
+                    "",
+                    _du(server.directory),
+                )
+            )
         return out
 
     def summary(self) -> str:
@@ -321,22 +390,12 @@ class Sandbox:
         marker.write_text(json.dumps(counts))
 
     def _seed_git(self) -> None:
-        import subprocess
+        from runbook.sandbox.seed import seed_git
 
         marker = self.marker_dir / "git"
         if marker.exists() and (self.config_repo / ".git").exists():
             return
-        remote = self.base / "config-remote.git"
-        subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-        self.config_repo.mkdir(parents=True, exist_ok=True)
-        git = ["git", "-C", str(self.config_repo), "-c", "user.name=runbook sandbox", "-c", "user.email=sandbox@runbook.invalid"]
-        subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-        (self.config_repo / "pipeline.yaml").write_text("pipeline: ecommerce\nregion: us-central1\nworkers: 3\n")
-        (self.config_repo / "deploy.env").write_text("DATASET=ecommerce\nBIGTABLE_INSTANCE=ecommerce\n")
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-q", "-m", "Initial configuration"], check=True)
-        subprocess.run([*git, "remote", "add", "origin", str(remote)], check=False)
-        subprocess.run([*git, "push", "-q", "origin", "main"], check=True)
+        seed_git(self.config_repo, self.base / "config-remote.git")
         marker.write_text("ok")
 
     # -- environment -------------------------------------------------------------------------------
@@ -347,64 +406,7 @@ class Sandbox:
 
     def stores(self) -> dict[str, dict[str, Any]]:
         """Store settings for the sandbox environment (cheap: reads port files, starts nothing)."""
-        from runbook.sandbox.postgres import PostgresCluster, is_root
-
-        pg = PostgresCluster(self.base / "postgres")
-        stores: dict[str, dict[str, Any]] = {
-            "postgres": {
-                "host": pg.host,
-                "port": pg.port,
-                "user": "postgres",
-                "database": PG_DATABASE,
-                "staging_database": PG_STAGING,
-                "data_dir": str(pg.data_dir),
-                "wal_archive": str(pg.archive_dir),
-                "pitr_dir": str(self.backups / "pitr"),
-                **({"run_as": "postgres"} if is_root() else {}),
-            },
-            "storage": {"root": str(self.storage_root), "backups": str(self.backups / "storage")},
-            "files": {"backups": str(self.backups), "db_backups": str(self.backups / "database"), "pipeline": str(self.backups / "pipeline"), "bigtable": str(self.backups / "bigtable")},
-            "git": {"repo": str(self.config_repo), "remote": "origin"},
-        }
-        gcp: dict[str, Any] = {
-            "project": PROJECT,
-            "region": REGIONS[0],
-            "secondary_region": REGIONS[1],
-            "dataset": "ecommerce",
-            "bigtable_instance": "ecommerce",
-            "bigtable_cluster": "ecommerce-c1",
-            "bigtable_table": "product_stats",
-            "pubsub_topic": "ecommerce-events",
-            "pubsub_subscription": "ecommerce-events-dataflow",
-            "dataflow_job_name": "ecommerce-streaming",
-            "template": "gs://runbook-sandbox-templates/ecommerce-streaming.json",
-        }
-        port = _port_of(self.base / "bigquery" / "bigquery.port")
-        if port:
-            gcp["bigquery_endpoint"] = f"http://127.0.0.1:{port}"
-        port = _port_of(self.base / "pubsub" / "pubsub.port")
-        if port:
-            gcp["pubsub_host"] = f"127.0.0.1:{port}"
-        for region in REGIONS:
-            port = _port_of(self.base / f"bigtable-{region}" / "bigtable-backup.port")
-            if port:
-                gcp[f"bigtable_host_{region.replace('-', '_')}"] = f"127.0.0.1:{port}"
-        port = _port_of(self.base / "dataflow" / "dataflow.port")
-        if port:
-            gcp["dataflow_endpoint"] = f"http://127.0.0.1:{port}"
-        stores["gcp"] = gcp
-        port = _port_of(self.base / "slack" / "slack.port")
-        if port:
-            os.environ.setdefault(SLACK_TOKEN_ENV, SLACK_TOKEN)
-            stores["slack"] = {"base_url": f"http://127.0.0.1:{port}/api/", "channel": "#incidents", "security_channel": "#security", "token_env": SLACK_TOKEN_ENV}
-        return stores
-
-
-def _port_of(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+        return store_settings(self.base, self.storage_root, self.backups, self.config_repo)
 
 
 def components_for(action_names: Iterable[str]) -> set[str]:

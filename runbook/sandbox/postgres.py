@@ -17,45 +17,25 @@ import re
 import shlex
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from runbook.sandbox.procs import (
-    LOCALHOST,
-    SandboxError,
-    free_port,
-    pid_alive,
-    processes_with_cwd,
-    rotate_log,
-    tail,
-    wait_port_free,
-    wait_until,
+from runbook.core.procs import LOCALHOST, pid_alive, processes_with_cwd
+from runbook.sandbox.errors import SandboxError
+from runbook.sandbox.pgtools import (
+    SUPERUSER,
+    grant_to_postgres,
+    is_root,
+    pg_ping,
+    run_as_postgres_argv,
 )
+from runbook.sandbox.ports import RememberedPort
+from runbook.sandbox.procs import rotate_log, tail, wait_until
 
-SUPERUSER = "postgres"
-SYSTEM_USER = "postgres"
 PG_LIB = Path("/usr/lib/postgresql")
 COMMAND_TIMEOUT = 60.0
-
-
-def is_root() -> bool:
-    """Whether we run as root (server commands then go through ``runuser``)."""
-    return os.geteuid() == 0
-
-
-def run_as_postgres_argv(argv: Sequence[str]) -> list[str]:
-    """Prefix ``runuser -u postgres --`` when running as root, so initdb/pg_ctl/pg_basebackup work.
-
-    Files the command reads or writes must be accessible to ``postgres`` (see :func:`grant_to_postgres`).
-    """
-    if not is_root():
-        return list(argv)
-    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-    return [runuser, "-u", SYSTEM_USER, "--", *argv]
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -94,30 +74,6 @@ def server_bin(name: str, version: str | None = None) -> str:
     )
 
 
-def grant_to_postgres(path: Path | str) -> None:
-    """As root, hand ``path`` (recursively) to the ``postgres`` user and make its ancestors traversable.
-
-    Ancestors only gain ``o+x`` (enter, not list) where ``postgres`` could not enter them, e.g.
-    pytest's 0700 base temp directory or ``/root``. A no-op when not root.
-    """
-    if not is_root():
-        return
-    import pwd  # POSIX only; kept local so importing this module stays cheap
-
-    entry = pwd.getpwnam(SYSTEM_USER)
-    uid, gid = entry.pw_uid, entry.pw_gid
-    root = Path(path).resolve()
-    os.chown(root, uid, gid)
-    for dirpath, dirnames, filenames in os.walk(root):
-        os.chown(dirpath, uid, gid)
-        for name in (*dirnames, *filenames):
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
-    for ancestor in root.parents:
-        st = ancestor.stat()
-        if st.st_uid != uid and not st.st_mode & 0o001:
-            os.chmod(ancestor, st.st_mode | 0o001)
-
-
 def _conninfo_value(value: str) -> str:
     if value and not re.search(r"[\s'\\]", value):
         return value
@@ -127,40 +83,6 @@ def _conninfo_value(value: str) -> str:
 def _conf_string(value: str) -> str:
     """A postgresql.conf string literal."""
     return "'" + value.replace("'", "''") + "'"
-
-
-def pg_ping(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Whether the server accepts connections, like ``pg_isready``, without a client library.
-
-    Sends a protocol-3 startup message and reads the first reply: an authentication request
-    means ready; an error is "not ready" only for 57P03 (starting up, shutting down, in
-    recovery), since any other error (bad password, unknown database) comes from a running server.
-    """
-    params = f"user\0{SUPERUSER}\0database\0postgres\0\0".encode()
-    packet = struct.pack("!ii", 8 + len(params), 196608) + params
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(packet)
-            head = sock.recv(1)
-            if head == b"R":
-                try:
-                    sock.sendall(b"X\0\0\0\4")  # Terminate: leave no half-open backend
-                except OSError:
-                    pass
-                return True
-            if head != b"E":
-                return False
-            body = b""
-            while len(body) < 4096:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                body += chunk
-                if b"\0\0" in body[4:]:
-                    break
-    except OSError:
-        return False
-    return b"C57P03\0" not in body
 
 
 class PostgresCluster:
@@ -177,15 +99,15 @@ class PostgresCluster:
 
     def __init__(self, base_dir: Path | str, port: int | None = None) -> None:
         self.base_dir = Path(base_dir).absolute()
-        self._fixed_port = port
-        self._port = port
+        #: PGDATA.
+        self.data_dir = self.base_dir / "data"
+        #: Where ``archive_command`` copies finished WAL segments when archiving is on.
+        self.archive_dir = self.base_dir / "wal_archive"
+        #: The server log (``pg_ctl -l``).
+        self.log_path = self.base_dir / "server.log"
+        self._port = RememberedPort(self.base_dir / "port", port)
 
     # -- paths and addresses -------------------------------------------------------------------
-
-    @property
-    def data_dir(self) -> Path:
-        """PGDATA."""
-        return self.base_dir / "data"
 
     @property
     def socket_dir(self) -> Path:
@@ -204,24 +126,9 @@ class PostgresCluster:
         return Path(tempfile.gettempdir()) / f"runbook-pg-{digest}"
 
     @property
-    def archive_dir(self) -> Path:
-        """Where ``archive_command`` copies finished WAL segments when archiving is on."""
-        return self.base_dir / "wal_archive"
-
-    @property
-    def log_path(self) -> Path:
-        """The server log (``pg_ctl -l``)."""
-        return self.base_dir / "server.log"
-
-    @property
     def port(self) -> int:
         """The TCP port, remembered in ``base_dir/port`` so restarts keep it."""
-        if self._port is None:
-            try:
-                self._port = int((self.base_dir / "port").read_text().strip())
-            except (OSError, ValueError):
-                self._port = free_port()
-        return self._port
+        return self._port.number
 
     @property
     def host(self) -> str:
@@ -332,6 +239,18 @@ class PostgresCluster:
         if wal_archiving:
             argv.append("--wal-segsize=1")
         self._run(argv, what="initdb")
+        conf = "\n".join(
+            f"{k} = {v}" for k, v in self._settings(wal_archiving, archive_timeout, extra_settings).items()
+        )
+        with (self.data_dir / "postgresql.conf").open("a") as fh:
+            fh.write(f"\n# --- runbook sandbox ---\n{conf}\n")
+        self._port.save()
+        return True
+
+    def _settings(
+        self, wal_archiving: bool, archive_timeout: int, extra_settings: dict[str, str] | None
+    ) -> dict[str, str]:
+        """The ``postgresql.conf`` lines the sandbox appends (see :meth:`init`)."""
         settings: dict[str, str] = {
             "listen_addresses": _conf_string(LOCALHOST),
             "port": str(self.port),
@@ -347,11 +266,7 @@ class PostgresCluster:
                 "archive_timeout": str(archive_timeout),
             }
         settings |= extra_settings or {}
-        conf = "\n".join(f"{k} = {v}" for k, v in settings.items())
-        with (self.data_dir / "postgresql.conf").open("a") as fh:
-            fh.write(f"\n# --- runbook sandbox ---\n{conf}\n")
-        (self.base_dir / "port").write_text(f"{self.port}\n")
-        return True
+        return settings
 
     def _server_options(self) -> str:
         # pg_ctl passes -o through a shell to postgres: quote each value.
@@ -430,11 +345,8 @@ class PostgresCluster:
         if not self.is_initialized():
             raise SandboxError(f"No PostgreSQL cluster in {self.data_dir}; run init() first.")
         self._clear_stale()
-        if not wait_port_free(self.port):
-            if self._fixed_port is not None:
-                raise SandboxError(f"PostgreSQL: port {self.port} on {LOCALHOST} is already in use.")
-            self._port = free_port()  # the remembered port was taken meanwhile
-        (self.base_dir / "port").write_text(f"{self.port}\n")
+        self._port.claim("PostgreSQL")
+        self._port.save()
         rotate_log(self.log_path)
         self.log_path.touch()
         grant_to_postgres(self.log_path)
@@ -537,7 +449,7 @@ class PostgresCluster:
         return f"cp {shlex.quote(str(self.archive_dir))}/%f %p"
 
     def __repr__(self) -> str:
-        return f"PostgresCluster({str(self.base_dir)!r}, port={self._port})"
+        return f"PostgresCluster({str(self.base_dir)!r}, port={self._port.known})"
 
 
 __all__ = [

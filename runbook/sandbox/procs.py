@@ -3,99 +3,52 @@
 A :class:`ManagedProcess` runs one server detached in its own session, so it outlives the CLI
 command that started it (``runbook sandbox up`` starts the stores and exits; later commands use
 them). Everything about a running server lives in its directory: ``NAME.log`` (stdout and
-stderr), ``NAME.pid`` (pid and kernel start time) and ``NAME.port``.
+stderr), ``NAME.pid`` (pid and start time) and ``NAME.port``.
 
 Health is "the port accepts a connection" (plus an optional protocol probe) and the recorded
 process is alive and not a zombie: a crashed server can linger as a zombie when nobody reaps it,
-and ``kill -0`` succeeds on zombies.
+and ``kill -0`` succeeds on zombies. Process facts come from :mod:`runbook.core.procs` (psutil);
+``free_port``, ``pid_alive``, ``group_members``, ``processes_with_cwd`` and ``start_time`` are
+re-exported here for existing callers (new code imports them from there), and the port helpers
+from :mod:`runbook.sandbox.ports`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from runbook.core.errors import RunbookError
+from runbook.core.procs import (
+    LOCALHOST,
+    free_port,
+    group_members,
+    pid_alive,
+    processes_with_cwd,
+    start_time,
+)
+from runbook.core.timestamps import iso_z, utc_now
+from runbook.sandbox.errors import SandboxError
+from runbook.sandbox.ports import (
+    Probe,
+    RememberedPort,
+    http_probe,
+    port_accepts,
+    port_is_free,
+    wait_port_free,
+)
 
-LOCALHOST = "127.0.0.1"
 POLL_SECONDS = 0.02
 STOP_GRACE_SECONDS = 5.0
 LOG_TAIL_LINES = 30
 LOG_MAX_BYTES = 8 << 20  # a server's log is rotated once, at start, beyond this
-
-Probe = Callable[[str, int], bool]
-
-
-class SandboxError(RunbookError):
-    """A sandbox store could not be started, checked or stopped; the message says why."""
+START_TIME_TOLERANCE_SECONDS = 2.0
 
 
 # -- small helpers ---------------------------------------------------------------------------
-
-
-def free_port(host: str = LOCALHOST) -> int:
-    """Return a TCP port that is free on ``host`` right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = LOCALHOST) -> bool:
-    """Whether ``port`` can be bound on ``host`` (nothing listens there)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # SO_REUSEADDR: a port in TIME_WAIT from our own last run is free for a server too.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def wait_port_free(port: int, host: str = LOCALHOST, timeout: float = 3.0) -> bool:
-    """Wait until ``port`` can be bound; False at once if a server listens there, or on timeout.
-
-    Right after a server is killed its port stays unbindable for a moment (its connections
-    linger in FIN-WAIT): waiting keeps a restarted server on the endpoint its clients know.
-    """
-    deadline = time.monotonic() + timeout
-    while not port_is_free(port, host):
-        if port_accepts(port, host) or time.monotonic() > deadline:
-            return False
-        time.sleep(POLL_SECONDS * 2)
-    return True
-
-
-def port_accepts(port: int, host: str = LOCALHOST, timeout: float = 0.25) -> bool:
-    """Whether a TCP connection to ``host:port`` succeeds within ``timeout`` seconds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def http_probe(path: str = "/", *, timeout: float = 0.5) -> Probe:
-    """A probe that is true when ``GET http://HOST:PORT{path}`` answers with a 2xx status."""
-
-    def probe(host: str, port: int) -> bool:
-        import http.client  # only pulled in by servers that use an HTTP probe
-
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            return 200 <= conn.getresponse().status < 300
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
-
-    return probe
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -120,115 +73,23 @@ def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
         pass
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of ``/proc/PID/stat`` after the command name (index 0 is the state)."""
+def same_process(pid: int, recorded: str) -> bool:
+    """Whether live ``pid`` is still the process whose start time was recorded as ``recorded``.
+
+    Pid files written now hold psutil's start time (seconds since the epoch, always with a
+    decimal point); older versions wrote the kernel's clock ticks since boot (an integer), which
+    cannot be compared: such a file is trusted as before a pid check existed, the pid alone.
+    Start times are compared with a tolerance because psutil derives them from the boot time,
+    which the kernel reports to the second and moves when the clock is stepped.
+    """
+    if "." not in recorded:
+        return True  # an older pid file (clock ticks), or no start time recorded
     try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    return raw[raw.rfind(b")") + 2 :].decode().split()
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel start time of ``pid`` (clock ticks since boot), to tell a reused pid apart."""
-    stat = _proc_stat(pid)
-    return stat[19] if stat else None
-
-
-def _tasks(pid: int) -> list[str]:
-    try:
-        return os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-
-
-def _task_alive(pid: int, tid: str) -> bool:
-    try:
-        raw = Path(f"/proc/{pid}/task/{tid}/stat").read_bytes()
-    except OSError:
-        return False
-    return raw[raw.rfind(b")") + 2 : raw.rfind(b")") + 3] not in (b"Z", b"X")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    if pid <= 0:
-        return False
-    stat = _proc_stat(pid)
-    if stat is not None:
-        if stat[0] not in ("Z", "X"):
-            return True
-        # A multi-threaded process's main thread shows as a zombie while the other threads are
-        # still exiting (and still hold its sockets): it is only dead once they are gone.
-        return any(_task_alive(pid, tid) for tid in _tasks(pid) if tid != str(pid))
-    if Path("/proc/self/stat").exists():
-        return False  # Linux: no /proc entry means no process
-    try:  # elsewhere: the best we have (zombies count as alive)
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        expected = float(recorded)
+    except ValueError:
         return True
-    return True
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``.
-
-    On systems without ``/proc`` this returns ``[pgid]`` while ``killpg(pgid, 0)`` succeeds.
-    """
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return []
-        return [pgid]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        stat = _proc_stat(int(entry.name))
-        if stat and stat[2] == str(pgid) and pid_alive(int(entry.name)):
-            members.append(int(entry.name))
-    return members
-
-
-def processes_with_cwd(directory: Path, exe_name: str | None = None) -> list[int]:
-    """Live processes whose working directory is ``directory`` (Linux; [] elsewhere).
-
-    Finds every process of a server that changes into its data directory (PostgreSQL does),
-    even ones that made themselves session leaders or were reparented after their parent died.
-
-    Args:
-        directory: The working directory to match.
-        exe_name: Only processes running this program (so a shell someone opened in the
-            directory is never matched).
-    """
-    target = os.path.realpath(directory)
-    found = []
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
-        return found
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd != target or not pid_alive(int(entry.name)):
-            continue
-        if exe_name is not None:
-            try:
-                exe = os.readlink(entry / "exe")
-            except OSError:
-                continue
-            if os.path.basename(exe).removesuffix(" (deleted)") != exe_name:
-                continue
-        found.append(int(entry.name))
-    return found
+    started = start_time(pid)
+    return started is None or abs(started - expected) <= START_TIME_TOLERANCE_SECONDS
 
 
 def kill_group(
@@ -345,8 +206,7 @@ class ManagedProcess:
         self.cwd = Path(cwd) if cwd is not None else self.directory
         self.probe = probe
         self.ready_timeout = ready_timeout
-        self._fixed_port = port
-        self._port = port
+        self._port = RememberedPort(self.directory / f"{name}.port", port, host)
         self._proc: subprocess.Popen[bytes] | None = None
 
     # files
@@ -358,20 +218,18 @@ class ManagedProcess:
 
     @property
     def pid_path(self) -> Path:
-        """First line: the pid; second line: its kernel start time."""
+        """First line: the pid; second line: its start time (see :func:`same_process`)."""
         return self.directory / f"{self.name}.pid"
 
     @property
     def port_path(self) -> Path:
         """The port the server listens on."""
-        return self.directory / f"{self.name}.port"
+        return self._port.path
 
     @property
     def port(self) -> int:
-        """The server's port (chosen and remembered on first use)."""
-        if self._port is None:
-            self._port = self._read_int(self.port_path) or free_port(self.host)
-        return self._port
+        """The server's port (see :class:`~runbook.sandbox.ports.RememberedPort`)."""
+        return self._port.number
 
     @property
     def address(self) -> str:
@@ -391,18 +249,9 @@ class ManagedProcess:
         self._reap()
         if not pid_alive(pid):
             return None
-        started = process_start_time(pid)
-        if len(lines) > 1 and started is not None and started != lines[1]:
+        if len(lines) > 1 and not same_process(pid, lines[1]):
             return None  # the pid was reused by an unrelated process
         return pid
-
-    @staticmethod
-    def _read_int(path: Path) -> int | None:
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            return None
-        return int(text) if text.isdigit() else None
 
     # state
 
@@ -435,18 +284,19 @@ class ManagedProcess:
             self.stop()  # a dead run: clear children it left in its process group
         self.directory.mkdir(parents=True, exist_ok=True)
         rotate_log(self.log_path)
-        note = ""
-        if not wait_port_free(self.port, self.host):
-            if self._fixed_port is not None:
-                raise SandboxError(f"{self.name}: port {self.port} on {self.host} is already in use.")
-            # The remembered port was taken by something else meanwhile: move to a new one.
-            note = f"--- port {self.port} is in use: moving to another port\n"
-            self._port = free_port(self.host)
+        moved = self._port.claim(self.name)
         argv = [str(a) for a in self.command(self.port)]
+        self._spawn(argv, f"--- {moved}\n" if moved else "")
+        pid = self._proc.pid if self._proc is not None else 0
+        started = start_time(pid)
+        self.pid_path.write_text(f"{pid}\n{'' if started is None else repr(started)}\n")
+        self._port.save()
+
+    def _spawn(self, argv: list[str], note: str) -> None:
         child_env = {**os.environ, **self.server_env}
         with self.log_path.open("ab") as log:
             log.write(note.encode())
-            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
+            log.write(f"--- {iso_z(utc_now())} starting: {argv}\n".encode())
             log.flush()
             try:
                 # New session: the server survives our exit and a Ctrl-C in our terminal, and
@@ -465,9 +315,6 @@ class ManagedProcess:
                 raise SandboxError(
                     f"Could not start {self.name} ({argv[0]}): {exc.strerror or exc}."
                 ) from None
-        pid = self._proc.pid
-        self.pid_path.write_text(f"{pid}\n{process_start_time(pid) or ''}\n")
-        self.port_path.write_text(f"{self.port}\n")
 
     def wait_ready(self, timeout: float | None = None) -> float:
         """Wait until :meth:`is_healthy`; return the seconds waited.
@@ -525,8 +372,8 @@ class ManagedProcess:
             proc = self._proc
             kill_group(pid, grace=grace, reap=proc.poll if proc is not None else None)
         self._reap()
-        for path in (self.pid_path, self.port_path):
-            path.unlink(missing_ok=True)
+        self.pid_path.unlink(missing_ok=True)
+        self._port.forget()
 
     @staticmethod
     def _read_int_first_line(path: Path) -> int | None:
@@ -537,7 +384,8 @@ class ManagedProcess:
         return int(first) if first.isdigit() else None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, port={self._port}, directory={str(self.directory)!r})"
+        name, directory = type(self).__name__, str(self.directory)
+        return f"{name}({self.name!r}, port={self._port.known}, directory={directory!r})"
 
 
 def start_all(servers: Sequence[ManagedProcess], timeout: float | None = None) -> dict[str, float]:
@@ -574,6 +422,8 @@ __all__ = [
     "LOCALHOST",
     "ManagedProcess",
     "SandboxError",
+    "same_process",
+    "start_time",
     "free_port",
     "group_members",
     "http_probe",

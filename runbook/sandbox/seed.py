@@ -66,7 +66,17 @@ def dataset_rows(seed: int = 42) -> tuple[list[tuple[Any, ...]], list[tuple[Any,
             ncols = rng.randint(3, 9)
             rows = rng.randint(10, 400)
             datasets.append(
-                (did, tenant, f"upload_{did:05d}.csv", f"{tenant}/{did}/data.csv", "ready", rows, rows * 40, created, created)
+                (
+                    did,
+                    tenant,
+                    f"upload_{did:05d}.csv",
+                    f"{tenant}/{did}/data.csv",
+                    "ready",
+                    rows,
+                    rows * 40,
+                    created,
+                    created,
+                )
             )
             for pos in range(ncols):
                 cid += 1
@@ -88,7 +98,9 @@ def seed_postgres(conninfo: str, *, seed: int = 42) -> dict[str, int]:
             ) as copy:
                 for row in datasets:
                     copy.write_row(row)
-            with cur.copy("COPY dataset_columns (id, dataset_id, position, name, data_type, nullable) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY dataset_columns (id, dataset_id, position, name, data_type, nullable) FROM STDIN"
+            ) as copy:
                 for row in columns:
                     copy.write_row(row)
         conn.commit()
@@ -114,7 +126,10 @@ def seed_storage(root: Path, *, seed: int = 42) -> dict[str, int]:
         d.mkdir(parents=True, exist_ok=True)
         data = file_content(tenant, did, rows)
         (d / "data.csv").write_bytes(data)
-        meta = json.dumps({"id": did, "tenant": tenant, "name": name, "rows": rows, "created": created.isoformat()}, sort_keys=True).encode()
+        meta = json.dumps(
+            {"id": did, "tenant": tenant, "name": name, "rows": rows, "created": created.isoformat()},
+            sort_keys=True,
+        ).encode()
         (d / "metadata.json").write_bytes(meta)
         files += 2
         size += len(data) + len(meta)
@@ -133,3 +148,27 @@ def tree_fingerprint(root: Path) -> dict[str, str]:
                 continue
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def seed_git(repo: Path, remote: Path) -> None:
+    """The configuration repository playbooks roll back: one commit, pushed to a bare remote."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    repo.mkdir(parents=True, exist_ok=True)
+    git = [
+        "git",
+        "-C",
+        str(repo),
+        "-c",
+        "user.name=runbook sandbox",
+        "-c",
+        "user.email=sandbox@runbook.invalid",
+    ]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (repo / "pipeline.yaml").write_text("pipeline: ecommerce\nregion: us-central1\nworkers: 3\n")
+    (repo / "deploy.env").write_text("DATASET=ecommerce\nBIGTABLE_INSTANCE=ecommerce\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "Initial configuration"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", str(remote)], check=False)
+    subprocess.run([*git, "push", "-q", "origin", "main"], check=True)

@@ -28,16 +28,52 @@ def bigquery_rows(seed: int = 7) -> dict[str, list[dict[str, Any]]]:
     for p in range(1, PRODUCTS + 1):
         for w in range(3):
             window = (start + timedelta(minutes=15 * w)).isoformat()
-            views.append({"product_id": f"P{p:04d}", "window_start": window, "views": rng.randint(0, 5000), "unique_users": rng.randint(0, 900)})
-            sales.append({"product_id": f"P{p:04d}", "window_start": window, "orders": rng.randint(0, 80), "revenue": round(rng.uniform(0, 9000), 2)})
-        inventory.append({"product_id": f"P{p:04d}", "warehouse": rng.choice(["ams", "iad", "sin"]), "stock": rng.randint(0, 1000), "updated_at": start.isoformat()})
+            views.append(
+                {
+                    "product_id": f"P{p:04d}",
+                    "window_start": window,
+                    "views": rng.randint(0, 5000),
+                    "unique_users": rng.randint(0, 900),
+                }
+            )
+            sales.append(
+                {
+                    "product_id": f"P{p:04d}",
+                    "window_start": window,
+                    "orders": rng.randint(0, 80),
+                    "revenue": round(rng.uniform(0, 9000), 2),
+                }
+            )
+        inventory.append(
+            {
+                "product_id": f"P{p:04d}",
+                "warehouse": rng.choice(["ams", "iad", "sin"]),
+                "stock": rng.randint(0, 1000),
+                "updated_at": start.isoformat(),
+            }
+        )
     return {"product_views_summary": views, "sales_summary": sales, "inventory_summary": inventory}
 
 
 SCHEMAS = {
-    "product_views_summary": [("product_id", "STRING"), ("window_start", "TIMESTAMP"), ("views", "INT64"), ("unique_users", "INT64")],
-    "sales_summary": [("product_id", "STRING"), ("window_start", "TIMESTAMP"), ("orders", "INT64"), ("revenue", "FLOAT64")],
-    "inventory_summary": [("product_id", "STRING"), ("warehouse", "STRING"), ("stock", "INT64"), ("updated_at", "TIMESTAMP")],
+    "product_views_summary": [
+        ("product_id", "STRING"),
+        ("window_start", "TIMESTAMP"),
+        ("views", "INT64"),
+        ("unique_users", "INT64"),
+    ],
+    "sales_summary": [
+        ("product_id", "STRING"),
+        ("window_start", "TIMESTAMP"),
+        ("orders", "INT64"),
+        ("revenue", "FLOAT64"),
+    ],
+    "inventory_summary": [
+        ("product_id", "STRING"),
+        ("warehouse", "STRING"),
+        ("stock", "INT64"),
+        ("updated_at", "TIMESTAMP"),
+    ],
 }
 
 
@@ -46,7 +82,11 @@ def seed_bigquery(endpoint: str, project: str, dataset: str = "ecommerce") -> di
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    client = bigquery.Client(project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint))
+    client = bigquery.Client(
+        project=project,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=endpoint),
+    )
     ds = bigquery.Dataset(f"{project}.{dataset}")
     ds.location = "US"
     client.create_dataset(ds, exists_ok=True)
@@ -73,7 +113,10 @@ def bigtable_rows(seed: int = 11) -> list[tuple[bytes, dict[str, dict[bytes, byt
             (
                 key,
                 {
-                    "stats": {b"views": str(rng.randint(0, 10**5)).encode(), b"orders": str(rng.randint(0, 900)).encode()},
+                    "stats": {
+                        b"views": str(rng.randint(0, 10**5)).encode(),
+                        b"orders": str(rng.randint(0, 900)).encode(),
+                    },
                     "meta": {b"category": rng.choice([b"books", b"toys", b"garden", b"tools"])},
                 },
             )
@@ -104,14 +147,21 @@ def bigtable_client(host: str, project: str) -> Any:
     return client
 
 
-def seed_bigtable(host: str, project: str, instance: str = "ecommerce", table_id: str = "product_stats") -> int:
+def seed_bigtable(
+    host: str, project: str, instance: str = "ecommerce", table_id: str = "product_stats"
+) -> int:
     from google.cloud.bigtable import column_family
 
     client = bigtable_client(host, project)
     table = client.instance(instance).table(table_id)
     if table.exists():
         table.delete()
-    table.create(column_families={"stats": column_family.MaxVersionsGCRule(3), "meta": column_family.MaxVersionsGCRule(1)})
+    table.create(
+        column_families={
+            "stats": column_family.MaxVersionsGCRule(3),
+            "meta": column_family.MaxVersionsGCRule(1),
+        }
+    )
     mutations = []
     stamp = datetime(2025, 11, 20, tzinfo=UTC)
     for key, families in bigtable_rows():
@@ -128,14 +178,21 @@ def seed_bigtable(host: str, project: str, instance: str = "ecommerce", table_id
 
 def event(i: int, rng: random.Random) -> bytes:
     return json.dumps(
-        {"event_id": f"E{i:06d}", "type": rng.choice(["view", "add_to_cart", "purchase"]), "product_id": f"P{rng.randint(1, PRODUCTS):04d}", "ts": f"2025-11-20T00:{i // 60 % 60:02d}:{i % 60:02d}Z"},
+        {
+            "event_id": f"E{i:06d}",
+            "type": rng.choice(["view", "add_to_cart", "purchase"]),
+            "product_id": f"P{rng.randint(1, PRODUCTS):04d}",
+            "ts": f"2025-11-20T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
+        },
         sort_keys=True,
     ).encode()
 
 
-def seed_pubsub(host: str, project: str, topic_id: str = "ecommerce-events", sub_id: str = "ecommerce-events-dataflow") -> int:
+def seed_pubsub(
+    host: str, project: str, topic_id: str = "ecommerce-events", sub_id: str = "ecommerce-events-dataflow"
+) -> int:
+    import google.cloud.pubsub_v1 as pubsub_v1
     from google.api_core import exceptions
-    from google.cloud import pubsub_v1
 
     # The clients read PUBSUB_EMULATOR_HOST at construction (insecure channel, no credentials).
     with _ENV_LOCK:
@@ -157,7 +214,8 @@ def seed_pubsub(host: str, project: str, topic_id: str = "ecommerce-events", sub
         pass
     try:
         subscriber.create_subscription(
-            request={"name": sub, "topic": topic, "retain_acked_messages": True, "ack_deadline_seconds": 60}, timeout=30
+            request={"name": sub, "topic": topic, "retain_acked_messages": True, "ack_deadline_seconds": 60},
+            timeout=30,
         )
     except exceptions.AlreadyExists:
         pass
@@ -169,7 +227,9 @@ def seed_pubsub(host: str, project: str, topic_id: str = "ecommerce-events", sub
     return EVENTS
 
 
-def seed_dataflow(endpoint: str, project: str, region: str, name: str, template: str, topic: str, subscription: str) -> str:
+def seed_dataflow(
+    endpoint: str, project: str, region: str, name: str, template: str, topic: str, subscription: str
+) -> str:
     body = json.dumps(
         {
             "projectId": project,
@@ -177,10 +237,21 @@ def seed_dataflow(endpoint: str, project: str, region: str, name: str, template:
             "name": name,
             "type": "JOB_TYPE_STREAMING",
             "containerSpecGcsPath": template,
-            "parameters": {"inputSubscription": subscription, "outputDataset": "ecommerce", "bigtableTable": "product_stats", "streaming": "true", "inputTopic": topic},
+            "parameters": {
+                "inputSubscription": subscription,
+                "outputDataset": "ecommerce",
+                "bigtableTable": "product_stats",
+                "streaming": "true",
+                "inputTopic": topic,
+            },
         }
     ).encode()
-    req = urllib.request.Request(f"{endpoint}/_control/seed-job", data=body, headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"{endpoint}/_control/seed-job",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - local sandbox server
         return json.loads(resp.read())["id"]
 
@@ -200,12 +271,19 @@ def seed(box: Any, components: list[str], restarted: set[str]) -> None:
         if comp == "bigquery":
             result: Any = seed_bigquery(gcp["bigquery_endpoint"], project, gcp["dataset"])
         elif comp == "bigtable":
-            result = seed_bigtable(gcp["bigtable_host_us_central1"], project, gcp["bigtable_instance"], gcp["bigtable_table"])
+            result = seed_bigtable(
+                gcp["bigtable_host_us_central1"], project, gcp["bigtable_instance"], gcp["bigtable_table"]
+            )
         elif comp == "pubsub":
             result = seed_pubsub(gcp["pubsub_host"], project, gcp["pubsub_topic"], gcp["pubsub_subscription"])
         else:
             result = seed_dataflow(
-                gcp["dataflow_endpoint"], project, gcp["region"], gcp["dataflow_job_name"], gcp["template"],
-                f"projects/{project}/topics/{gcp['pubsub_topic']}", f"projects/{project}/subscriptions/{gcp['pubsub_subscription']}",
+                gcp["dataflow_endpoint"],
+                project,
+                gcp["region"],
+                gcp["dataflow_job_name"],
+                gcp["template"],
+                f"projects/{project}/topics/{gcp['pubsub_topic']}",
+                f"projects/{project}/subscriptions/{gcp['pubsub_subscription']}",
             )
         m.write_text(json.dumps(result))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.sandbox.bigtable_backup_server import HIDDEN_TABLE_PREFIX, STATE_FILE, BigtableBackupServer
+from runbook.core.procs import free_port
+from runbook.sandbox.bigtable_backup import HIDDEN_TABLE_PREFIX, STATE_FILE, BigtableBackupServer
 
 CBTEMULATOR = "/usr/lib/google-cloud-sdk/platform/bigtable-emulator/cbtemulator"
 PROJECT = "proj"
@@ -28,12 +29,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Connecting to Bigtable emulator:RuntimeWarning"),
     pytest.mark.timeout(60),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, timeout: float = 10.0) -> None:
@@ -63,7 +58,7 @@ class _Clock:
 
 @pytest.fixture
 def emulator() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [CBTEMULATOR, "-host", "127.0.0.1", "-port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -442,7 +437,7 @@ def test_subprocess_form(emulator, tmp_path, monkeypatch):
         [
             sys.executable,
             "-m",
-            "runbook.sandbox.bigtable_backup_server",
+            "runbook.sandbox.bigtable_backup",
             "--upstream",
             emulator,
             "--port",
@@ -478,7 +473,7 @@ def test_subprocess_form(emulator, tmp_path, monkeypatch):
 
 def test_module_import_is_cheap():
     code = (
-        "import sys, runbook.sandbox.bigtable_backup_server; "
+        "import sys, runbook.sandbox.bigtable_backup; "
         "print(sorted(m for m in ('grpc', 'google.cloud.bigtable_admin_v2', 'google.protobuf') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
@@ -487,7 +482,7 @@ def test_module_import_is_cheap():
 
 def test_cli_requires_upstream():
     out = subprocess.run(
-        [sys.executable, "-m", "runbook.sandbox.bigtable_backup_server"],
+        [sys.executable, "-m", "runbook.sandbox.bigtable_backup"],
         capture_output=True,
         text=True,
         cwd=REPO,

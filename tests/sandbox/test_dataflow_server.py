@@ -21,7 +21,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import dataflow_v1beta3 as df
 
-from runbook.sandbox.dataflow_server import STATE_FILE, DataflowApiError, DataflowServer
+from runbook.sandbox.dataflow import STATE_FILE, DataflowApiError, DataflowServer
 
 PROJECT = "drill-project"
 US = "us-central1"
@@ -326,32 +326,46 @@ def test_runtime_params_update_mask(server: DataflowServer) -> None:
     assert job.current_state == State.JOB_STATE_RUNNING
 
 
-def test_fail_job_through_control(server: DataflowServer) -> None:
-    over_http = launch(server.endpoint, "will-fail").id
-    seeded = control(
-        server.endpoint, "seed-job", {"projectId": PROJECT, "location": US, "name": "also-fails"}
-    )
-    assert (seeded["currentState"], seeded["type"]) == ("JOB_STATE_RUNNING", "JOB_TYPE_STREAMING")
-    by_api = seeded["id"]
-    answer = control(server.endpoint, "fail-job", {"projectId": PROJECT, "location": US, "jobId": over_http})
-    assert answer["currentState"] == "JOB_STATE_FAILED"
-    server.fail_job(PROJECT, US, by_api)
-    failed = list(
-        jobs_client(server.endpoint).list_jobs(
-            request=df.ListJobsRequest(
-                project_id=PROJECT, location=US, filter=df.ListJobsRequest.Filter.TERMINATED
+class ManualClock:
+    """The server's clock, moved by the test instead of waited for."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_fail_job_through_control() -> None:
+    clock = ManualClock()
+    with DataflowServer(transition_delay=DELAY, clock=clock) as server:
+        over_http = launch(server.endpoint, "will-fail").id
+        seeded = control(
+            server.endpoint, "seed-job", {"projectId": PROJECT, "location": US, "name": "also-fails"}
+        )
+        assert (seeded["currentState"], seeded["type"]) == ("JOB_STATE_RUNNING", "JOB_TYPE_STREAMING")
+        by_api = seeded["id"]
+        answer = control(
+            server.endpoint, "fail-job", {"projectId": PROJECT, "location": US, "jobId": over_http}
+        )
+        assert answer["currentState"] == "JOB_STATE_FAILED"
+        server.fail_job(PROJECT, US, by_api)
+        failed = list(
+            jobs_client(server.endpoint).list_jobs(
+                request=df.ListJobsRequest(
+                    project_id=PROJECT, location=US, filter=df.ListJobsRequest.Filter.TERMINATED
+                )
             )
         )
-    )
-    assert {j.id: j.current_state for j in failed} == {
-        over_http: State.JOB_STATE_FAILED,
-        by_api: State.JOB_STATE_FAILED,
-    }
-    time.sleep(DELAY * 3)  # the pending QUEUED -> RUNNING must not resurrect it
-    assert get(server.endpoint, over_http).current_state == State.JOB_STATE_FAILED
-    with pytest.raises(DataflowApiError) as err:
-        server.fail_job(PROJECT, US, by_api)
-    assert err.value.status == "FAILED_PRECONDITION"
+        assert {j.id: j.current_state for j in failed} == {
+            over_http: State.JOB_STATE_FAILED,
+            by_api: State.JOB_STATE_FAILED,
+        }
+        clock.now += DELAY * 3  # past the QUEUED -> RUNNING that was due: it must not resurrect it
+        assert get(server.endpoint, over_http).current_state == State.JOB_STATE_FAILED
+        with pytest.raises(DataflowApiError) as err:
+            server.fail_job(PROJECT, US, by_api)
+        assert err.value.status == "FAILED_PRECONDITION"
 
 
 def test_location_down_and_restore(server: DataflowServer) -> None:
@@ -408,6 +422,15 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         assert second.state()["downLocations"] == ["asia-east1"]
 
 
+def test_module_import_is_cheap() -> None:
+    code = (
+        "import sys, runbook.sandbox.dataflow; "
+        "print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_subprocess_serves_until_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # the line must be flushed
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -415,7 +438,7 @@ def test_subprocess_serves_until_sigterm(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "runbook.sandbox.dataflow_server",
+            "runbook.sandbox.dataflow",
             "--port",
             "0",
             "--state-dir",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from runbook.core.procs import group_members, pid_alive, start_time
 from runbook.sandbox.emulators import (
     BIGTABLE_BIN,
     PUBSUB_BIN,
@@ -34,9 +35,7 @@ from runbook.sandbox.postgres import (
 from runbook.sandbox.procs import (
     ManagedProcess,
     SandboxError,
-    group_members,
     http_probe,
-    pid_alive,
     port_accepts,
     start_all,
 )
@@ -73,16 +72,18 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
 
 def cmdlines_mentioning(text: str) -> list[str]:
     """Command lines of live processes that contain ``text`` (to prove nothing was left behind)."""
+    import psutil
+
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for proc in psutil.process_iter():
         try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            if proc.pid == os.getpid():
+                continue
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
             continue
-        if text in cmd and pid_alive(int(entry.name)):
-            found.append(f"{entry.name}: {cmd}")
+        if text in cmd and pid_alive(proc.pid):
+            found.append(f"{proc.pid}: {cmd}")
     return found
 
 
@@ -149,6 +150,25 @@ def test_health_treats_zombie_as_dead(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_pid_file_start_time_new_kind_is_checked_old_kind_accepted(tmp_path: Path) -> None:
+    server = ManagedProcess(
+        "sleeper", tmp_path, lambda p: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    server.start()
+    try:
+        pid, recorded = server.pid_path.read_text().split()
+        assert server.pid == int(pid)
+        assert abs(float(recorded) - (start_time(int(pid)) or 0)) < 0.01  # psutil's create_time
+        server.pid_path.write_text(f"{pid}\n123456\n")  # an older version's clock ticks since boot
+        assert server.pid == int(pid), "an old pid file must still find its server"
+        server.pid_path.write_text(f"{pid}\n{float(recorded) - 3600!r}\n")  # the pid was reused
+        assert server.pid is None
+    finally:
+        server.pid_path.write_text(f"{pid}\n{recorded}\n")
+        server.stop(grace=1)
+    assert not pid_alive(int(pid))
 
 
 def test_wait_ready_reports_exit_with_log_tail(tmp_path: Path) -> None:

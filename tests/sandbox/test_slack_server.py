@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from runbook.sandbox.slack_server import (
+from runbook.sandbox.slack import (
     MAX_TEXT,
     MESSAGES_FILE,
     SlackServer,
@@ -352,13 +352,22 @@ def test_tokens_are_never_logged(
     assert not any(TOKEN in line or "xoxb-bad-secret" in line for line in server_logs)  # ...but no token
 
 
+def test_module_import_is_cheap() -> None:
+    code = (
+        "import sys, runbook.sandbox.slack; "
+        "print(sorted(m for m in ('starlette', 'uvicorn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_subprocess_serves_records_and_stops_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "runbook.sandbox.slack_server",
+            "runbook.sandbox.slack",
             "--port",
             "0",
             "--state-dir",
