@@ -36,7 +36,8 @@ from runbook.sandbox.endpoints import (  # noqa: F401 - PROJECT and the rest are
     SLACK_TOKEN_ENV,
     store_settings,
 )
-from runbook.sandbox.procs import ManagedProcess, SandboxError, start_all
+from runbook.sandbox.errors import SandboxError
+from runbook.sandbox.procs import ManagedProcess, start_all
 
 # Which components an action needs, by its name prefix.
 ACTION_COMPONENTS = {
@@ -163,7 +164,7 @@ class Sandbox:
         )
 
     def dataflow(self) -> ManagedProcess:
-        from runbook.sandbox.procs import http_probe
+        from runbook.sandbox.ports import http_probe
 
         directory = self.base / "dataflow"
         return ManagedProcess(

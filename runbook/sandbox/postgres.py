@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import time
@@ -33,45 +32,21 @@ from runbook.sandbox.pgtools import (
 )
 from runbook.sandbox.ports import RememberedPort
 from runbook.sandbox.procs import rotate_log, tail, wait_until
+from runbook.stores.postgres import ProgramNotFound, find_program
 
-PG_LIB = Path("/usr/lib/postgresql")
 COMMAND_TIMEOUT = 60.0
 
 
-def _version_key(path: Path) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", path.name)) or (0,)
-
-
 def server_bin(name: str, version: str | None = None) -> str:
-    """Locate a PostgreSQL server program (``initdb``, ``pg_ctl``, ``pg_basebackup``...).
-
-    Args:
-        name: The program name.
-        version: Major version to prefer (e.g. the ``PG_VERSION`` of an existing data directory).
-
-    Returns:
-        ``/usr/lib/postgresql/VERSION/bin/NAME`` (the requested or else highest version), or the
-        program on PATH.
+    """A PostgreSQL server program (see :func:`runbook.stores.postgres.find_program`).
 
     Raises:
         SandboxError: Not found anywhere.
     """
-    if version is not None:
-        wanted = PG_LIB / version / "bin" / name
-        if wanted.is_file():
-            return str(wanted)
-    candidates = sorted(
-        PG_LIB.glob(f"*/bin/{name}"), key=lambda p: _version_key(p.parent.parent), reverse=True
-    )
-    for candidate in candidates:
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise SandboxError(
-        f"PostgreSQL program {name!r} not found in {PG_LIB}/*/bin or on PATH; install the PostgreSQL server."
-    )
+    try:
+        return find_program(name, version)
+    except ProgramNotFound as exc:
+        raise SandboxError(str(exc)) from None
 
 
 def _conninfo_value(value: str) -> str:

@@ -7,10 +7,8 @@ stderr), ``NAME.pid`` (pid and start time) and ``NAME.port``.
 
 Health is "the port accepts a connection" (plus an optional protocol probe) and the recorded
 process is alive and not a zombie: a crashed server can linger as a zombie when nobody reaps it,
-and ``kill -0`` succeeds on zombies. Process facts come from :mod:`runbook.core.procs` (psutil);
-``free_port``, ``pid_alive``, ``group_members``, ``processes_with_cwd`` and ``start_time`` are
-re-exported here for existing callers (new code imports them from there), and the port helpers
-from :mod:`runbook.sandbox.ports`.
+and ``kill -0`` succeeds on zombies. Process facts come from :mod:`runbook.core.procs` (psutil),
+port facts from :mod:`runbook.sandbox.ports`.
 """
 
 from __future__ import annotations
@@ -24,10 +22,8 @@ from pathlib import Path
 
 from runbook.core.procs import (
     LOCALHOST,
-    free_port,
     group_members,
     pid_alive,
-    processes_with_cwd,
     start_time,
 )
 from runbook.core.timestamps import iso_z, utc_now
@@ -35,10 +31,7 @@ from runbook.sandbox.errors import SandboxError
 from runbook.sandbox.ports import (
     Probe,
     RememberedPort,
-    http_probe,
     port_accepts,
-    port_is_free,
-    wait_port_free,
 )
 
 POLL_SECONDS = 0.02
@@ -418,23 +411,4 @@ def start_all(servers: Sequence[ManagedProcess], timeout: float | None = None) -
     return took
 
 
-__all__ = [
-    "LOCALHOST",
-    "ManagedProcess",
-    "SandboxError",
-    "same_process",
-    "start_time",
-    "free_port",
-    "group_members",
-    "http_probe",
-    "kill_group",
-    "pid_alive",
-    "port_accepts",
-    "port_is_free",
-    "processes_with_cwd",
-    "rotate_log",
-    "start_all",
-    "tail",
-    "wait_port_free",
-    "wait_until",
-]
+__all__ = ["ManagedProcess", "kill_group", "rotate_log", "same_process", "start_all", "tail", "wait_until"]

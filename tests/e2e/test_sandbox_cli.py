@@ -6,8 +6,10 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from runbook.core.procs import pid_alive
 from tests.conftest import runbook
 
 
@@ -41,7 +43,7 @@ def test_sandbox_lifecycle(rb_home: Path) -> None:
 
     # A crashed store is detected and restarted, with its data.
     os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
+    assert eventually(lambda: not pid_alive(pid)), "the killed postgres is still alive"
     rows3 = {row["name"]: row for row in json.loads(runbook(rb_home, "sandbox", "status", "--json").stdout)}
     assert not rows3["postgres"]["running"]
     r = runbook(rb_home, "sandbox", "up", "--only", "postgres")
@@ -53,7 +55,16 @@ def test_sandbox_lifecycle(rb_home: Path) -> None:
 
     r = runbook(rb_home, "sandbox", "down")
     assert r.returncode == 0 and "postgres" in r.stdout
-    time.sleep(0.5)
-    assert processes_under(rb_home / "sandbox") == []
+    assert eventually(lambda: processes_under(rb_home / "sandbox") == []), processes_under(rb_home / "sandbox")
     r = runbook(rb_home, "sandbox", "up", "--only", "kafka")
     assert r.returncode == 2 and "Unknown sandbox component 'kafka'" in r.stderr
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Whether ``condition`` holds within ``timeout`` seconds (checked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

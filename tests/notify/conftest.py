@@ -20,7 +20,7 @@ from runbook.engine.runner import Engine
 from runbook.headless import HeadlessAnswers, HeadlessFrontend
 from runbook.journal.store import Journal
 from runbook.playbook.validate import load
-from runbook.sandbox.slack_server import MESSAGES_FILE, SlackServer
+from runbook.sandbox.slack import MESSAGES_FILE, SlackServer
 from runbook.stores.config import Config
 from tests.conftest import write_playbook
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from runbook.journal.store import Journal
-from runbook.sandbox.slack_server import SlackServer
+from runbook.sandbox.slack import SlackServer
 from tests.conftest import cli_env, write_playbook
 from tests.notify.conftest import TOKEN, TOKEN_ENV, assert_delivered_once, posts, wait_until
 

@@ -14,7 +14,7 @@ from runbook.core.redact import scrub
 from runbook.journal.store import Journal
 from runbook.notify.messages import MAX_SECTION, MAX_TEXT, fit_message
 from runbook.notify.settings import settings_from
-from runbook.sandbox.slack_server import SlackServer
+from runbook.sandbox.slack import SlackServer
 from runbook.stores.config import Config
 from tests.notify.conftest import (
     SECRET,

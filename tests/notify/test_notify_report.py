@@ -12,7 +12,7 @@ import pytest
 from runbook.core.errors import UsageError
 from runbook.journal.store import Journal
 from runbook.reports.exports import export_incident, render_report, verify_export
-from runbook.sandbox.slack_server import SlackServer
+from runbook.sandbox.slack import SlackServer
 from tests.notify.conftest import SECRET, TOKEN, drill_playbook, run_incident, slack_env
 
 STEPS = ("find_backup", "drop_table", "only_prod", "restore", "flaky_check", "tell_security")

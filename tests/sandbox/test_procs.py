@@ -25,6 +25,8 @@ from runbook.sandbox.emulators import (
     BigtableEmulator,
     PubSubEmulator,
 )
+from runbook.sandbox.errors import SandboxError
+from runbook.sandbox.ports import http_probe, port_accepts
 from runbook.sandbox.postgres import (
     PostgresCluster,
     grant_to_postgres,
@@ -32,13 +34,7 @@ from runbook.sandbox.postgres import (
     run_as_postgres_argv,
     server_bin,
 )
-from runbook.sandbox.procs import (
-    ManagedProcess,
-    SandboxError,
-    http_probe,
-    port_accepts,
-    start_all,
-)
+from runbook.sandbox.procs import ManagedProcess, start_all
 
 
 def _have_postgres() -> bool:

@@ -22,9 +22,9 @@ from runbook.actions.registry import registry
 from runbook.actions.spec import Effect, StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
-from runbook.sandbox.bigtable_backup_server import BigtableBackupServer
+from runbook.core.procs import free_port
+from runbook.sandbox.bigtable_backup import BigtableBackupServer
 from runbook.sandbox.emulators import BIGTABLE_BIN, BigtableEmulator
-from runbook.sandbox.procs import free_port
 from runbook.stores import bigtable as bts
 
 pytestmark = [

@@ -16,7 +16,7 @@ from runbook.actions.registry import registry
 from runbook.actions.spec import Effect, StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
-from runbook.sandbox.dataflow_server import DataflowServer
+from runbook.sandbox.dataflow import DataflowServer
 from runbook.stores import dataflow as dfs
 
 pytestmark = pytest.mark.timeout(60)

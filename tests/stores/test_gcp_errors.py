@@ -10,7 +10,7 @@ from runbook.actions.registry import registry
 from runbook.actions.spec import StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
-from runbook.sandbox.dataflow_server import DataflowServer
+from runbook.sandbox.dataflow import DataflowServer
 from runbook.stores.gcp import GcpSettings, translate
 
 
