@@ -61,7 +61,7 @@ class Connections:
     async def drop(self, scope: Scope) -> None:
         """Close the request's connection unanswered: the client sees the peer hang up."""
         client = scope.get("client")
-        transport = self._by_client.get(tuple(client)) if client else None  # type: ignore[arg-type]
+        transport = self._by_client.get(tuple(client)) if client else None
         if transport is None:
             return
         transport.close()  # FIN after nothing was written, like http.server's close_connection

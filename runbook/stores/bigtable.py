@@ -122,7 +122,7 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHa
     logging.getLogger("google.cloud.bigtable.data._metrics").setLevel(logging.ERROR)
     creds = gcp.credentials(gs, endpoint)
     if endpoint:
-        import grpc  # type: ignore[import-untyped]
+        import grpc
 
         channel = grpc.insecure_channel(endpoint, options=list(_GRPC_OPTIONS))
         admin = BigtableTableAdminClient(

@@ -56,12 +56,12 @@ class PubSubClients:
         return self._subscriber.get()
 
     def _make(self, kind: str) -> Any:
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package has no py.typed
+        from google.cloud import pubsub_v1
 
         cls = pubsub_v1.PublisherClient if kind == "publisher" else pubsub_v1.SubscriberClient
         if not self.endpoint:
             return cls(credentials=gcp.credentials(self.settings, None))
-        import grpc  # type: ignore[import-untyped]
+        import grpc
         from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
         from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 

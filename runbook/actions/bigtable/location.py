@@ -87,7 +87,7 @@ class Guard:
 
 def _is_store_error(exc: BaseException) -> bool:
     """Errors that come from the store or the connection to it (never from bugs in this package)."""
-    import grpc  # type: ignore[import-untyped]
+    import grpc
     from google.api_core.exceptions import GoogleAPIError
     from google.auth.exceptions import GoogleAuthError
 
