@@ -37,18 +37,16 @@ class Sha256Params(ActionParams):
 
 
 class Sha256Outputs(ActionOutputs):
-    sha256: str = Field(description="Hex digest.")
-    size: int = Field(description="Bytes.")
-    checksum_file: str = Field(description="The .sha256 file written, or empty.")
+    sha256: str
+    """Hex digest."""
+    size: int
+    """Bytes."""
+    checksum_file: str
+    """The .sha256 file written, or empty."""
 
 
-@action(
-    "file.sha256",
-    Effect.READ_ONLY,
-    "Checksum of a file (sha256); optionally write a .sha256 file beside it.",
-    target=lambda p: p.path,
-    describe=lambda p: f"sha256sum {p.path}" + (f" > {p.path}.sha256" if p.write else ""),
-)
+@action("file.sha256", Effect.READ_ONLY, "Checksum of a file (sha256); optionally write a .sha256 file beside it.",
+        target=lambda p: p.path, describe=lambda p: f"sha256sum {p.path}" + (f" > {p.path}.sha256" if p.write else ""))
 def sha256(ctx: StepContext, params: Sha256Params) -> Sha256Outputs:
     path = _exists(Path(params.path))
     if not path.is_file():
@@ -70,23 +68,21 @@ def sha256(ctx: StepContext, params: Sha256Params) -> Sha256Outputs:
 
 
 class VerifyParams(ActionParams):
-    path: str = Field(description="The data file; its checksum file is PATH.sha256 unless given.")
+    path: str
+    """The data file; its checksum file is PATH.sha256 unless given."""
     checksum_file: str | None = None
     required: bool = Field(True, description="Fail when there is no checksum file (else warn).")
 
 
 class VerifyOutputs(ActionOutputs):
-    sha256: str = Field(description="Actual digest.")
-    verified: bool = Field(description="true when it matched.")
+    sha256: str
+    """Actual digest."""
+    verified: bool
+    """true when it matched."""
 
 
-@action(
-    "file.verify_sha256",
-    Effect.READ_ONLY,
-    "Verify a file against its .sha256 file (sha256sum -c).",
-    target=lambda p: p.path,
-    describe=lambda p: f"sha256sum -c {p.checksum_file or p.path + '.sha256'}",
-)
+@action("file.verify_sha256", Effect.READ_ONLY, "Verify a file against its .sha256 file (sha256sum -c).",
+        target=lambda p: p.path, describe=lambda p: f"sha256sum -c {p.checksum_file or p.path + '.sha256'}")
 def verify_sha256(ctx: StepContext, params: VerifyParams) -> VerifyOutputs:
     path = _exists(Path(params.path))
     sidecar = Path(params.checksum_file or f"{path}.sha256")
@@ -122,11 +118,16 @@ class NewestParams(ActionParams):
 
 
 class NewestOutputs(ActionOutputs):
-    path: str = Field(description="Newest entry.")
-    name: str = Field(description="Its name.")
-    age_seconds: float = Field(description="Age in seconds.")
-    size: int = Field(description="Bytes.")
-    count: int = Field(description="How many entries matched.")
+    path: str
+    """Newest entry."""
+    name: str
+    """Its name."""
+    age_seconds: float
+    """Age in seconds."""
+    size: int
+    """Bytes."""
+    count: int
+    """How many entries matched."""
 
 
 def _describe_newest(p: NewestParams) -> str:
@@ -147,13 +148,9 @@ def _matching(directory: Path, params: NewestParams) -> list[tuple[float, str, s
     return sorted(entries)
 
 
-@action(
-    "file.newest",
-    Effect.READ_ONLY,
-    "Find the newest file (or directory) matching a pattern; optionally check its age.",
-    target=lambda p: p.directory,
-    describe=_describe_newest,
-)
+@action("file.newest", Effect.READ_ONLY,
+        "Find the newest file (or directory) matching a pattern; optionally check its age.",
+        target=lambda p: p.directory, describe=_describe_newest)
 def newest(ctx: StepContext, params: NewestParams) -> NewestOutputs:
     directory = _exists(Path(params.directory), "directory")
     entries = _matching(directory, params)
@@ -170,21 +167,20 @@ def newest(ctx: StepContext, params: NewestParams) -> NewestOutputs:
 
 class AgeParams(ActionParams):
     path: str
-    max_age: Duration = Field(description="e.g. 24h")
+    max_age: Duration
+    """e.g. 24h"""
 
 
 class AgeOutputs(ActionOutputs):
-    age_seconds: float = Field(description="Age in seconds.")
-    resolved: str = Field(description="Path after symlinks.")
+    age_seconds: float
+    """Age in seconds."""
+    resolved: str
+    """Path after symlinks."""
 
 
-@action(
-    "file.check_age",
-    Effect.READ_ONLY,
-    "Fail if a file or directory (a symlink is followed) is older than max_age.",
-    target=lambda p: p.path,
-    describe=lambda p: f"find $(readlink -f {p.path}) -maxdepth 0 -mtime -{p.max_age}",
-)
+@action("file.check_age", Effect.READ_ONLY,
+        "Fail if a file or directory (a symlink is followed) is older than max_age.",
+        target=lambda p: p.path, describe=lambda p: f"find $(readlink -f {p.path}) -maxdepth 0 -mtime -{p.max_age}")
 def check_age(ctx: StepContext, params: AgeParams) -> AgeOutputs:
     path = Path(params.path)
     if not path.exists():
@@ -207,9 +203,12 @@ class SizeParams(ActionParams):
 
 
 class SizeOutputs(ActionOutputs):
-    size: int = Field(description="Bytes.")
-    human: str = Field(description="Human size.")
-    ok: bool = Field(description="true when within bounds.")
+    size: int
+    """Bytes."""
+    human: str
+    """Human size."""
+    ok: bool
+    """true when within bounds."""
 
 
 def _size_problems(ctx: StepContext, path: Path, size: int, params: SizeParams) -> list[str]:
@@ -229,13 +228,9 @@ def _size_problems(ctx: StepContext, path: Path, size: int, params: SizeParams) 
     return problems
 
 
-@action(
-    "file.check_size",
-    Effect.READ_ONLY,
-    "Size sanity of a file or tree: not empty, within bounds, not far from the previous backup.",
-    target=lambda p: p.path,
-    describe=lambda p: f"du -sb {p.path}",
-)
+@action("file.check_size", Effect.READ_ONLY,
+        "Size sanity of a file or tree: not empty, within bounds, not far from the previous backup.",
+        target=lambda p: p.path, describe=lambda p: f"du -sb {p.path}")
 def check_size(ctx: StepContext, params: SizeParams) -> SizeOutputs:
     path = _exists(Path(params.path))
     size = tree_size(path)

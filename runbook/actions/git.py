@@ -66,13 +66,17 @@ class ConfigBackupParams(ActionParams):
 
 
 class ConfigBackupOutputs(ActionOutputs):
-    commit: str = Field(description="The commit backed up (new or HEAD).")
+    commit: str
+    """The commit backed up (new or HEAD)."""
     branch: str = Field(
         description="The backup branch, e.g. backup/20250101_030000 (empty when not created)."
     )
-    pushed: bool = Field(description="true when pushed to the remote.")
-    changed: bool = Field(description="true when there were changes to commit.")
-    remote: str = Field(description="The remote pushed to, or empty.")
+    pushed: bool
+    """true when pushed to the remote."""
+    changed: bool
+    """true when there were changes to commit."""
+    remote: str
+    """The remote pushed to, or empty."""
 
 
 class _Git:
@@ -166,13 +170,9 @@ def _commit(ctx: StepContext, git: _Git, message: str, now: datetime) -> bool:
     return changed
 
 
-@action(
-    "git.config_backup",
-    Effect.MUTATING,
-    "Commit a configuration repository, create a dated backup branch and push both.",
-    target=lambda p: p.repo or "<git.repo>",
-    describe=_describe,
-)
+@action("git.config_backup", Effect.MUTATING,
+        "Commit a configuration repository, create a dated backup branch and push both.",
+        target=lambda p: p.repo or "<git.repo>", describe=_describe)
 def config_backup(ctx: StepContext, params: ConfigBackupParams) -> ConfigBackupOutputs:
     git = _open(ctx, params)
     now = utc_now()

@@ -23,9 +23,12 @@ class SlackNotifyParams(ActionParams):
 
 
 class SlackNotifyOutputs(ActionOutputs):
-    notification_id: str = Field(description="The notification's id in the journal.")
-    channel: str = Field(description="Where it is posted.")
-    status: str = Field(description="The outbox state when it was queued (e.g. 'all sent', '3 waiting').")
+    notification_id: str
+    """The notification's id in the journal."""
+    channel: str
+    """Where it is posted."""
+    status: str
+    """The outbox state when it was queued (e.g. 'all sent', '3 waiting')."""
 
 
 def _target(params: SlackNotifyParams) -> str:
@@ -41,13 +44,8 @@ def _describe(params: SlackNotifyParams) -> str:
     return f"slack message to {_target(params)}: {preview!r}"
 
 
-@action(
-    "notify.slack",
-    Effect.MUTATING,
-    "Post a Slack message (through the outbox; never blocks on Slack).",
-    target=_target,
-    describe=_describe,
-)
+@action("notify.slack", Effect.MUTATING, "Post a Slack message (through the outbox; never blocks on Slack).",
+        target=_target, describe=_describe)
 def slack(ctx: StepContext, params: SlackNotifyParams) -> SlackNotifyOutputs:
     outbox = ctx.services.messages
     if outbox is None:

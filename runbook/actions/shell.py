@@ -20,10 +20,14 @@ class ShellParams(ActionParams):
 
 
 class ShellOutputs(ActionOutputs):
-    exit_code: int = Field(description="The command's exit code.")
-    stdout: str = Field(description="Its output (stdout and stderr, up to 1 MiB).")
-    last_line: str = Field(description="The last non-empty line of output.")
-    lines: int = Field(description="How many lines it printed.")
+    exit_code: int
+    """The command's exit code."""
+    stdout: str
+    """Its output (stdout and stderr, up to 1 MiB)."""
+    last_line: str
+    """The last non-empty line of output."""
+    lines: int
+    """How many lines it printed."""
 
 
 def _describe(params: ShellParams) -> str:
@@ -31,13 +35,8 @@ def _describe(params: ShellParams) -> str:
     return f"(cd {shlex.quote(params.cwd)}) {text}" if params.cwd else text
 
 
-@action(
-    "shell",
-    Effect.MUTATING,  # a step declares its own (``effect:``); mutating when it says nothing
-    "Run a command (argv list, no shell).",
-    target=lambda p: p.argv[0],
-    describe=_describe,
-)
+@action("shell", Effect.MUTATING, "Run a command (argv list, no shell).",
+        target=lambda p: p.argv[0], describe=_describe)
 def shell(ctx: StepContext, params: ShellParams) -> ShellOutputs:
     result = ctx.run_process(list(params.argv), cwd=params.cwd or None, env=params.env or None, capture=True)
     if result.timed_out or result.cancelled or result.exit_code not in params.ok_codes:

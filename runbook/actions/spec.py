@@ -7,7 +7,8 @@ as data, with :func:`action`::
         directory: str = Field(description="Where the dump goes.")
 
     class DumpOutputs(ActionOutputs):
-        path: str = Field(description="The dump file.")
+        path: str
+        '''The dump file.'''
 
     @action("postgres.dump", Effect.MUTATING, "Dump the database (custom format).",
             target=lambda p: p.directory)
@@ -67,15 +68,21 @@ __all__ = [
 
 
 class ActionParams(BaseModel):
-    """Base of every action's ``with:`` model: unknown keys are errors; models are immutable."""
+    """Base of every action's ``with:`` model: unknown keys are errors; models are immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A field is described by ``Field(description=…)`` or by a docstring right under it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ActionOutputs(BaseModel):
-    """Base of every action's outputs: an undeclared output is an error, not a silent extra."""
+    """Base of every action's outputs: an undeclared output is an error, not a silent extra.
 
-    model_config = ConfigDict(extra="forbid")
+    Each field is described by a docstring right under it (what ``spec.outputs`` shows).
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class NoOutputs(ActionOutputs):

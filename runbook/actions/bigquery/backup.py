@@ -33,11 +33,16 @@ class BackupDatasetParams(DatasetParams):
 
 
 class BackupDatasetOutputs(ActionOutputs):
-    backup_dataset: str = Field(description="Name of the backup dataset.")
-    tables: list[str] = Field(description="Tables copied.")
-    rows: dict[str, int] = Field(description="Rows per table in the backup.")
-    total: int = Field(description="Rows in all tables.")
-    location: str = Field(description="Location of the backup dataset (the source's).")
+    backup_dataset: str
+    """Name of the backup dataset."""
+    tables: list[str]
+    """Tables copied."""
+    rows: dict[str, int]
+    """Rows per table in the backup."""
+    total: int
+    """Rows in all tables."""
+    location: str
+    """Location of the backup dataset (the source's)."""
 
 
 def _backup_name(p: BackupDatasetParams) -> str:
@@ -52,13 +57,9 @@ def _describe(p: BackupDatasetParams) -> str:
     )
 
 
-@action(
-    "bigquery.backup_dataset",
-    Effect.MUTATING,
-    "Back up a dataset: a timestamped backup dataset with a copy of every table (or the listed ones).",
-    target=_backup_name,
-    describe=_describe,
-)
+@action("bigquery.backup_dataset", Effect.MUTATING,
+        "Back up a dataset: a timestamped backup dataset with a copy of every table (or the listed ones).",
+        target=_backup_name, describe=_describe)
 def backup_dataset(ctx: StepContext, params: BackupDatasetParams) -> BackupDatasetOutputs:
     s = Session.open(ctx, params.project)
     ds = s.dataset(params.dataset)

@@ -78,12 +78,18 @@ class ListBackupsParams(DatasetParams):
 
 
 class ListBackupsOutputs(ActionOutputs):
-    names: list[str] = Field(description="Backup datasets, oldest first.")
-    latest: str = Field(description="The newest backup ('' if none).")
-    latest_created: str = Field(description="When the newest was taken (UTC).")
-    created: dict[str, str] = Field(description="Backup → when it was taken (UTC).")
-    age_seconds: float | None = Field(description="Age of the newest backup.")
-    count: int = Field(description="How many backups.")
+    names: list[str]
+    """Backup datasets, oldest first."""
+    latest: str
+    """The newest backup ('' if none)."""
+    latest_created: str
+    """When the newest was taken (UTC)."""
+    created: dict[str, str]
+    """Backup → when it was taken (UTC)."""
+    age_seconds: float | None
+    """Age of the newest backup."""
+    count: int
+    """How many backups."""
 
 
 def _describe_list(p: ListBackupsParams) -> str:
@@ -93,13 +99,9 @@ def _describe_list(p: ListBackupsParams) -> str:
     )
 
 
-@action(
-    "bigquery.list_backups",
-    Effect.READ_ONLY,
-    "List a dataset's backup datasets (<dataset>_backup_* or labelled) with their times.",
-    target=lambda p: f"{show_dataset(p.dataset)}_backup_*",
-    describe=_describe_list,
-)
+@action("bigquery.list_backups", Effect.READ_ONLY,
+        "List a dataset's backup datasets (<dataset>_backup_* or labelled) with their times.",
+        target=lambda p: f"{show_dataset(p.dataset)}_backup_*", describe=_describe_list)
 def list_backups(ctx: StepContext, params: ListBackupsParams) -> ListBackupsOutputs:
     s = Session.open(ctx, params.project)
     ds = s.dataset(params.dataset)

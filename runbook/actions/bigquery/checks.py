@@ -36,9 +36,12 @@ class RowCountsParams(DatasetParams):
 
 
 class RowCountsOutputs(ActionOutputs):
-    counts: dict[str, int] = Field(description="Rows per table.")
-    total: int = Field(description="Rows in all tables.")
-    dataset: str = Field(description="The dataset.")
+    counts: dict[str, int]
+    """Rows per table."""
+    total: int
+    """Rows in all tables."""
+    dataset: str
+    """The dataset."""
 
 
 @action(
@@ -84,10 +87,14 @@ class CompareCountsParams(ProjectParams):
 
 
 class CompareCountsOutputs(ActionOutputs):
-    equal: bool = Field(description="true when every count matched (within tolerance).")
-    counts_a: dict[str, int] = Field(description="Rows per table of a.")
-    counts_b: dict[str, int] = Field(description="Rows per table of b.")
-    mismatches: list[str] = Field(description="One phrase per mismatch.")
+    equal: bool
+    """true when every count matched (within tolerance)."""
+    counts_a: dict[str, int]
+    """Rows per table of a."""
+    counts_b: dict[str, int]
+    """Rows per table of b."""
+    mismatches: list[str]
+    """One phrase per mismatch."""
 
 
 def _split(name: str) -> tuple[str, str | None]:
@@ -182,9 +189,12 @@ class VerifyRowsParams(DatasetParams):
 
 
 class VerifyRowsOutputs(ActionOutputs):
-    sampled: int = Field(description="Keys compared.")
-    mismatches: int = Field(description="Keys whose rows differ.")
-    mismatched_keys: list[str] = Field(description="Up to 20 of them.")
+    sampled: int
+    """Keys compared."""
+    mismatches: int
+    """Keys whose rows differ."""
+    mismatched_keys: list[str]
+    """Up to 20 of them."""
 
 
 def _describe_verify(p: VerifyRowsParams) -> str:
@@ -234,13 +244,9 @@ def _rows_by_key(
     return {k: sorted(v, key=repr) for k, v in out.items()}
 
 
-@action(
-    "bigquery.verify_rows",
-    Effect.READ_ONLY,
-    "Compare sampled rows (every column) of a table with a reference table, by key.",
-    target=lambda p: f"{show_dataset(p.dataset)}.{p.table}",
-    describe=_describe_verify,
-)
+@action("bigquery.verify_rows", Effect.READ_ONLY,
+        "Compare sampled rows (every column) of a table with a reference table, by key.",
+        target=lambda p: f"{show_dataset(p.dataset)}.{p.table}", describe=_describe_verify)
 def verify_rows(ctx: StepContext, params: VerifyRowsParams) -> VerifyRowsOutputs:
     s = Session.open(ctx, params.project)
     ds = s.dataset(params.dataset)

@@ -20,21 +20,19 @@ class PruneBackupsParams(Retention, ProjectParams):
 
 
 class PruneBackupsOutputs(ActionOutputs):
-    deleted: list[str] = Field(description="Backup datasets deleted.")
-    kept: list[str] = Field(description="Backup datasets kept.")
+    deleted: list[str]
+    """Backup datasets deleted."""
+    kept: list[str]
+    """Backup datasets kept."""
 
 
 def _describe(p: PruneBackupsParams) -> str:
     return f"bigquery.delete_dataset(<each {p.dataset}_backup_* {p.describe()}>, delete_contents=True)"
 
 
-@action(
-    "bigquery.prune_backups",
-    Effect.DESTRUCTIVE,
-    "Delete a dataset's backup datasets older than a limit (never the newest).",
-    target=lambda p: f"{p.dataset}_backup_*",
-    describe=_describe,
-)
+@action("bigquery.prune_backups", Effect.DESTRUCTIVE,
+        "Delete a dataset's backup datasets older than a limit (never the newest).",
+        target=lambda p: f"{p.dataset}_backup_*", describe=_describe)
 def prune_backups(ctx: StepContext, params: PruneBackupsParams) -> PruneBackupsOutputs:
     s = Session.open(ctx, params.project)
     backups = find_backups(s, params.dataset)

@@ -39,11 +39,16 @@ class CopyRegionParams(DatasetParams):
 
 
 class CopyRegionOutputs(ActionOutputs):
-    target_dataset: str = Field(description="The copy.")
-    location: str = Field(description="Its location.")
-    tables: list[str] = Field(description="Tables copied.")
-    rows: dict[str, int] = Field(description="Rows per table in the copy.")
-    total: int = Field(description="Rows in all tables.")
+    target_dataset: str
+    """The copy."""
+    location: str
+    """Its location."""
+    tables: list[str]
+    """Tables copied."""
+    rows: dict[str, int]
+    """Rows per table in the copy."""
+    total: int
+    """Rows in all tables."""
 
 
 def _default_target(dataset: str, region: str) -> str:
@@ -63,13 +68,9 @@ def _describe(p: CopyRegionParams) -> str:
     )
 
 
-@action(
-    "bigquery.copy_dataset_region",
-    Effect.MUTATING,
-    "Copy a dataset's tables into a dataset in another region (failover copy).",
-    target=_target,
-    describe=_describe,
-)
+@action("bigquery.copy_dataset_region", Effect.MUTATING,
+        "Copy a dataset's tables into a dataset in another region (failover copy).",
+        target=_target, describe=_describe)
 def copy_dataset_region(ctx: StepContext, params: CopyRegionParams) -> CopyRegionOutputs:
     """Copy a dataset into a dataset in another location, table by table.
 

@@ -36,9 +36,12 @@ class RestoreTableParams(ProjectParams):
 
 
 class RestoreTableOutputs(ActionOutputs):
-    rows: int = Field(description="Rows in the restored table.")
-    source: str = Field(description="Full id of the source.")
-    kind: str = Field(description="snapshot or table.")
+    rows: int
+    """Rows in the restored table."""
+    source: str
+    """Full id of the source."""
+    kind: str
+    """snapshot or table."""
 
 
 _OPERATION = {
@@ -56,13 +59,9 @@ def _describe_table(p: RestoreTableParams) -> str:
     )
 
 
-@action(
-    "bigquery.restore_table",
-    Effect.DESTRUCTIVE,
-    "Overwrite a table with a backup table or a table snapshot (WRITE_TRUNCATE).",
-    target=lambda p: f"{p.dataset}.{p.table}",
-    describe=_describe_table,
-)
+@action("bigquery.restore_table", Effect.DESTRUCTIVE,
+        "Overwrite a table with a backup table or a table snapshot (WRITE_TRUNCATE).",
+        target=lambda p: f"{p.dataset}.{p.table}", describe=_describe_table)
 def restore_table(ctx: StepContext, params: RestoreTableParams) -> RestoreTableOutputs:
     s = Session.open(ctx, params.project)
     src_table = params.from_table or params.table
@@ -100,9 +99,12 @@ class RestoreDatasetParams(ProjectParams):
 
 
 class RestoreDatasetOutputs(ActionOutputs):
-    tables: list[str] = Field(description="Tables restored.")
-    rows: dict[str, int] = Field(description="Rows per restored table.")
-    total: int = Field(description="Rows in all restored tables.")
+    tables: list[str]
+    """Tables restored."""
+    rows: dict[str, int]
+    """Rows per restored table."""
+    total: int
+    """Rows in all restored tables."""
 
 
 def _describe_dataset(p: RestoreDatasetParams) -> str:
@@ -111,13 +113,9 @@ def _describe_dataset(p: RestoreDatasetParams) -> str:
     return f"bigquery.copy_table({src} → {dest}, write_disposition=WRITE_TRUNCATE)"
 
 
-@action(
-    "bigquery.restore_dataset",
-    Effect.DESTRUCTIVE,
-    "Overwrite a dataset's tables with every table of a backup dataset (bq cp BACKUP.* DATASET).",
-    target=lambda p: p.dataset,
-    describe=_describe_dataset,
-)
+@action("bigquery.restore_dataset", Effect.DESTRUCTIVE,
+        "Overwrite a dataset's tables with every table of a backup dataset (bq cp BACKUP.* DATASET).",
+        target=lambda p: p.dataset, describe=_describe_dataset)
 def restore_dataset(ctx: StepContext, params: RestoreDatasetParams) -> RestoreDatasetOutputs:
     s = Session.open(ctx, params.project)
     tables = s.tables_or_all(params.from_dataset, params.tables)

@@ -33,10 +33,14 @@ class GenerateEventsParams(DatasetParams):
 
 
 class GenerateEventsOutputs(ActionOutputs):
-    rows: int = Field(description="Rows inserted.")
-    first_event_id: str = Field(description="First event id.")
-    last_event_id: str = Field(description="Last event id.")
-    table: str = Field(description="Full table id.")
+    rows: int
+    """Rows inserted."""
+    first_event_id: str
+    """First event id."""
+    last_event_id: str
+    """Last event id."""
+    table: str
+    """Full table id."""
 
 
 def _target(p: GenerateEventsParams) -> str:

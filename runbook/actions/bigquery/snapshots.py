@@ -35,8 +35,10 @@ class SnapshotTableParams(DatasetParams):
 
 
 class SnapshotTableOutputs(ActionOutputs):
-    snapshot: str = Field(description="Full id project.dataset.table of the snapshot.")
-    expires: str = Field(description="Expiration (UTC, ISO 8601), '' for none.")
+    snapshot: str
+    """Full id project.dataset.table of the snapshot."""
+    expires: str
+    """Expiration (UTC, ISO 8601), '' for none."""
 
 
 def _describe_snapshot(p: SnapshotTableParams) -> str:
@@ -47,13 +49,9 @@ def _describe_snapshot(p: SnapshotTableParams) -> str:
     return f"bigquery.copy_table({ds}.{p.table} → {dest}, operation_type=SNAPSHOT{exp})"
 
 
-@action(
-    "bigquery.snapshot_table",
-    Effect.MUTATING,
-    "Point-in-time table snapshot (copy job, operation SNAPSHOT) that expires after the retention.",
-    target=lambda p: f"{show_dataset(p.dataset)}.{p.table}",
-    describe=_describe_snapshot,
-)
+@action("bigquery.snapshot_table", Effect.MUTATING,
+        "Point-in-time table snapshot (copy job, operation SNAPSHOT) that expires after the retention.",
+        target=lambda p: f"{show_dataset(p.dataset)}.{p.table}", describe=_describe_snapshot)
 def snapshot_table(ctx: StepContext, params: SnapshotTableParams) -> SnapshotTableOutputs:
     """bqemulator does not store the expiration: the output reports the one requested."""
     s = Session.open(ctx, params.project)
@@ -96,9 +94,12 @@ class TimeTravelParams(ProjectParams):
 
 
 class TimeTravelOutputs(ActionOutputs):
-    rows: int = Field(description="Rows in the restored table.")
-    table: str = Field(description="Full id of the restored table.")
-    as_of: str = Field(description="The timestamp, UTC.")
+    rows: int
+    """Rows in the restored table."""
+    table: str
+    """Full id of the restored table."""
+    as_of: str
+    """The timestamp, UTC."""
 
 
 def _as_of(ts: datetime) -> str:
@@ -117,13 +118,9 @@ def _describe_time_travel(p: TimeTravelParams) -> str:
     )
 
 
-@action(
-    "bigquery.time_travel_restore",
-    Effect.DESTRUCTIVE,
-    "Restore a table to its state at a past timestamp (time travel, within the 7-day window).",
-    target=lambda p: f"{p.dataset}.{p.to_table or p.table}",
-    describe=_describe_time_travel,
-)
+@action("bigquery.time_travel_restore", Effect.DESTRUCTIVE,
+        "Restore a table to its state at a past timestamp (time travel, within the 7-day window).",
+        target=lambda p: f"{p.dataset}.{p.to_table or p.table}", describe=_describe_time_travel)
 def time_travel_restore(ctx: StepContext, params: TimeTravelParams) -> TimeTravelOutputs:
     """Restore a table to its state at a timestamp, through a staging table.
 

@@ -46,10 +46,14 @@ class BackupParams(LocationParams):
 
 
 class BackupOutputs(ActionOutputs):
-    backup: str = Field(description="Backup id, e.g. product_stats_backup_20250101_030000.")
-    name: str = Field(description="Full backup resource name.")
-    expire_time: str = Field(description="When Bigtable deletes it (UTC, ISO 8601).")
-    size_bytes: int = Field(description="Backup size reported by Bigtable.")
+    backup: str
+    """Backup id, e.g. product_stats_backup_20250101_030000."""
+    name: str
+    """Full backup resource name."""
+    expire_time: str
+    """When Bigtable deletes it (UTC, ISO 8601)."""
+    size_bytes: int
+    """Backup size reported by Bigtable."""
 
 
 def _describe_backup(p: BackupParams) -> str:
@@ -62,13 +66,9 @@ def _describe_backup(p: BackupParams) -> str:
     )
 
 
-@action(
-    "bigtable.backup",
-    Effect.MUTATING,
-    "Create a managed Bigtable backup of a table with a retention period and wait for it.",
-    target=lambda p: p.table or "<gcp.bigtable_table>",
-    describe=_describe_backup,
-)
+@action("bigtable.backup", Effect.MUTATING,
+        "Create a managed Bigtable backup of a table with a retention period and wait for it.",
+        target=lambda p: p.table or "<gcp.bigtable_table>", describe=_describe_backup)
 def backup(ctx: StepContext, params: BackupParams) -> BackupOutputs:
     from google.cloud.bigtable_admin_v2 import types
 
@@ -110,10 +110,14 @@ class ListBackupsParams(LocationParams):
 
 
 class ListBackupsOutputs(ActionOutputs):
-    names: list[str] = Field(description="Backup ids, newest first.")
-    latest: str = Field(description="Newest backup id, or empty.")
-    latest_name: str = Field(description="Newest backup's full resource name, or empty.")
-    count: int = Field(description="How many backups.")
+    names: list[str]
+    """Backup ids, newest first."""
+    latest: str
+    """Newest backup id, or empty."""
+    latest_name: str
+    """Newest backup's full resource name, or empty."""
+    count: int
+    """How many backups."""
 
 
 def _describe_list(p: ListBackupsParams) -> str:
@@ -123,13 +127,9 @@ def _describe_list(p: ListBackupsParams) -> str:
     )
 
 
-@action(
-    "bigtable.list_backups",
-    Effect.READ_ONLY,
-    "List a table's Bigtable backups, newest first; optionally check the newest one's age.",
-    target=lambda p: p.table or "<gcp.bigtable_table>",
-    describe=_describe_list,
-)
+@action("bigtable.list_backups", Effect.READ_ONLY,
+        "List a table's Bigtable backups, newest first; optionally check the newest one's age.",
+        target=lambda p: p.table or "<gcp.bigtable_table>", describe=_describe_list)
 def list_backups(ctx: StepContext, params: ListBackupsParams) -> ListBackupsOutputs:
     w = Where(ctx, params.instance, params.region)
     table = w.table_id(params.table)

@@ -25,7 +25,8 @@ class RowCountParams(LocationParams):
 
 
 class RowCountOutputs(ActionOutputs):
-    rows: int = Field(description="Number of rows.")
+    rows: int
+    """Number of rows."""
 
 
 @action(
@@ -55,7 +56,8 @@ def row_count(ctx: StepContext, params: RowCountParams) -> RowCountOutputs:
 
 
 class VerifyParams(LocationParams):
-    table: str = Field(description="The table to check (e.g. a restored or imported copy).")
+    table: str
+    """The table to check (e.g. a restored or imported copy)."""
     reference_table: str | None = Field(
         None, description="The table it must equal (default: gcp bigtable_table)."
     )
@@ -68,9 +70,12 @@ class VerifyParams(LocationParams):
 
 
 class VerifyOutputs(ActionOutputs):
-    sampled: int = Field(description="Rows compared.")
-    mismatches: int = Field(description="Rows that differ or are missing.")
-    first_mismatch: str = Field(description="Key of the first differing row, or empty.")
+    sampled: int
+    """Rows compared."""
+    mismatches: int
+    """Rows that differ or are missing."""
+    first_mismatch: str
+    """Key of the first differing row, or empty."""
 
 
 def _describe_verify(p: VerifyParams) -> str:
@@ -80,13 +85,9 @@ def _describe_verify(p: VerifyParams) -> str:
     return f"Bigtable.ReadRows on {p.table} and {ref}{where}: compare {how}, all cells"
 
 
-@action(
-    "bigtable.verify_rows",
-    Effect.READ_ONLY,
-    "Compare sampled rows (every cell and timestamp) of a table against a reference table.",
-    target=lambda p: p.table,
-    describe=_describe_verify,
-)
+@action("bigtable.verify_rows", Effect.READ_ONLY,
+        "Compare sampled rows (every cell and timestamp) of a table against a reference table.",
+        target=lambda p: p.table, describe=_describe_verify)
 def verify_rows(ctx: StepContext, params: VerifyParams) -> VerifyOutputs:
     w = Where(ctx, params.instance, params.region)
     rw = Where(ctx, params.reference_instance, params.reference_region or w.region)

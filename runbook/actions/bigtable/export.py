@@ -45,11 +45,16 @@ class ExportParams(LocationParams):
 
 
 class ExportOutputs(ActionOutputs):
-    path: str = Field(description="The export file.")
-    rows: int = Field(description="Rows written.")
-    cells: int = Field(description="Cells written.")
-    sha256: str = Field(description="Hex sha256 of the file (also in PATH.sha256).")
-    size: int = Field(description="Bytes.")
+    path: str
+    """The export file."""
+    rows: int
+    """Rows written."""
+    cells: int
+    """Cells written."""
+    sha256: str
+    """Hex sha256 of the file (also in PATH.sha256)."""
+    size: int
+    """Bytes."""
 
 
 def _describe(p: ExportParams) -> str:
@@ -58,13 +63,9 @@ def _describe(p: ExportParams) -> str:
     return f"BigtableTableAdmin.GetTable({table}) + Bigtable.ReadRows(all cells) > {out} (+ {out}.sha256)"
 
 
-@action(
-    "bigtable.export_table",
-    Effect.MUTATING,
-    "Export every row, cell and timestamp of a Bigtable table to a JSON-lines file with a sha256 file.",
-    target=lambda p: p.path or p.table or "<gcp.bigtable_table>",
-    describe=_describe,
-)
+@action("bigtable.export_table", Effect.MUTATING,
+        "Export every row, cell and timestamp of a Bigtable table to a JSON-lines file with a sha256 file.",
+        target=lambda p: p.path or p.table or "<gcp.bigtable_table>", describe=_describe)
 def export_table(ctx: StepContext, params: ExportParams) -> ExportOutputs:
     w = Where(ctx, params.instance, params.region)
     table = w.table_id(params.table)

@@ -31,16 +31,20 @@ MUTATE_BATCH_CELLS = 50_000  # the service caps one MutateRows request at 100,00
 
 
 class ImportParams(LocationParams):
-    path: str = Field(description="An export written by bigtable.export_table (its PATH.sha256 must match).")
+    path: str
+    """An export written by bigtable.export_table (its PATH.sha256 must match)."""
     table: str = Field(pattern=ID_PATTERN, description="Table to create and fill.")
     replace: bool = Field(False, description="Delete the table first if it exists (otherwise refuse).")
     checksum_file: str | None = Field(None, description="Default: PATH.sha256.")
 
 
 class ImportOutputs(ActionOutputs):
-    table: str = Field(description="The table written.")
-    rows: int = Field(description="Rows written.")
-    cells: int = Field(description="Cells written.")
+    table: str
+    """The table written."""
+    rows: int
+    """Rows written."""
+    cells: int
+    """Cells written."""
 
 
 def _describe(p: ImportParams) -> str:
@@ -54,13 +58,9 @@ def _describe(p: ImportParams) -> str:
 
 # Destructive although a plain import only creates a table: replace: true deletes one, and an
 # action's effect cannot depend on its params.
-@action(
-    "bigtable.import_table",
-    Effect.DESTRUCTIVE,
-    "Create a table (same column families) from a bigtable.export_table file and write every row.",
-    target=lambda p: p.table,
-    describe=_describe,
-)
+@action("bigtable.import_table", Effect.DESTRUCTIVE,
+        "Create a table (same column families) from a bigtable.export_table file and write every row.",
+        target=lambda p: p.table, describe=_describe)
 def import_table(ctx: StepContext, params: ImportParams) -> ImportOutputs:
     path = Path(params.path)
     try:

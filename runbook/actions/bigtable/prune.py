@@ -15,27 +15,26 @@ from runbook.stores import bigtable as bts
 
 
 class PruneParams(Retention, LocationParams):
-    table: str = Field(description="Whose backups to prune.")
+    table: str
+    """Whose backups to prune."""
     older_than: Duration = Field("30d", description="Delete backups created longer ago than this (e.g. 30d).")
     cluster: str | None = Field(None, description="Only this cluster's backups (default: every cluster).")
 
 
 class PruneOutputs(ActionOutputs):
-    deleted: list[str] = Field(description="Deleted backup ids.")
-    kept: list[str] = Field(description="Remaining backup ids, newest first.")
+    deleted: list[str]
+    """Deleted backup ids."""
+    kept: list[str]
+    """Remaining backup ids, newest first."""
 
 
 def _describe(p: PruneParams) -> str:
     return f"BigtableTableAdmin.ListBackups(source_table={p.table}) then DeleteBackup for each {p.describe()}"
 
 
-@action(
-    "bigtable.prune_backups",
-    Effect.DESTRUCTIVE,
-    "Delete a table's Bigtable backups older than a limit, never the newest.",
-    target=lambda p: p.table,
-    describe=_describe,
-)
+@action("bigtable.prune_backups", Effect.DESTRUCTIVE,
+        "Delete a table's Bigtable backups older than a limit, never the newest.",
+        target=lambda p: p.table, describe=_describe)
 def prune_backups(ctx: StepContext, params: PruneParams) -> PruneOutputs:
     w = Where(ctx, params.instance, params.region)
     with w.guard(f"list the backups of table {params.table}"):

@@ -32,9 +32,12 @@ class RestoreParams(LocationParams):
 
 
 class RestoreOutputs(ActionOutputs):
-    table: str = Field(description="The restored table id.")
-    rows: int = Field(description="Rows in the restored table.")
-    backup: str = Field(description="The backup restored from (full name).")
+    table: str
+    """The restored table id."""
+    rows: int
+    """Rows in the restored table."""
+    backup: str
+    """The backup restored from (full name)."""
 
 
 def _describe(p: RestoreParams) -> str:
@@ -68,13 +71,9 @@ def _backup_name(ctx: StepContext, w: Where, params: RestoreParams) -> str:
     raise ActionError(f"No Bigtable backup named {params.backup} in {w.where()}.")
 
 
-@action(
-    "bigtable.restore",
-    Effect.DESTRUCTIVE,
-    "Restore a Bigtable backup into a table (replacing it only with replace: true).",
-    target=lambda p: p.table,
-    describe=_describe,
-)
+@action("bigtable.restore", Effect.DESTRUCTIVE,
+        "Restore a Bigtable backup into a table (replacing it only with replace: true).",
+        target=lambda p: p.table, describe=_describe)
 def restore(ctx: StepContext, params: RestoreParams) -> RestoreOutputs:
     w = Where(ctx, params.instance, params.region)
     table = params.table

@@ -73,7 +73,8 @@ def wait_for(ctx: StepContext, s: Session, job: Any, want: set[str], timeout: fl
 
 
 class StopParams(ActionParams):
-    job: str = Field(description="Job id or name.")
+    job: str
+    """Job id or name."""
     region: str | None = Field(None, description=REGION_HELP)
     wait: bool = Field(True, description="Wait until the job has stopped.")
     timeout: Duration = Field("15m", description="How long to wait.")
@@ -81,8 +82,10 @@ class StopParams(ActionParams):
 
 
 class StopOutputs(ActionOutputs):
-    job_id: str = Field(description="Job id.")
-    state: str = Field(description="State at the end, e.g. CANCELLED.")
+    job_id: str
+    """Job id."""
+    state: str
+    """State at the end, e.g. CANCELLED."""
 
 
 @dataclass(frozen=True)
@@ -146,24 +149,16 @@ CANCEL = _Stop("cancel", "JOB_STATE_CANCELLED", "CANCELLED", _any_job)
 DRAIN = _Stop("drain", "JOB_STATE_DRAINED", "DRAINED", _streaming_only)
 
 
-@action(
-    "dataflow.cancel",
-    Effect.DESTRUCTIVE,
-    "Cancel a Dataflow job (in-flight data is dropped) and wait until it is CANCELLED.",
-    target=lambda p: p.job,
-    describe=CANCEL.describe,
-)
+@action("dataflow.cancel", Effect.DESTRUCTIVE,
+        "Cancel a Dataflow job (in-flight data is dropped) and wait until it is CANCELLED.",
+        target=lambda p: p.job, describe=CANCEL.describe)
 def cancel(ctx: StepContext, params: StopParams) -> StopOutputs:
     return _stop(ctx, params, CANCEL)
 
 
-@action(
-    "dataflow.drain",
-    Effect.MUTATING,
-    "Drain a streaming Dataflow job (finish in-flight data, stop reading) and wait.",
-    target=lambda p: p.job,
-    describe=DRAIN.describe,
-)
+@action("dataflow.drain", Effect.MUTATING,
+        "Drain a streaming Dataflow job (finish in-flight data, stop reading) and wait.",
+        target=lambda p: p.job, describe=DRAIN.describe)
 def drain(ctx: StepContext, params: StopParams) -> StopOutputs:
     return _stop(ctx, params, DRAIN)
 
@@ -189,8 +184,10 @@ class WaitParams(JobParams):
 
 
 class WaitOutputs(ActionOutputs):
-    state: str = Field(description="The state reached.")
-    job_id: str = Field(description="Job id.")
+    state: str
+    """The state reached."""
+    job_id: str
+    """Job id."""
 
 
 def _describe_wait(p: WaitParams) -> str:
@@ -200,13 +197,9 @@ def _describe_wait(p: WaitParams) -> str:
     )
 
 
-@action(
-    "dataflow.wait_for_state",
-    Effect.READ_ONLY,
-    "Wait until a Dataflow job reaches one of the given states; fail if it ends elsewhere.",
-    target=lambda p: show_job(p.job),
-    describe=_describe_wait,
-)
+@action("dataflow.wait_for_state", Effect.READ_ONLY,
+        "Wait until a Dataflow job reaches one of the given states; fail if it ends elsewhere.",
+        target=lambda p: show_job(p.job), describe=_describe_wait)
 def wait_for_state(ctx: StepContext, params: WaitParams) -> WaitOutputs:
     s, ref = open_job(ctx, params)
     with s.guard(f"check the state of job {ref} in {s.region}"):

@@ -174,9 +174,12 @@ class ListJobsOutputs(ActionOutputs):
     jobs: list[dict[str, str]] = Field(
         description="List of {id, name, state, type, location}, as the service orders them (newest first)."
     )
-    count: int = Field(description="How many jobs.")
-    failed: list[dict[str, str]] = Field(description="The FAILED jobs among them (same shape).")
-    first_failed_id: str = Field(description="Id of the most recently failed job, or empty.")
+    count: int
+    """How many jobs."""
+    failed: list[dict[str, str]]
+    """The FAILED jobs among them (same shape)."""
+    first_failed_id: str
+    """Id of the most recently failed job, or empty."""
 
 
 def _describe_list(p: ListJobsParams) -> str:
@@ -187,13 +190,9 @@ def _describe_list(p: ListJobsParams) -> str:
     )
 
 
-@action(
-    "dataflow.list_jobs",
-    Effect.READ_ONLY,
-    "List Dataflow jobs in a region by state (active, terminated, failed, all).",
-    target=lambda p: p.region or "primary",
-    describe=_describe_list,
-)
+@action("dataflow.list_jobs", Effect.READ_ONLY,
+        "List Dataflow jobs in a region by state (active, terminated, failed, all).",
+        target=lambda p: p.region or "primary", describe=_describe_list)
 def list_jobs(ctx: StepContext, params: ListJobsParams) -> ListJobsOutputs:
     s = Session(ctx, params.region)
     with s.guard(f"list jobs in {s.region}"):

@@ -45,10 +45,14 @@ class LaunchParams(ActionParams):
 
 
 class LaunchOutputs(ActionOutputs):
-    job_id: str = Field(description="The new job's id.")
-    name: str = Field(description="Job name.")
-    region: str = Field(description="Region it runs in.")
-    state: str = Field(description="State right after the launch (QUEUED/PENDING).")
+    job_id: str
+    """The new job's id."""
+    name: str
+    """Job name."""
+    region: str
+    """Region it runs in."""
+    state: str
+    """State right after the launch (QUEUED/PENDING)."""
 
 
 @dataclass(frozen=True)
@@ -137,13 +141,9 @@ def _describe(p: LaunchParams) -> str:
     )
 
 
-@action(
-    "dataflow.launch",
-    Effect.MUTATING,
-    "Launch a Dataflow job from a flex or classic template, e.g. a replacement in another region.",
-    target=_target,
-    describe=_describe,
-)
+@action("dataflow.launch", Effect.MUTATING,
+        "Launch a Dataflow job from a flex or classic template, e.g. a replacement in another region.",
+        target=_target, describe=_describe)
 def launch(ctx: StepContext, params: LaunchParams) -> LaunchOutputs:
     s = Session(ctx, params.region)
     plan = _plan(s, params)

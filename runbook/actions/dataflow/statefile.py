@@ -136,13 +136,20 @@ class DescribeParams(JobParams):
 
 
 class DescribeOutputs(ActionOutputs):
-    path: str = Field(description="The state file.")
-    job_id: str = Field(description="Job id.")
-    name: str = Field(description="Job name.")
-    state: str = Field(description="Current state, e.g. RUNNING.")
-    type: str = Field(description="STREAMING or BATCH.")
-    parameters: dict[str, str] = Field(description="Launch parameters (what a relaunch passes).")
-    template: str = Field(description="Template path, or empty when the job does not report it.")
+    path: str
+    """The state file."""
+    job_id: str
+    """Job id."""
+    name: str
+    """Job name."""
+    state: str
+    """Current state, e.g. RUNNING."""
+    type: str
+    """STREAMING or BATCH."""
+    parameters: dict[str, str]
+    """Launch parameters (what a relaunch passes)."""
+    template: str
+    """Template path, or empty when the job does not report it."""
 
 
 def _describe_describe(p: DescribeParams) -> str:
@@ -158,13 +165,9 @@ def _state_path(ctx: StepContext, params: DescribeParams, job_name: str) -> Path
     return Path(directory) / f"pipeline_state_{job_name}_{stamp()}.json"
 
 
-@action(
-    "dataflow.describe_job",
-    Effect.READ_ONLY,
-    "Save a Dataflow job (full view: parameters, environment, labels) to a JSON state file.",
-    target=lambda p: show_job(p.job),
-    describe=_describe_describe,
-)
+@action("dataflow.describe_job", Effect.READ_ONLY,
+        "Save a Dataflow job (full view: parameters, environment, labels) to a JSON state file.",
+        target=lambda p: show_job(p.job), describe=_describe_describe)
 def describe_job(ctx: StepContext, params: DescribeParams) -> DescribeOutputs:
     from google.cloud import dataflow_v1beta3 as df
 

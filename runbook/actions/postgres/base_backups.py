@@ -31,11 +31,16 @@ class BaseBackupParams(ActionParams):
 
 
 class BaseBackupOutputs(ActionOutputs):
-    path: str = Field(description="The base backup directory (base.tar.gz, pg_wal.tar.gz, backup_manifest).")
-    label: str = Field(description="Its label.")
-    start_time: str = Field(description="UTC ISO time the backup started.")
-    end_time: str = Field(description="UTC ISO time it finished (recover to a time after this).")
-    size: int = Field(description="Bytes.")
+    path: str
+    """The base backup directory (base.tar.gz, pg_wal.tar.gz, backup_manifest)."""
+    label: str
+    """Its label."""
+    start_time: str
+    """UTC ISO time the backup started."""
+    end_time: str
+    """UTC ISO time it finished (recover to a time after this)."""
+    size: int
+    """Bytes."""
 
 
 def _argv(program: str, dest: str, label: str, compress: bool) -> list[str]:
@@ -50,13 +55,9 @@ def _describe(params: BaseBackupParams) -> str:
     return f"{shlex.join(argv)}; rename → {base}"
 
 
-@action(
-    "postgres.base_backup",
-    Effect.MUTATING,
-    "Take a base backup (pg_basebackup, tar format, WAL streamed) for point-in-time recovery.",
-    target=lambda p: p.directory or "pitr_dir",
-    describe=_describe,
-)
+@action("postgres.base_backup", Effect.MUTATING,
+        "Take a base backup (pg_basebackup, tar format, WAL streamed) for point-in-time recovery.",
+        target=lambda p: p.directory or "pitr_dir", describe=_describe)
 def base_backup(ctx: StepContext, params: BaseBackupParams) -> BaseBackupOutputs:
     st = settings(ctx)
     parent = pitr_dir(st, params.directory, "base backups")

@@ -23,8 +23,10 @@ class RowCountsParams(DbParams):
 
 
 class RowCountsOutputs(ActionOutputs):
-    counts: dict[str, int] = Field(description="Rows per table.")
-    total: int = Field(description="Sum of the counts.")
+    counts: dict[str, int]
+    """Rows per table."""
+    total: int
+    """Sum of the counts."""
 
 
 def _describe_row_counts(params: RowCountsParams) -> str:
@@ -32,13 +34,8 @@ def _describe_row_counts(params: RowCountsParams) -> str:
     return f"SELECT count(*) FROM <table> for {tables} in {params.database or '<store database>'}"
 
 
-@action(
-    "postgres.row_counts",
-    Effect.READ_ONLY,
-    "Exact row counts (SELECT count(*)) of some or all tables.",
-    target=lambda p: p.database or "database",
-    describe=_describe_row_counts,
-)
+@action("postgres.row_counts", Effect.READ_ONLY, "Exact row counts (SELECT count(*)) of some or all tables.",
+        target=lambda p: p.database or "database", describe=_describe_row_counts)
 def row_counts(ctx: StepContext, params: RowCountsParams) -> RowCountsOutputs:
     st = settings(ctx)
     db = st.pick_database(params.database)
@@ -58,10 +55,14 @@ class CompareCountsParams(DbParams):
 
 
 class CompareCountsOutputs(ActionOutputs):
-    counts_a: dict[str, int] = Field(description="Rows per table in the first database.")
-    counts_b: dict[str, int] = Field(description="Rows per table in the second.")
-    equal: bool = Field(description="true when every count matches.")
-    mismatches: list[str] = Field(description="One 'table A vs B' text per difference.")
+    counts_a: dict[str, int]
+    """Rows per table in the first database."""
+    counts_b: dict[str, int]
+    """Rows per table in the second."""
+    equal: bool
+    """true when every count matches."""
+    mismatches: list[str]
+    """One 'table A vs B' text per difference."""
 
 
 def _describe_compare(params: CompareCountsParams) -> str:

@@ -31,7 +31,8 @@ from .names import DbParams, check_component, dbname_arg
 
 
 class DumpParams(DbParams):
-    directory: str = Field(description="Where dumps are kept, e.g. /var/backups/varlor/database.")
+    directory: str
+    """Where dumps are kept, e.g. /var/backups/varlor/database."""
     database: str | None = Field(None, description="Database to dump (default: the store's database).")
     prefix: str = Field("varlor_db_", description="File name prefix; the name is PREFIX<UTC YYYYmmdd_HHMMSS>.dump.")
     tag: str | None = Field(None, description="Instead of the prefix, e.g. pre_deployment → pre_deployment_<ts>.dump.")
@@ -49,12 +50,18 @@ class DumpParams(DbParams):
 
 
 class DumpOutputs(ActionOutputs):
-    path: str = Field(description="The dump file.")
-    name: str = Field(description="Its file name.")
-    size: int = Field(description="Bytes.")
-    sha256: str = Field(description="Hex digest of the dump.")
-    checksum_file: str = Field(description="The NAME.sha256 file (sha256sum format).")
-    database: str = Field(description="The database dumped.")
+    path: str
+    """The dump file."""
+    name: str
+    """Its file name."""
+    size: int
+    """Bytes."""
+    sha256: str
+    """Hex digest of the dump."""
+    checksum_file: str
+    """The NAME.sha256 file (sha256sum format)."""
+    database: str
+    """The database dumped."""
 
 
 def _stem(params: DumpParams) -> str:
@@ -111,13 +118,8 @@ def _dump_directory(params: DumpParams) -> Path:
     return directory
 
 
-@action(
-    "postgres.dump",
-    Effect.MUTATING,
-    "Back up a database with pg_dump (custom format) and write its .sha256 file.",
-    target=lambda p: p.directory,
-    describe=_describe_dump,
-)
+@action("postgres.dump", Effect.MUTATING, "Back up a database with pg_dump (custom format) and write its .sha256 file.",
+        target=lambda p: p.directory, describe=_describe_dump)
 def dump(ctx: StepContext, params: DumpParams) -> DumpOutputs:
     st = settings(ctx)
     db = st.pick_database(params.database)
@@ -143,15 +145,20 @@ def dump(ctx: StepContext, params: DumpParams) -> DumpOutputs:
 
 
 class VerifyDumpParams(ActionParams):
-    path: str = Field(description="The dump file; its checksum file is PATH.sha256.")
+    path: str
+    """The dump file; its checksum file is PATH.sha256."""
     require_checksum: bool = Field(True, description="Fail when PATH.sha256 is missing (else warn).")
 
 
 class VerifyDumpOutputs(ActionOutputs):
-    tables: list[str] = Field(description="Tables in the dump's table of contents.")
-    entries: int = Field(description="Number of TOC entries.")
-    sha256: str = Field(description="Actual digest.")
-    verified: bool = Field(description="true when the checksum file matched.")
+    tables: list[str]
+    """Tables in the dump's table of contents."""
+    entries: int
+    """Number of TOC entries."""
+    sha256: str
+    """Actual digest."""
+    verified: bool
+    """true when the checksum file matched."""
 
 
 @action(

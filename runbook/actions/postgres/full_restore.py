@@ -27,19 +27,26 @@ _PROTECTED_DATABASES = ("template0", "template1")
 
 
 class RestoreParams(DbParams):
-    path: str = Field(description="The dump file (custom format).")
-    database: str = Field(description="Database to drop and re-create, e.g. {{ env.postgres.database }}.")
+    path: str
+    """The dump file (custom format)."""
+    database: str
+    """Database to drop and re-create, e.g. {{ env.postgres.database }}."""
     jobs: int = Field(1, ge=1, le=64, description="pg_restore --jobs.")
     require_checksum: bool = Field(True, description="Refuse a dump without PATH.sha256.")
     no_acl: bool = Field(False, description="pg_restore --no-acl (skip GRANTs, e.g. roles missing on a new server).")
 
 
 class RestoreOutputs(ActionOutputs):
-    database: str = Field(description="The restored database.")
-    tables: list[str] = Field(description="Tables in the restored database.")
-    rows: dict[str, int] = Field(description="Row count per table.")
-    total_rows: int = Field(description="Sum of the row counts.")
-    sha256: str = Field(description="Digest of the dump restored.")
+    database: str
+    """The restored database."""
+    tables: list[str]
+    """Tables in the restored database."""
+    rows: dict[str, int]
+    """Row count per table."""
+    total_rows: int
+    """Sum of the row counts."""
+    sha256: str
+    """Digest of the dump restored."""
 
 
 def _restore_argv(params: RestoreParams, program: str = "pg_restore") -> list[str]:
@@ -84,14 +91,10 @@ def _recreate_database(ctx: StepContext, st: PostgresSettings, db: str) -> None:
             conn.execute(revoke)
 
 
-@action(
-    "postgres.restore",
-    Effect.DESTRUCTIVE,
-    "Full restore: verify the dump, drop and re-create the database, pg_restore, count rows.",
-    # A typed confirmation asks for the database name, so the playbook must name it.
-    target=lambda p: p.database,
-    describe=_describe_restore,
-)
+# A typed confirmation asks for the database name, so the playbook must name it.
+@action("postgres.restore", Effect.DESTRUCTIVE,
+        "Full restore: verify the dump, drop and re-create the database, pg_restore, count rows.",
+        target=lambda p: p.database, describe=_describe_restore)
 def restore(ctx: StepContext, params: RestoreParams) -> RestoreOutputs:
     st = settings(ctx)
     db = params.database

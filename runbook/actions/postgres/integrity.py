@@ -29,12 +29,18 @@ class CheckIntegrityParams(DbParams):
 
 
 class CheckIntegrityOutputs(ActionOutputs):
-    ok: bool = Field(description="true when nothing looks corrupted.")
-    checksum_failures: int | None = Field(description="pg_stat_database.checksum_failures (None when not reported).")
-    data_checksums: bool = Field(description="Whether the cluster has data checksums on.")
-    unreadable: dict[str, str] = Field(description="Tables whose full read failed, with the error.")
-    counts: dict[str, int] = Field(description="Rows per readable table.")
-    stats: dict[str, StatValue] = Field(description="The pg_stat_database row.")
+    ok: bool
+    """true when nothing looks corrupted."""
+    checksum_failures: int | None
+    """pg_stat_database.checksum_failures (None when not reported)."""
+    data_checksums: bool
+    """Whether the cluster has data checksums on."""
+    unreadable: dict[str, str]
+    """Tables whose full read failed, with the error."""
+    counts: dict[str, int]
+    """Rows per readable table."""
+    stats: dict[str, StatValue]
+    """The pg_stat_database row."""
 
 
 def _database_stats(conn: psycopg.Connection[Any], db: str) -> dict[str, StatValue]:
@@ -110,8 +116,10 @@ class ReindexParams(DbParams):
 
 
 class ReindexOutputs(ActionOutputs):
-    database: str = Field(description="The database reindexed.")
-    seconds: float = Field(description="How long it took.")
+    database: str
+    """The database reindexed."""
+    seconds: float
+    """How long it took."""
 
 
 def _describe_reindex(params: ReindexParams) -> str:
@@ -119,13 +127,8 @@ def _describe_reindex(params: ReindexParams) -> str:
     return f"REINDEX DATABASE {'CONCURRENTLY ' if params.concurrently else ''}{db}"
 
 
-@action(
-    "postgres.reindex",
-    Effect.MUTATING,
-    "REINDEX DATABASE (rebuild every index, e.g. after index corruption).",
-    target=lambda p: p.database or "database",
-    describe=_describe_reindex,
-)
+@action("postgres.reindex", Effect.MUTATING, "REINDEX DATABASE (rebuild every index, e.g. after index corruption).",
+        target=lambda p: p.database or "database", describe=_describe_reindex)
 def reindex(ctx: StepContext, params: ReindexParams) -> ReindexOutputs:
     st = settings(ctx)
     db = st.pick_database(params.database)

@@ -56,7 +56,8 @@ def _target_time(value: str) -> datetime:
 
 
 class PitrParams(DbParams):
-    target_time: str = Field(description="Recover up to this ISO time (UTC when it has no offset).")
+    target_time: str
+    """Recover up to this ISO time (UTC when it has no offset)."""
     backup: str | None = Field(None, description="Base backup directory (default: the newest base_* in pitr_dir).")
     wal_archive: str | None = Field(None, description="WAL archive directory (default: the store's wal_archive).")
     directory: str | None = Field(None, description="Parent of the new cluster directory (default: pitr_dir).")
@@ -73,12 +74,18 @@ class PitrParams(DbParams):
 
 
 class PitrOutputs(ActionOutputs):
-    data_dir: str = Field(description="The new data directory.")
-    port: int = Field(description="Port of the temporary server (on 127.0.0.1).")
-    dsn: str = Field(description="Its connection string (no password).")
-    counts: dict[str, int] = Field(description="Rows per table after recovery.")
-    recovered_to: str = Field(description="What the server log says recovery stopped at.")
-    target_time: str = Field(description="The recovery target, as written to the configuration.")
+    data_dir: str
+    """The new data directory."""
+    port: int
+    """Port of the temporary server (on 127.0.0.1)."""
+    dsn: str
+    """Its connection string (no password)."""
+    counts: dict[str, int]
+    """Rows per table after recovery."""
+    recovered_to: str
+    """What the server log says recovery stopped at."""
+    target_time: str
+    """The recovery target, as written to the configuration."""
 
 
 def _describe(params: PitrParams) -> str:
@@ -183,14 +190,10 @@ def _recover(ctx: StepContext, st: PostgresSettings, params: PitrParams, data: P
     return recovered_to, counts
 
 
-@action(
-    "postgres.pitr_restore",
-    Effect.DESTRUCTIVE,
-    "Point-in-time recovery into a new data directory and a temporary server; counts rows.",
-    # What the operator must be sure of: the point in time the data goes back to.
-    target=lambda p: p.target_time,
-    describe=_describe,
-)
+# What the operator must be sure of: the point in time the data goes back to.
+@action("postgres.pitr_restore", Effect.DESTRUCTIVE,
+        "Point-in-time recovery into a new data directory and a temporary server; counts rows.",
+        target=lambda p: p.target_time, describe=_describe)
 def pitr_restore(ctx: StepContext, params: PitrParams) -> PitrOutputs:
     st = settings(ctx)
     when = _target_time(params.target_time)

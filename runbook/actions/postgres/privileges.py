@@ -45,7 +45,8 @@ class TerminateParams(DbParams):
 
 
 class TerminateOutputs(ActionOutputs):
-    terminated: int = Field(description="Sessions ended.")
+    terminated: int
+    """Sessions ended."""
 
 
 def _describe_terminate(params: TerminateParams) -> str:
@@ -54,13 +55,9 @@ def _describe_terminate(params: TerminateParams) -> str:
             f"'{params.database or '<store database>'}' AND pid <> pg_backend_pid(){who}")
 
 
-@action(
-    "postgres.terminate_connections",
-    Effect.MUTATING,
-    "End the sessions connected to a database (stop the app's writes).",
-    target=lambda p: p.database or "database",
-    describe=_describe_terminate,
-)
+@action("postgres.terminate_connections", Effect.MUTATING,
+        "End the sessions connected to a database (stop the app's writes).",
+        target=lambda p: p.database or "database", describe=_describe_terminate)
 def terminate_connections(ctx: StepContext, params: TerminateParams) -> TerminateOutputs:
     st = settings(ctx)
     db = st.pick_database(params.database)
@@ -82,12 +79,15 @@ class RevokeConnectParams(ConnectPrivParams):
 
 
 class RevokeConnectOutputs(ActionOutputs):
-    statements: list[str] = Field(description="SQL run.")
-    terminated: int = Field(description="Sessions ended.")
+    statements: list[str]
+    """SQL run."""
+    terminated: int
+    """Sessions ended."""
 
 
 class GrantConnectOutputs(ActionOutputs):
-    statements: list[str] = Field(description="SQL run.")
+    statements: list[str]
+    """SQL run."""
 
 
 def _preposition(verb: str) -> str:
@@ -129,13 +129,9 @@ def _describe_revoke(params: RevokeConnectParams) -> str:
     return text
 
 
-@action(
-    "postgres.revoke_connect",
-    Effect.MUTATING,
-    "REVOKE CONNECT on a database from PUBLIC and named roles (stop the app / lock down).",
-    target=lambda p: p.database or "database",
-    describe=_describe_revoke,
-)
+@action("postgres.revoke_connect", Effect.MUTATING,
+        "REVOKE CONNECT on a database from PUBLIC and named roles (stop the app / lock down).",
+        target=lambda p: p.database or "database", describe=_describe_revoke)
 def revoke_connect(ctx: StepContext, params: RevokeConnectParams) -> RevokeConnectOutputs:
     st = settings(ctx)
     db = st.pick_database(params.database)
@@ -152,13 +148,9 @@ def revoke_connect(ctx: StepContext, params: RevokeConnectParams) -> RevokeConne
     return RevokeConnectOutputs(statements=done, terminated=terminated)
 
 
-@action(
-    "postgres.grant_connect",
-    Effect.MUTATING,
-    "GRANT CONNECT on a database back to PUBLIC and named roles (restart the app).",
-    target=lambda p: p.database or "database",
-    describe=lambda p: _describe_priv("GRANT", p),
-)
+@action("postgres.grant_connect", Effect.MUTATING,
+        "GRANT CONNECT on a database back to PUBLIC and named roles (restart the app).",
+        target=lambda p: p.database or "database", describe=lambda p: _describe_priv("GRANT", p))
 def grant_connect(ctx: StepContext, params: ConnectPrivParams) -> GrantConnectOutputs:
     st = settings(ctx)
     db = st.pick_database(params.database)

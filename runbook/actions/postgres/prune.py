@@ -20,7 +20,8 @@ from .names import check_component
 
 
 class PruneDumpsParams(Retention):
-    directory: str = Field(description="The dump directory.")
+    directory: str
+    """The dump directory."""
     prefix: str = Field("varlor_db_", description="Only files whose name starts with this.")
 
     @field_validator("prefix")
@@ -30,8 +31,10 @@ class PruneDumpsParams(Retention):
 
 
 class PruneDumpsOutputs(ActionOutputs):
-    deleted: list[str] = Field(description="Names deleted (with dry_run: names that would be).")
-    kept: int = Field(description="How many dumps remain.")
+    deleted: list[str]
+    """Names deleted (with dry_run: names that would be)."""
+    kept: int
+    """How many dumps remain."""
 
 
 def _describe(params: PruneDumpsParams) -> str:
@@ -53,13 +56,9 @@ def _dumps(directory: Path, prefix: str) -> list[tuple[float, str]]:
     return dumps
 
 
-@action(
-    "postgres.prune_dumps",
-    Effect.DESTRUCTIVE,
-    "Delete dumps (and their .sha256) older than the retention; never the newest.",
-    target=lambda p: os.path.abspath(p.directory),
-    describe=_describe,
-)
+@action("postgres.prune_dumps", Effect.DESTRUCTIVE,
+        "Delete dumps (and their .sha256) older than the retention; never the newest.",
+        target=lambda p: os.path.abspath(p.directory), describe=_describe)
 def prune_dumps(ctx: StepContext, params: PruneDumpsParams) -> PruneDumpsOutputs:
     directory = Path(params.directory)
     if not directory.is_dir():

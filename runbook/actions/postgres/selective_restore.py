@@ -39,16 +39,21 @@ OwnedSequence = tuple[str, str, Table, str]  # (sequence schema, sequence name, 
 
 
 class RestoreTablesParams(DbParams):
-    path: str = Field(description="The dump file (custom format).")
-    database: str = Field(description="Database holding the tables, e.g. {{ env.postgres.database }}.")
+    path: str
+    """The dump file (custom format)."""
+    database: str
+    """Database holding the tables, e.g. {{ env.postgres.database }}."""
     tables: list[str] = Field(min_length=1, description="Tables to restore, e.g. [datasets, dataset_columns].")
     require_checksum: bool = Field(True, description="Refuse a dump without PATH.sha256.")
 
 
 class RestoreTablesOutputs(ActionOutputs):
-    rows: dict[str, int] = Field(description="Row count per restored table.")
-    total_rows: int = Field(description="Sum of the row counts.")
-    order: list[str] = Field(description="The order the tables were loaded in (parents first).")
+    rows: dict[str, int]
+    """Row count per restored table."""
+    total_rows: int
+    """Sum of the row counts."""
+    order: list[str]
+    """The order the tables were loaded in (parents first)."""
 
 
 def _describe(params: RestoreTablesParams) -> str:
@@ -174,13 +179,9 @@ def _load(ctx: StepContext, st: PostgresSettings, path: Path, db: str, listfile:
     _check_pipeline(result, db)
 
 
-@action(
-    "postgres.restore_tables",
-    Effect.DESTRUCTIVE,
-    "Replace the rows of some tables with exactly the dumped rows, in one transaction.",
-    target=lambda p: p.database,
-    describe=_describe,
-)
+@action("postgres.restore_tables", Effect.DESTRUCTIVE,
+        "Replace the rows of some tables with exactly the dumped rows, in one transaction.",
+        target=lambda p: p.database, describe=_describe)
 def restore_tables(ctx: StepContext, params: RestoreTablesParams) -> RestoreTablesOutputs:
     st = settings(ctx)
     db = params.database

@@ -21,15 +21,18 @@ _GONE_WITHIN = 5.0  # seconds for the last backends to exit after pg_ctl stop re
 
 
 class StopClusterParams(ActionParams):
-    data_dir: str = Field(description="Data directory of the server to stop (e.g. the pitr_restore output).")
+    data_dir: str
+    """Data directory of the server to stop (e.g. the pitr_restore output)."""
     mode: str = Field("fast", pattern="^(smart|fast|immediate)$", description="pg_ctl stop mode.")
     timeout: float = Field(60, gt=0, description="Seconds to wait for it to stop.")
     allow_main: bool = Field(False, description="Allow stopping the store's main data_dir.")
 
 
 class StopClusterOutputs(ActionOutputs):
-    stopped: bool = Field(description="true when a running server was stopped.")
-    data_dir: str = Field(description="The data directory.")
+    stopped: bool
+    """true when a running server was stopped."""
+    data_dir: str
+    """The data directory."""
 
 
 def _describe(params: StopClusterParams) -> str:
@@ -46,13 +49,9 @@ def _wait_gone(data: Path) -> None:
         raise ActionError(f"PostgreSQL processes {exc.last} of {data} are still running after pg_ctl stop.") from None
 
 
-@action(
-    "postgres.stop_cluster",
-    Effect.MUTATING,
-    "Stop a local PostgreSQL server (e.g. the temporary PITR server) and check none of it remains.",
-    target=lambda p: os.path.abspath(p.data_dir),
-    describe=_describe,
-)
+@action("postgres.stop_cluster", Effect.MUTATING,
+        "Stop a local PostgreSQL server (e.g. the temporary PITR server) and check none of it remains.",
+        target=lambda p: os.path.abspath(p.data_dir), describe=_describe)
 def stop_cluster(ctx: StepContext, params: StopClusterParams) -> StopClusterOutputs:
     st = settings_or_defaults(ctx)
     data = Path(params.data_dir).absolute()

@@ -49,11 +49,16 @@ class PublishEventsParams(ActionParams):
 
 
 class PublishEventsOutputs(ActionOutputs):
-    count: int = Field(description="Messages published.")
-    first_message_id: str = Field(description="Message id of the first.")
-    last_message_id: str = Field(description="Message id of the last.")
-    first_event_id: str = Field(description="Event id of the first.")
-    last_event_id: str = Field(description="Event id of the last.")
+    count: int
+    """Messages published."""
+    first_message_id: str
+    """Message id of the first."""
+    last_message_id: str
+    """Message id of the last."""
+    first_event_id: str
+    """Event id of the first."""
+    last_event_id: str
+    """Event id of the last."""
 
 
 def _event(event_id: str, rng: random.Random, at: datetime) -> bytes:
@@ -130,12 +135,18 @@ class DrainCountParams(SubscriptionParams):
 
 
 class DrainCountOutputs(ActionOutputs):
-    count: int = Field(description="Messages received (duplicates included).")
-    unique: int = Field(description="Distinct event ids.")
-    duplicates: int = Field(description="Messages received more than once.")
-    event_ids: list[str] = Field(description="Distinct event ids, sorted.")
-    first_event_id: str = Field(description="Smallest event id ('' if none).")
-    last_event_id: str = Field(description="Largest event id ('' if none).")
+    count: int
+    """Messages received (duplicates included)."""
+    unique: int
+    """Distinct event ids."""
+    duplicates: int
+    """Messages received more than once."""
+    event_ids: list[str]
+    """Distinct event ids, sorted."""
+    first_event_id: str
+    """Smallest event id ('' if none)."""
+    last_event_id: str
+    """Largest event id ('' if none)."""
 
 
 def _event_id(message: Any, id_field: str) -> str:

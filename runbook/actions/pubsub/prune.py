@@ -27,8 +27,10 @@ class PruneSnapshotsOutputs(ActionOutputs):
     deleted: list[str] = Field(
         description="Snapshot ids deleted (with dry_run: ids that would be), oldest first."
     )
-    kept: list[str] = Field(description="Snapshot ids kept, oldest first.")
-    dry_run: bool = Field(description="true when nothing was deleted on purpose.")
+    kept: list[str]
+    """Snapshot ids kept, oldest first."""
+    dry_run: bool
+    """true when nothing was deleted on purpose."""
 
 
 def _describe(p: PruneSnapshotsParams) -> str:
@@ -37,13 +39,9 @@ def _describe(p: PruneSnapshotsParams) -> str:
     return f"pubsub.delete_snapshot({where}{topic} {p.describe()})"
 
 
-@action(
-    "pubsub.prune_snapshots",
-    Effect.DESTRUCTIVE,
-    "Delete Pub/Sub snapshots older than a duration (by id prefix or topic), keeping the newest.",
-    target=target_of,
-    describe=_describe,
-)
+@action("pubsub.prune_snapshots", Effect.DESTRUCTIVE,
+        "Delete Pub/Sub snapshots older than a duration (by id prefix or topic), keeping the newest.",
+        target=target_of, describe=_describe)
 def prune_snapshots(ctx: StepContext, params: PruneSnapshotsParams) -> PruneSnapshotsOutputs:
     s = Session.open(ctx)
     # Newest first, and among snapshots taken in the same second the last name counts as newer.

@@ -44,8 +44,10 @@ class SeekParams(SubscriptionParams):
 
 
 class SeekOutputs(ActionOutputs):
-    subscription: str = Field(description="Full subscription path.")
-    to: str = Field(description="The snapshot path or the time (UTC).")
+    subscription: str
+    """Full subscription path."""
+    to: str
+    """The snapshot path or the time (UTC)."""
 
 
 def _describe(p: SeekParams) -> str:
@@ -66,13 +68,9 @@ def _warn_unless_retained(ctx: StepContext, s: Session, sub: str, to: str) -> No
         )
 
 
-@action(
-    "pubsub.seek",
-    Effect.MUTATING,
-    "Seek a subscription to a snapshot or a time: messages acked after it are delivered again.",
-    target=lambda p: show(p.subscription, "pubsub_subscription"),
-    describe=_describe,
-)
+@action("pubsub.seek", Effect.MUTATING,
+        "Seek a subscription to a snapshot or a time: messages acked after it are delivered again.",
+        target=lambda p: show(p.subscription, "pubsub_subscription"), describe=_describe)
 def seek(ctx: StepContext, params: SeekParams) -> SeekOutputs:
     s, sub = Session.for_subscription(ctx, params.subscription)
     request: dict[str, Any] = {"subscription": sub}

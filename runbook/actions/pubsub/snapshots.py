@@ -97,10 +97,14 @@ class CreateSnapshotParams(SubscriptionParams):
 
 
 class CreateSnapshotOutputs(ActionOutputs):
-    snapshot: str = Field(description="Snapshot id.")
-    name: str = Field(description="Full snapshot path.")
-    expire_time: str = Field(description="When Pub/Sub drops it (UTC).")
-    created: str = Field(description="When it was taken (UTC).")
+    snapshot: str
+    """Snapshot id."""
+    name: str
+    """Full snapshot path."""
+    expire_time: str
+    """When Pub/Sub drops it (UTC)."""
+    created: str
+    """When it was taken (UTC)."""
 
 
 def _describe_create(p: CreateSnapshotParams) -> str:
@@ -109,13 +113,9 @@ def _describe_create(p: CreateSnapshotParams) -> str:
     return f"pubsub.create_snapshot(name={snap}, subscription={sub})"
 
 
-@action(
-    "pubsub.create_snapshot",
-    Effect.MUTATING,
-    "Snapshot a subscription's acknowledgment state (seek back to it to replay; kept up to 7 days).",
-    target=lambda p: show(p.subscription, "pubsub_subscription"),
-    describe=_describe_create,
-)
+@action("pubsub.create_snapshot", Effect.MUTATING,
+        "Snapshot a subscription's acknowledgment state (seek back to it to replay; kept up to 7 days).",
+        target=lambda p: show(p.subscription, "pubsub_subscription"), describe=_describe_create)
 def create_snapshot(ctx: StepContext, params: CreateSnapshotParams) -> CreateSnapshotOutputs:
     s, sub = Session.for_subscription(ctx, params.subscription)
     now = utc_now()
@@ -145,10 +145,14 @@ class ListSnapshotsParams(SnapshotFilter):
 
 
 class ListSnapshotsOutputs(ActionOutputs):
-    names: list[str] = Field(description="Snapshot ids, oldest first.")
-    latest: str = Field(description="The newest ('' if none).")
-    count: int = Field(description="How many.")
-    expire_times: dict[str, str] = Field(description="Snapshot → expire_time (UTC).")
+    names: list[str]
+    """Snapshot ids, oldest first."""
+    latest: str
+    """The newest ('' if none)."""
+    count: int
+    """How many."""
+    expire_times: dict[str, str]
+    """Snapshot → expire_time (UTC)."""
 
 
 def target_of(p: SnapshotFilter) -> str:
@@ -160,13 +164,9 @@ def _describe_list(p: ListSnapshotsParams) -> str:
     return "pubsub.list_snapshots(project)" + (f" where {' and '.join(filters)}" if filters else "")
 
 
-@action(
-    "pubsub.list_snapshots",
-    Effect.READ_ONLY,
-    "List the project's Pub/Sub snapshots (optionally by id prefix or topic), oldest first.",
-    target=target_of,
-    describe=_describe_list,
-)
+@action("pubsub.list_snapshots", Effect.READ_ONLY,
+        "List the project's Pub/Sub snapshots (optionally by id prefix or topic), oldest first.",
+        target=target_of, describe=_describe_list)
 def list_snapshots(ctx: StepContext, params: ListSnapshotsParams) -> ListSnapshotsOutputs:
     s = Session.open(ctx)
     found = matching(s, params.prefix, params.topic)

@@ -32,16 +32,21 @@ from runbook.core.errors import ActionError
 
 
 class CheckRecentParams(ActionParams):
-    backups: str = Field(description="Directory holding the snapshots.")
+    backups: str
+    """Directory holding the snapshots."""
     max_age: Duration = Field("24h", description="Fail if the newest snapshot is older, e.g. 24h.")
     pattern: Pattern = Field("backup_*", description="Snapshots considered when `latest` is missing.")
 
 
 class CheckRecentOutputs(ActionOutputs):
-    path: str = Field(description="The newest snapshot.")
-    name: str = Field(description="Its name.")
-    age_seconds: float = Field(description="Its age.")
-    complete: bool = Field(description="true when it has a manifest.")
+    path: str
+    """The newest snapshot."""
+    name: str
+    """Its name."""
+    age_seconds: float
+    """Its age."""
+    complete: bool
+    """true when it has a manifest."""
 
 
 def _newest(backups: str, pattern: str) -> str:
@@ -60,13 +65,8 @@ def _describe_recent(params: CheckRecentParams) -> str:
     return f"find $(readlink -f {latest}) -maxdepth 0 -newermt '-{params.max_age}'"
 
 
-@action(
-    "storage.check_recent",
-    Effect.READ_ONLY,
-    "Fail unless the newest storage snapshot is younger than max_age.",
-    target=lambda p: os.path.abspath(p.backups),
-    describe=_describe_recent,
-)
+@action("storage.check_recent", Effect.READ_ONLY, "Fail unless the newest storage snapshot is younger than max_age.",
+        target=lambda p: os.path.abspath(p.backups), describe=_describe_recent)
 def check_recent(ctx: StepContext, params: CheckRecentParams) -> CheckRecentOutputs:
     backups = os.path.realpath(absolute(params.backups, "backups"))
     name = _newest(backups, params.pattern)
@@ -87,7 +87,8 @@ def check_recent(ctx: StepContext, params: CheckRecentParams) -> CheckRecentOutp
 
 
 class CheckSizeParams(ActionParams):
-    backups: str = Field(description="Directory holding the snapshots.")
+    backups: str
+    """Directory holding the snapshots."""
     snapshot: str = Field(LATEST, description="The snapshot to check (default: `latest`).")
     pattern: Pattern = Field("backup_*", description="Snapshots considered as the previous one.")
     min_bytes: int = Field(1, ge=0, description="Fail when smaller (an empty snapshot is always suspicious).")
@@ -103,12 +104,18 @@ class CheckSizeParams(ActionParams):
 
 
 class CheckSizeOutputs(ActionOutputs):
-    name: str = Field(description="The snapshot checked.")
-    size: int = Field(description="Its bytes.")
-    previous: str = Field(description="The snapshot compared with ('' if none).")
-    previous_size: int = Field(description="Its bytes (0 if none).")
-    change: float = Field(description="Relative size change (0.1 = 10%).")
-    ok: bool = Field(description="true when within bounds.")
+    name: str
+    """The snapshot checked."""
+    size: int
+    """Its bytes."""
+    previous: str
+    """The snapshot compared with ('' if none)."""
+    previous_size: int
+    """Its bytes (0 if none)."""
+    change: float
+    """Relative size change (0.1 = 10%)."""
+    ok: bool
+    """true when within bounds."""
 
 
 def _size_target(params: CheckSizeParams) -> str:
@@ -122,13 +129,9 @@ def _previous(backups: str, snap: str, pattern: str) -> str:
     return others[-1] if others else ""
 
 
-@action(
-    "storage.check_size",
-    Effect.READ_ONLY,
-    "Size sanity of a snapshot: not empty, and not far from the previous snapshot's size.",
-    target=_size_target,
-    describe=lambda p: f"du -sb {shlex.quote(_size_target(p))} (and the previous snapshot)",
-)
+@action("storage.check_size", Effect.READ_ONLY,
+        "Size sanity of a snapshot: not empty, and not far from the previous snapshot's size.",
+        target=_size_target, describe=lambda p: f"du -sb {shlex.quote(_size_target(p))} (and the previous snapshot)")
 def check_size(ctx: StepContext, params: CheckSizeParams) -> CheckSizeOutputs:
     backups = os.path.realpath(absolute(params.backups, "backups"))
     snap = resolve_snapshot(backups, params.snapshot)

@@ -17,15 +17,20 @@ from runbook.core.errors import ActionError
 
 
 class ListSnapshotsParams(ActionParams):
-    backups: str = Field(description="Directory holding the snapshots.")
+    backups: str
+    """Directory holding the snapshots."""
     pattern: Pattern = Field("*", description="Name glob, e.g. backup_* or pre_deployment_*.")
 
 
 class ListSnapshotsOutputs(ActionOutputs):
-    latest: str = Field(description="Name `latest` points to ('' if none).")
-    newest: str = Field(description="The newest snapshot's name ('' if none).")
-    count: int = Field(description="How many snapshots.")
-    names: list[str] = Field(description="Their names, oldest first.")
+    latest: str
+    """Name `latest` points to ('' if none)."""
+    newest: str
+    """The newest snapshot's name ('' if none)."""
+    count: int
+    """How many snapshots."""
+    names: list[str]
+    """Their names, oldest first."""
 
 
 @action(

@@ -29,14 +29,18 @@ from runbook.core.timestamps import utc_now
 
 
 class PruneParams(Retention):
-    backups: str = Field(description="Directory holding the snapshots.")
+    backups: str
+    """Directory holding the snapshots."""
     pattern: Pattern = Field("backup_*", description="Which snapshots may be deleted (a name glob).")
 
 
 class PruneOutputs(ActionOutputs):
-    deleted: list[str] = Field(description="Names deleted (with dry_run: names that would be).")
-    kept: list[str] = Field(description="Names of the matching snapshots kept.")
-    dry_run: bool = Field(description="true when nothing was deleted on purpose.")
+    deleted: list[str]
+    """Names deleted (with dry_run: names that would be)."""
+    kept: list[str]
+    """Names of the matching snapshots kept."""
+    dry_run: bool
+    """true when nothing was deleted on purpose."""
 
 
 def _describe(params: PruneParams) -> str:
@@ -60,13 +64,8 @@ def _delete(ctx: StepContext, backups: str, name: str, age: str) -> None:
         raise ActionError(f"Cannot delete {path}: {exc.strerror}.") from None
 
 
-@action(
-    "storage.prune",
-    Effect.DESTRUCTIVE,
-    "Delete snapshots older than the retention period (never `latest`'s).",
-    target=lambda p: os.path.abspath(p.backups),
-    describe=_describe,
-)
+@action("storage.prune", Effect.DESTRUCTIVE, "Delete snapshots older than the retention period (never `latest`'s).",
+        target=lambda p: os.path.abspath(p.backups), describe=_describe)
 def prune_snapshots(ctx: StepContext, params: PruneParams) -> PruneOutputs:
     backups = os.path.realpath(absolute(params.backups, "backups"))
     if not os.path.isdir(backups):

@@ -40,7 +40,8 @@ _MODE = re.compile(r"[0-7]{3,4}")
 
 
 class RestoreParams(SnapshotRef):
-    root: str = Field(description="The live storage tree, e.g. {{ env.storage.root }}.")
+    root: str
+    """The live storage tree, e.g. {{ env.storage.root }}."""
     mode: str | None = Field(
         None, description="Octal permissions for restored dirs and files, e.g. 750 (like chmod -R 750)."
     )
@@ -92,12 +93,18 @@ class RestoreFullParams(RestoreParams):
 
 
 class RestoreFullOutputs(ActionOutputs):
-    path: str = Field(description="The restored storage root.")
-    snapshot: str = Field(description="The snapshot restored.")
-    moved_aside: str = Field(description="Where the previous tree was moved ('' if there was none).")
-    files: int = Field(description="Files verified.")
-    bytes: int = Field(description="Bytes verified.")
-    verified: bool = Field(description="true when the restored tree matched the manifest.")
+    path: str
+    """The restored storage root."""
+    snapshot: str
+    """The snapshot restored."""
+    moved_aside: str
+    """Where the previous tree was moved ('' if there was none)."""
+    files: int
+    """Files verified."""
+    bytes: int
+    """Bytes verified."""
+    verified: bool
+    """true when the restored tree matched the manifest."""
 
 
 def _full_argv(
@@ -154,13 +161,9 @@ def _move_aside(ctx: StepContext, root: str) -> str:
     return moved
 
 
-@action(
-    "storage.restore_full",
-    Effect.DESTRUCTIVE,
-    "Replace the whole storage tree with a snapshot: the current tree is moved aside first.",
-    target=lambda p: os.path.abspath(p.root),
-    describe=_describe_full,
-)
+@action("storage.restore_full", Effect.DESTRUCTIVE,
+        "Replace the whole storage tree with a snapshot: the current tree is moved aside first.",
+        target=lambda p: os.path.abspath(p.root), describe=_describe_full)
 def restore_full(ctx: StepContext, params: RestoreFullParams) -> RestoreFullOutputs:
     snap, root = _full_paths(params)
     moved = _move_aside(ctx, root)
@@ -191,7 +194,8 @@ def restore_full(ctx: StepContext, params: RestoreFullParams) -> RestoreFullOutp
 
 
 class RestoreTenantParams(RestoreParams):
-    tenant: str = Field(description="Tenant id: one directory name under the root.")
+    tenant: str
+    """Tenant id: one directory name under the root."""
     checksum: bool = Field(
         True, description="rsync --checksum: also fix files whose size and mtime look unchanged."
     )
@@ -204,7 +208,8 @@ class RestoreTenantParams(RestoreParams):
 
 
 class RestoreDatasetParams(RestoreTenantParams):
-    dataset: str = Field(description="Dataset id: one directory name under the tenant.")
+    dataset: str
+    """Dataset id: one directory name under the tenant."""
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -213,11 +218,16 @@ class RestoreDatasetParams(RestoreTenantParams):
 
 
 class RestorePartOutputs(ActionOutputs):
-    path: str = Field(description="The restored directory.")
-    snapshot: str = Field(description="The snapshot restored from.")
-    files: int = Field(description="Files verified.")
-    bytes: int = Field(description="Bytes verified.")
-    verified: bool = Field(description="true when the restored files matched the manifest.")
+    path: str
+    """The restored directory."""
+    snapshot: str
+    """The snapshot restored from."""
+    files: int
+    """Files verified."""
+    bytes: int
+    """Bytes verified."""
+    verified: bool
+    """true when the restored files matched the manifest."""
 
 
 def _parts(params: RestoreTenantParams) -> list[str]:
@@ -308,23 +318,15 @@ def _restore_part(ctx: StepContext, params: RestoreTenantParams) -> RestorePartO
     return RestorePartOutputs(path=dst, snapshot=snap, files=files, bytes=total, verified=verified)
 
 
-@action(
-    "storage.restore_tenant",
-    Effect.DESTRUCTIVE,
-    "Restore one tenant's directory from a snapshot into the live tree (overwrites its files).",
-    target=_part_target,
-    describe=_describe_part,
-)
+@action("storage.restore_tenant", Effect.DESTRUCTIVE,
+        "Restore one tenant's directory from a snapshot into the live tree (overwrites its files).",
+        target=_part_target, describe=_describe_part)
 def restore_tenant(ctx: StepContext, params: RestoreTenantParams) -> RestorePartOutputs:
     return _restore_part(ctx, params)
 
 
-@action(
-    "storage.restore_dataset",
-    Effect.DESTRUCTIVE,
-    "Restore one dataset (tenant/dataset) from a snapshot into the live tree (overwrites its files).",
-    target=_part_target,
-    describe=_describe_part,
-)
+@action("storage.restore_dataset", Effect.DESTRUCTIVE,
+        "Restore one dataset (tenant/dataset) from a snapshot into the live tree (overwrites its files).",
+        target=_part_target, describe=_describe_part)
 def restore_dataset(ctx: StepContext, params: RestoreDatasetParams) -> RestorePartOutputs:
     return _restore_part(ctx, params)

@@ -37,7 +37,8 @@ from runbook.core.errors import ActionError
 
 
 class SnapshotParams(ActionParams):
-    root: str = Field(description="The live storage tree, e.g. {{ env.storage.root }}.")
+    root: str
+    """The live storage tree, e.g. {{ env.storage.root }}."""
     backups: str = Field(
         description="Directory holding the snapshots and `latest`, e.g. {{ env.storage.backups }}."
     )
@@ -78,14 +79,22 @@ class SnapshotParams(ActionParams):
 
 
 class SnapshotOutputs(ActionOutputs):
-    path: str = Field(description="The new snapshot directory.")
-    name: str = Field(description="Its name, e.g. backup_20251123_030000.")
-    files: int = Field(description="Regular files in it.")
-    bytes: int = Field(description="Their total size.")
-    linked: int = Field(description="Files hard-linked to (or copied from) the previous snapshot, unchanged.")
-    new_files: int = Field(description="Files copied from the live tree (new or changed).")
-    previous: str = Field(description="The snapshot it was linked against ('' for the first).")
-    manifest: str = Field(description="Path of its manifest (.runbook-manifest.xxh128 or .sha256).")
+    path: str
+    """The new snapshot directory."""
+    name: str
+    """Its name, e.g. backup_20251123_030000."""
+    files: int
+    """Regular files in it."""
+    bytes: int
+    """Their total size."""
+    linked: int
+    """Files hard-linked to (or copied from) the previous snapshot, unchanged."""
+    new_files: int
+    """Files copied from the live tree (new or changed)."""
+    previous: str
+    """The snapshot it was linked against ('' for the first)."""
+    manifest: str
+    """Path of its manifest (.runbook-manifest.xxh128 or .sha256)."""
 
 
 def _previous(backups: str) -> str | None:

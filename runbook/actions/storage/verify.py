@@ -33,12 +33,18 @@ class VerifySnapshotParams(SnapshotRef):
 
 
 class VerifySnapshotOutputs(ActionOutputs):
-    path: str = Field(description="The snapshot checked.")
-    files: int = Field(description="Files checked.")
-    bytes: int = Field(description="Bytes read.")
-    ok: bool = Field(description="true when every file matched.")
-    problems: int = Field(description="How many files were missing, changed or extra.")
-    first_problem: str = Field(description="The first problem ('' when ok).")
+    path: str
+    """The snapshot checked."""
+    files: int
+    """Files checked."""
+    bytes: int
+    """Bytes read."""
+    ok: bool
+    """true when every file matched."""
+    problems: int
+    """How many files were missing, changed or extra."""
+    first_problem: str
+    """The first problem ('' when ok)."""
 
 
 def _describe(params: VerifySnapshotParams) -> str:
@@ -52,13 +58,9 @@ def _describe(params: VerifySnapshotParams) -> str:
     )
 
 
-@action(
-    "storage.verify_snapshot",
-    Effect.READ_ONLY,
-    "Check a snapshot against its checksum manifest: no file missing, changed or extra.",
-    target=describe_snapshot,
-    describe=_describe,
-)
+@action("storage.verify_snapshot", Effect.READ_ONLY,
+        "Check a snapshot against its checksum manifest: no file missing, changed or extra.",
+        target=describe_snapshot, describe=_describe)
 def verify_snapshot(ctx: StepContext, params: VerifySnapshotParams) -> VerifySnapshotOutputs:
     snap = resolve_snapshot(params.backups, params.snapshot)
     manifest, algo = load_manifest(snap)
