@@ -96,3 +96,13 @@ def params_from_env(loaded: Any, given: dict[str, str]) -> dict[str, str]:
             if value is not None and spec.secret:
                 given[name] = value
     return given
+
+
+def table(title: str, columns: tuple[str, ...], **column: Any) -> Any:
+    """A Rich table titled on the left with these columns (folding long cells unless told otherwise)."""
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left")
+    for col in columns:
+        out.add_column(col, **(column or {"overflow": "fold"}))
+    return out

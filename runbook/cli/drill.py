@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from runbook.cli.context import CliContext, console, fail, load_playbook, pass_ctx
+from runbook.cli.context import CliContext, console, fail, load_playbook, pass_ctx, table
 from runbook.cli.root import cli
 
 
@@ -15,7 +15,6 @@ from runbook.cli.root import cli
 @pass_ctx
 def drill(obj: CliContext, playbook: str, keep: bool, show_output: bool) -> None:
     """Recovery drill on a throwaway sandbox: break it as the scenario says, recover, verify, measure."""
-    from rich.table import Table
 
     from runbook.core.durations import format_duration
     from runbook.core.paths import home
@@ -24,13 +23,11 @@ def drill(obj: CliContext, playbook: str, keep: bool, show_output: bool) -> None
     loaded = load_playbook(obj, playbook)
     report = run_drill(obj.journal, loaded, home=home(), keep=keep, quiet=not show_output, echo=lambda m: click.echo(m, err=True))
     click.echo(f"incident: {report.incident}")
-    table = Table(title=f"Drill of {report.playbook}", title_justify="left")
-    for col in ("step", "result", "time"):
-        table.add_column(col, no_wrap=True)
+    out = table(f"Drill of {report.playbook}", ("step", "result", "time"), no_wrap=True)
     for sid, status, dur in report.steps:
-        table.add_row(sid, status, format_duration(dur) if dur is not None else "")
+        out.add_row(sid, status, format_duration(dur) if dur is not None else "")
     con = console()
-    con.print(table)
+    con.print(out)
     rto = format_duration(report.rto_achieved)
     if report.rto_allowed is not None:
         rto += f" vs RTO {format_duration(report.rto_target or 0)} (sandbox allowance {format_duration(report.rto_allowed)})"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from runbook.cli.context import CliContext, console, fail, pass_ctx
+from runbook.cli.context import CliContext, console, fail, pass_ctx, table
 from runbook.cli.root import cli
 
 
@@ -46,15 +46,12 @@ def incidents(obj: CliContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
 
-    table = Table(title="Incidents", title_justify="left")
-    for col in ("id", "status", "playbook", "env", "mode", "operator", "elapsed / RTO"):
-        table.add_column(col, overflow="fold")
+    out = table("Incidents", ("id", "status", "playbook", "env", "mode", "operator", "elapsed / RTO"))
     for r in rows:
         rto = f" / {format_duration(r['rto'])}" if r["rto"] else ""
-        table.add_row(r["id"], r["status"], r["playbook"], r["env"], r["mode"], r["operator"], format_duration(r["elapsed"]) + rto)
-    console().print(table)
+        out.add_row(r["id"], r["status"], r["playbook"], r["env"], r["mode"], r["operator"], format_duration(r["elapsed"]) + rto)
+    console().print(out)
 
 
 @cli.command()
@@ -63,18 +60,15 @@ def incidents(obj: CliContext, as_json: bool) -> None:
 def timeline(obj: CliContext, incident: str) -> None:
     """The incident's timeline in the terminal (UTC and local time)."""
     from rich.markup import escape
-    from rich.table import Table
 
     from runbook.reports.timeline import describe_event, local_time
 
     journal = obj.journal
     incident = journal.find_incident(incident)
-    table = Table(title=f"Timeline of {incident}", title_justify="left")
-    for col in ("UTC", "local", "actor", "step", "event"):
-        table.add_column(col, overflow="fold")
+    out = table(f"Timeline of {incident}", ("UTC", "local", "actor", "step", "event"))
     for ev in journal.iter_events(incident):
-        table.add_row(ev.ts[11:19], local_time(ev.ts), ev.actor, ev.step or "", escape(describe_event(ev)))
-    console().print(table)
+        out.add_row(ev.ts[11:19], local_time(ev.ts), ev.actor, ev.step or "", escape(describe_event(ev)))
+    console().print(out)
 
 
 @cli.command()

@@ -10,6 +10,7 @@ The files are created 0600 inside a 0700 directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -172,6 +173,33 @@ class Journal:
         """
         return self.append_many(incident, [(type_, payload, step)], actor=actor)[0]
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (the caller holds ``self._lock``): committed when the block ends,
+        rolled back on any error; a SQLite error becomes one sentence (the disk may be full)."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise JournalError(_disk_message(exc, self.path)) from None
+
+    def _check_token(self, db: sqlite3.Connection, incident: str) -> None:
+        """Raise LostLockError when someone took over an incident this process had locked."""
+        token = self._tokens.get(incident)
+        if token is None:
+            return
+        row = db.execute("SELECT token, holder, pid FROM locks WHERE incident=?", (incident,)).fetchone()
+        if row is None or row[0] != token:
+            holder = f"{row[1]} (pid {row[2]})" if row else "nobody"
+            self._tokens.pop(incident, None)
+            raise LostLockError(f"Incident {incident} was taken over by {holder}; this session stops here.")
+
     def append_many(
         self,
         incident: str,
@@ -190,37 +218,21 @@ class Journal:
         written: list[tuple[int, int, str, str | None, str, str, str, str]] = []
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    token = self._tokens.get(incident)
-                    if token is not None:
-                        row = self._db.execute("SELECT token, holder, pid FROM locks WHERE incident=?", (incident,)).fetchone()
-                        if row is None or row[0] != token:
-                            holder = f"{row[1]} (pid {row[2]})" if row else "nobody"
-                            self._tokens.pop(incident, None)
-                            raise LostLockError(f"Incident {incident} was taken over by {holder}; this session stops here.")
-                    last = self._db.execute(
-                        "SELECT n, hash FROM events WHERE incident=? ORDER BY n DESC LIMIT 1", (incident,)
-                    ).fetchone()
+                with self._write() as db:
+                    self._check_token(db, incident)
+                    last = db.execute("SELECT n, hash FROM events WHERE incident=? ORDER BY n DESC LIMIT 1", (incident,)).fetchone()
                     n, prev = (last[0] + 1, last[1]) if last else (0, GENESIS)
                     for kind, payload, step in items:
                         type_ = str(kind)  # an EventType is stored as its value
                         body = canonical(dict(payload or {}))
                         ts = utc_now()
                         digest = chain_hash(incident, n, ts, who, step, type_, body, prev)
-                        cur = self._db.execute(
+                        cur = db.execute(
                             "INSERT INTO events (incident, n, ts, actor, step, type, payload, prev, hash) VALUES (?,?,?,?,?,?,?,?,?)",
                             (incident, n, ts, who, step, type_, body, prev, digest),
                         )
                         written.append((int(cur.lastrowid or 0), n, ts, step, type_, body, prev, digest))
                         n, prev = n + 1, digest
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise JournalError(_disk_message(exc, self.path)) from None
             except UnicodeError:
                 raise JournalError("An event could not be journaled: it holds text that is not valid UTF-8.") from None
         events = [
@@ -352,27 +364,16 @@ class Journal:
         token = uuid.uuid4().hex
         host = socket.gethostname()
         with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute(
-                        "SELECT incident, holder, host, pid, since, token FROM locks WHERE incident=?", (incident,)
-                    ).fetchone()
-                    previous = LockInfo(*row) if row else None
-                    mine = previous is not None and previous.token == self._tokens.get(incident)
-                    if previous is not None and not mine and previous.alive() and not take_over:
-                        raise LockedError(incident, previous.holder, previous.pid, previous.since)
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO locks (incident, holder, host, pid, since, token) VALUES (?,?,?,?,?,?)",
-                        (incident, self.actor, host, os.getpid(), utc_now(), token),
-                    )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise JournalError(_disk_message(exc, self.path)) from None
+            with self._write() as db:
+                row = db.execute("SELECT incident, holder, host, pid, since, token FROM locks WHERE incident=?", (incident,)).fetchone()
+                previous = LockInfo(*row) if row else None
+                mine = previous is not None and previous.token == self._tokens.get(incident)
+                if previous is not None and not mine and previous.alive() and not take_over:
+                    raise LockedError(incident, previous.holder, previous.pid, previous.since)
+                db.execute(
+                    "INSERT OR REPLACE INTO locks (incident, holder, host, pid, since, token) VALUES (?,?,?,?,?,?)",
+                    (incident, self.actor, host, os.getpid(), utc_now(), token),
+                )
             self._tokens[incident] = token
         return None if (previous is None or mine) else previous
 

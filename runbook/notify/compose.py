@@ -14,6 +14,7 @@ from typing import Any
 from runbook.core import incident as S
 from runbook.core.events import STEP_OUTCOMES, Event, EventType
 from runbook.notify.messages import IncidentInfo
+from runbook.playbook.catalog import step_headings
 
 Reply = tuple[str, str, str]  # (emoji, headline, detail)
 
@@ -37,7 +38,7 @@ class IncidentContext:
         self.last_n = ev.n
         S.apply(self.state, ev)
         if ev.kind == EventType.INCIDENT_OPENED:
-            self.steps = _playbook_steps(self.state.playbook_text)
+            self.steps = {sid: (title or sid, notify) for sid, (title, notify) in step_headings(self.state.playbook_text).items()}
         elif ev.kind == EventType.NOTIFICATION_QUEUED and ev.payload.get("kind") == "parent":
             self.parent_id = ev.payload.get("id")
 
@@ -121,23 +122,6 @@ _REPLIES: dict[EventType, Callable[[IncidentContext, Event], list[Reply]]] = {
     EventType.INCIDENT_CLOSED: _closed,
     EventType.DRILL_RESULT: lambda ctx, ev: [("🧪", "Drill result", _drill_detail(ev.payload))],
 }
-
-
-def _playbook_steps(text: str) -> dict[str, tuple[str, bool | str]]:
-    """Step id -> (title, notify) from the journaled playbook YAML (parsed once per incident)."""
-    if not text:
-        return {}
-    try:
-        import yaml
-
-        data = yaml.safe_load(text)
-    except Exception:  # noqa: BLE001 - a message without step titles is still a message
-        return {}
-    out: dict[str, tuple[str, bool | str]] = {}
-    for s in (data or {}).get("steps") or []:
-        if isinstance(s, dict) and isinstance(s.get("id"), str):
-            out[s["id"]] = (str(s.get("title") or s["id"]), s.get("notify") or False)
-    return out
 
 
 def _dur(value: Any) -> str:

@@ -105,3 +105,24 @@ def summarize(path: Path) -> Summary:
         drillable=isinstance(raw.get("scenario"), dict),
         drill_every=raw.get("drill_every"),
     )
+
+
+def step_headings(text: str) -> dict[str, tuple[str, bool | str]]:
+    """Step id -> (title or "", notify) from a playbook's YAML text (as journaled with an incident).
+
+    For reports and notifications: a text that no longer parses gives no titles rather than an error.
+    """
+    if not text:
+        return {}
+    try:
+        import yaml
+
+        data = yaml.safe_load(text)
+    except Exception:  # noqa: BLE001 - titles are a nicety
+        return {}
+    steps = data.get("steps") if isinstance(data, dict) else None
+    out: dict[str, tuple[str, bool | str]] = {}
+    for s in steps if isinstance(steps, list) else []:
+        if isinstance(s, dict) and isinstance(s.get("id"), str):
+            out[s["id"]] = (str(s.get("title") or ""), s.get("notify") or False)
+    return out

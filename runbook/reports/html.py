@@ -7,22 +7,8 @@ import html
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook.reports.report import (
-    CHART_MAX_STEPS,
-    Report,
-    clean,
-    confirm_what,
-    confirmation_text,
-    dur,
-    fmt_value,
-    local_time,
-    outbox_summary,
-    param_value,
-    seconds_between,
-    step_status_text,
-    summary_rows,
-    utc,
-)
+from runbook.reports import report as rep
+from runbook.reports.report import Report
 
 _CSS = """
 body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#1d232a;padding:0 1rem}
@@ -51,11 +37,11 @@ def _chart(r: Report) -> str:
     """Gantt-like SVG: each step's attempts from incident start, with the RTO target as a line."""
     if not r.opened_ts:
         return ""
-    steps = [s for s in r.steps.values() if s.spans][:CHART_MAX_STEPS]
+    steps = [s for s in r.steps.values() if s.spans][:rep.CHART_MAX_STEPS]
     if not steps:
         return "<p>No step ran, so there is no duration chart.</p>"
     rto = r.opened.get("rto")
-    end = max(seconds_between(r.opened_ts, b) for s in steps for _, b in s.spans)
+    end = max(rep.seconds_between(r.opened_ts, b) for s in steps for _, b in s.spans)
     scale_max = max(end, float(rto) if rto else 0.0, 1e-3) * 1.05
     label_w, width, row_h = 220, 900, 18
     plot_w = width - label_w - 80
@@ -67,17 +53,17 @@ def _chart(r: Report) -> str:
         out.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">{_e(name)}</text>')
         colour = "#17723a" if s.status in ("done", "marked done") else ("#b42318" if s.status == "failed" else "#8a6100")
         for a, b in s.spans:
-            x0 = label_w + plot_w * seconds_between(r.opened_ts, a) / scale_max
-            w = max(1.5, plot_w * seconds_between(a, b) / scale_max)
-            out.append(f'<rect x="{x0:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}"><title>{_e(s.id)}: {_e(dur(seconds_between(a, b)))}</title></rect>')
-        out.append(f'<text x="{label_w + plot_w + 6}" y="{y + 12}">{_e(dur(s.duration))}</text>')
+            x0 = label_w + plot_w * rep.seconds_between(r.opened_ts, a) / scale_max
+            w = max(1.5, plot_w * rep.seconds_between(a, b) / scale_max)
+            out.append(f'<rect x="{x0:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}"><title>{_e(s.id)}: {_e(rep.dur(rep.seconds_between(a, b)))}</title></rect>')
+        out.append(f'<text x="{label_w + plot_w + 6}" y="{y + 12}">{_e(rep.dur(s.duration))}</text>')
     axis_y = 20 + len(steps) * row_h + 4
     out.append(f'<line x1="{label_w}" y1="{axis_y}" x2="{label_w + plot_w}" y2="{axis_y}" stroke="#5b6670"/>')
-    out.append(f'<text x="{label_w}" y="{axis_y + 16}">0</text><text x="{label_w + plot_w}" y="{axis_y + 16}" text-anchor="end">{_e(dur(scale_max))}</text>')
+    out.append(f'<text x="{label_w}" y="{axis_y + 16}">0</text><text x="{label_w + plot_w}" y="{axis_y + 16}" text-anchor="end">{_e(rep.dur(scale_max))}</text>')
     if rto:
         x = label_w + plot_w * float(rto) / scale_max
         out.append(f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{axis_y}" stroke="#b42318" stroke-dasharray="5,4" stroke-width="2"/>')
-        out.append(f'<text x="{x:.1f}" y="10" text-anchor="middle" fill="#b42318">RTO {_e(dur(rto))}</text>')
+        out.append(f'<text x="{x:.1f}" y="10" text-anchor="middle" fill="#b42318">RTO {_e(rep.dur(rto))}</text>')
     out.append("</svg>")
     more = len([s for s in r.steps.values() if s.spans]) - len(steps)
     note = f"<p class=meta>{more} more steps are in the table below.</p>" if more > 0 else ""
@@ -91,7 +77,7 @@ def _section(title: str, head: list[str], rows: list[list[str]], empty: str = "<
 
 def _summary(r: Report) -> str:
     rows = []
-    for k, v in summary_rows(r):
+    for k, v in rep.summary_rows(r):
         cls = " class=MISSED" if "MISSED" in v else ""
         rows.append(f"<tr><td class=k>{_e(k)}</td><td{cls}>{_e(v)}</td></tr>")
     return "<h2>Summary</h2><table>" + "".join(rows) + "</table>"
@@ -101,22 +87,22 @@ def _steps(r: Report) -> list[list[str]]:
     rows = []
     for i, s in enumerate(r.steps.values(), 1):
         cls = s.status.split()[0]
-        rows.append([str(i), f"{_e(clean(s.title or s.id))}<br><code>{_e(s.id)}</code>", f"<span class={_e(cls)}>{_e(clean(step_status_text(s)))}</span>",
-                     str(s.attempts), _e(dur(s.duration)) if s.timed else "—", _e(utc(s.started)) if s.started else "—", _e(utc(s.finished)) if s.finished else "—"])
+        rows.append([str(i), f"{_e(rep.clean(s.title or s.id))}<br><code>{_e(s.id)}</code>", f"<span class={_e(cls)}>{_e(rep.clean(rep.step_status_text(s)))}</span>",
+                     str(s.attempts), _e(rep.dur(s.duration)) if s.timed else "—", _e(rep.utc(s.started)) if s.started else "—", _e(rep.utc(s.finished)) if s.finished else "—"])
     return rows
 
 
 def _confirmations(r: Report) -> list[list[str]]:
     rows = []
     for c in r.confirmations:
-        what, typed = confirm_what(c)
-        rows.append([_e(utc(c["ts"])), _e(local_time(c["ts"])), _e(c["step"]), _e(c["who"]), _e(c.get("level", "")),
-                     _e(clean(confirmation_text(c))), f"<code>{_e(what)}</code>", _e(typed)])
+        what, typed = rep.confirm_what(c)
+        rows.append([_e(rep.utc(c["ts"])), _e(rep.local_time(c["ts"])), _e(c["step"]), _e(c["who"]), _e(c.get("level", "")),
+                     _e(rep.clean(rep.confirmation_text(c))), f"<code>{_e(what)}</code>", _e(typed)])
     return rows
 
 
 def _items(rows: list[tuple[str, str, str]]) -> str:
-    return "<ul>" + "".join(f"<li>{_e(utc(ts))} UTC ({_e(local_time(ts))} local), {_e(who)}: {_e(text)}</li>" for ts, who, text in rows) + "</ul>"
+    return "<ul>" + "".join(f"<li>{_e(rep.utc(ts))} UTC ({_e(rep.local_time(ts))} local), {_e(who)}: {_e(text)}</li>" for ts, who, text in rows) + "</ul>"
 
 
 def _drill(r: Report) -> str:
@@ -124,15 +110,15 @@ def _drill(r: Report) -> str:
         return ""
     if not r.drill:
         return "<h2>Drill result</h2><p>No drill result was journaled (<code>runbook drill</code> records one after its verification).</p>"
-    return _section("Drill result", ["", ""], [[_e(k), _e(clean(fmt_value(k, v)))] for k, v in r.drill.items()])
+    return _section("Drill result", ["", ""], [[_e(k), _e(rep.clean(rep.fmt_value(k, v)))] for k, v in r.drill.items()])
 
 
 def _notifications(r: Report) -> str:
-    out = f"<h2>Notifications (outbox delivery)</h2><p>{_e(outbox_summary(r))}</p>"
+    out = f"<h2>Notifications (outbox delivery)</h2><p>{_e(rep.outbox_summary(r))}</p>"
     if not r.notifications:
         return out
-    rows = [[_e(n.id.rsplit("#", 1)[-1]), _e(n.kind), _e(n.channel), _e(utc(n.queued)), _e(n.outcome), _e(utc(n.sent)) if n.sent else "—",
-             str(n.attempts), _e(clean(n.error or ""))] for n in r.notifications.values()]
+    rows = [[_e(n.id.rsplit("#", 1)[-1]), _e(n.kind), _e(n.channel), _e(rep.utc(n.queued)), _e(n.outcome), _e(rep.utc(n.sent)) if n.sent else "—",
+             str(n.attempts), _e(rep.clean(n.error or ""))] for n in r.notifications.values()]
     return out + _table(["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"], rows)
 
 
@@ -146,7 +132,7 @@ def _timeline(r: Report) -> list[str]:
 def render_html(r: Report) -> str:
     o = r.opened
     kind = "Drill report" if r.is_drill else "Incident review draft"
-    title = clean(o.get("title") or o.get("playbook") or r.incident)
+    title = rep.clean(o.get("title") or o.get("playbook") or r.incident)
     out: list[str] = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -158,12 +144,12 @@ def render_html(r: Report) -> str:
     out.append(f"<p class=meta>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the journal of <code>{_e(r.incident)}</code> ({r.events} events). "
                f"Check its integrity with <code>runbook verify {_e(r.incident)}</code>.</p>")
     out += [_summary(r), "<h2>Step durations against the RTO target</h2>", _chart(r)]
-    out.append(_section("Parameters", ["name", "value"], [[_e(n), _e(param_value(v, sec))] for n, v, sec in r.params]))
+    out.append(_section("Parameters", ["name", "value"], [[_e(n), _e(rep.param_value(v, sec))] for n, v, sec in r.params]))
     out.append("<h2>Steps</h2>" + _table(["#", "step", "status", "attempts", "duration", "started (UTC)", "finished (UTC)"], _steps(r)))
     out.append(_section("Confirmations", ["UTC", "local", "step", "who", "level", "given", "what", "typed"], _confirmations(r), "<p>None were needed.</p>"))
-    out.append(_section("Skipped steps", ["UTC", "step", "by", "reason"], [[_e(utc(ts)), _e(sid), _e(by), _e(reason)] for ts, sid, reason, by in r.skips]))
+    out.append(_section("Skipped steps", ["UTC", "step", "by", "reason"], [[_e(rep.utc(ts)), _e(sid), _e(by), _e(reason)] for ts, sid, reason, by in r.skips]))
     out.append(_section("Failures", ["UTC", "step", "attempt", "error", "retried"],
-                        [[_e(utc(ts)), _e(sid), _e(a or ""), _e(err), "yes" if retry else "no"] for ts, sid, err, a, retry in r.failures]))
+                        [[_e(rep.utc(ts)), _e(sid), _e(a or ""), _e(err), "yes" if retry else "no"] for ts, sid, err, a, retry in r.failures]))
     out.append("<h2>Notes</h2>" + (_items(r.notes) if r.notes else "<p>None.</p>"))
     if r.handovers:
         out.append("<h2>Pauses, resumes and take-overs</h2>" + _items(r.handovers))

@@ -22,6 +22,7 @@ from runbook.core.errors import UsageError
 from runbook.core.events import NOTIFICATION_EVENTS, EventType
 from runbook.core.redact import MASK, scrub
 from runbook.journal.store import Journal
+from runbook.playbook.catalog import step_headings
 from runbook.reports.timeline import describe_event
 
 CHART_MAX_STEPS = 200  # the chart stays readable; the steps table lists them all
@@ -181,22 +182,6 @@ def dur(v: Any) -> str:
         return str(v)
 
 
-def _playbook_titles(text: str) -> dict[str, str]:
-    if not text:
-        return {}
-    try:
-        import yaml
-
-        data = yaml.safe_load(text)
-    except Exception:  # noqa: BLE001 - titles are a nicety
-        return {}
-    out: dict[str, str] = {}
-    for s in (data or {}).get("steps") or []:
-        if isinstance(s, dict) and isinstance(s.get("id"), str):
-            out[s["id"]] = str(s.get("title") or "")
-    return out
-
-
 def collect(journal: Journal, incident: str) -> Report:
     """Fold the incident's events into what the report shows (one streaming pass)."""
     r = Report(incident, S.IncidentState(incident))
@@ -207,7 +192,7 @@ def collect(journal: Journal, incident: str) -> Report:
         if kind in NOTIFICATION_EVENTS:
             continue
         if kind == EventType.INCIDENT_OPENED:
-            r.titles = _playbook_titles(r.state.playbook_text)
+            r.titles = {sid: title for sid, (title, _notify) in step_headings(r.state.playbook_text).items()}
         # Local time changes only with the second: cache it per second for big timelines.
         sec = ev.ts[:19]
         loc = local_cache.get(sec)
