@@ -20,29 +20,45 @@ Seconds = Annotated[float, Field(gt=0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
 
 
 class PostgresStore(Strict):
     host: str = "127.0.0.1"
+    """Server host name or address."""
     port: Port = 5432
+    """Server port."""
     user: str = "postgres"
+    """Role runbook connects as."""
     database: str | None = None
+    """The application database."""
     staging_database: str | None = None
+    """Where test restores go."""
     password_env: EnvVarName | None = None
+    """Name of the environment variable holding the password (never the password)."""
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    """libpq's sslmode."""
     maintenance_database: str | None = None
+    """Where DROP/CREATE DATABASE run from (default postgres)."""
     connect_timeout: Annotated[int, Field(gt=0)] = 10
+    """Seconds to wait for a connection."""
     bin_dir: str | None = None
+    """Where pg_dump, pg_restore, psql and pg_ctl live (default: found on the machine)."""
     data_dir: str | None = None
+    """The cluster's data directory (point-in-time recovery)."""
     wal_archive: str | None = None
+    """Where archived WAL segments are."""
     pitr_dir: str | None = None
+    """Base backups and recovered clusters."""
     run_as: str | None = None
+    """System user for server programs (default postgres when running as root)."""
 
 
 class StorageStore(Strict):
     root: str
+    """The tree being protected (tenants/datasets)."""
     backups: str | None = None
+    """Where snapshots go."""
 
 
 # Every gcp key may also be written per region: ``bigtable_instance_europe_west1``.
@@ -61,26 +77,44 @@ class GcpStore(Strict):
     stand-ins); production leaves them out and uses Application Default Credentials.
     """
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, use_attribute_docstrings=True)
 
     project: str
+    """Google Cloud project id."""
     region: str = "us-central1"
+    """Primary region."""
     secondary_region: str | None = None
+    """Failover region."""
     dataset: str | None = None
+    """BigQuery dataset of the pipeline."""
     location: str | None = None
+    """Default location for regional resources."""
     bigquery_location: str | None = None
+    """BigQuery location (default: the region)."""
     bigtable_instance: str | None = None
+    """Bigtable instance."""
     bigtable_cluster: str | None = None
+    """Bigtable cluster (backups are made in a cluster)."""
     bigtable_table: str | None = None
+    """Bigtable table of the pipeline."""
     pubsub_topic: str | None = None
+    """Pub/Sub topic the pipeline reads."""
     pubsub_subscription: str | None = None
+    """The pipeline's subscription."""
     dataflow_job_name: str | None = None
+    """Name of the streaming job."""
     template: str | None = None
+    """Flex template of the streaming job."""
     rpc_timeout: Seconds | None = None
+    """Seconds one API call may take."""
     bigquery_endpoint: str | None = None
+    """BigQuery REST endpoint (the sandbox only)."""
     bigtable_host: str | None = None
+    """Bigtable host:port (the sandbox only)."""
     pubsub_host: str | None = None
+    """Pub/Sub host:port (the sandbox only)."""
     dataflow_endpoint: str | None = None
+    """Dataflow REST endpoint (the sandbox only)."""
 
     @model_validator(mode="after")
     def _regional_keys(self) -> GcpStore:
@@ -96,21 +130,34 @@ class GcpStore(Strict):
 
 class SlackStore(Strict):
     channel: str | None = None
+    """The incident channel (#name or id)."""
     security_channel: str | None = None
+    """Where security incidents also post."""
     token_env: EnvVarName | None = None
+    """Name of the variable holding the bot token."""
     webhook_url_env: EnvVarName | None = None
+    """Name of the variable holding an incoming-webhook URL."""
     base_url: str | None = None
+    """Slack Web API base URL (the sandbox only)."""
     enabled: bool = True
+    """false turns notifications off."""
     mode: Literal["api", "webhook"] | None = None
+    """api (threads, updates) or webhook (plain posts)."""
     retry_cap: Seconds | None = None
+    """Longest back-off between retries, in seconds."""
     permanent_retry: Seconds | None = None
+    """Seconds between retries of a permanent error (bad token, channel)."""
     flush_seconds: Seconds | None = None
+    """How long a run waits at exit for delivery."""
     timeout: Seconds | None = None
+    """Seconds one Slack call may take."""
 
 
 class GitStore(Strict):
     repo: str
+    """The configuration repository."""
     remote: str | None = None
+    """Remote to push backups to."""
 
 
 class EnvironmentSettings(Strict):
