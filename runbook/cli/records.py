@@ -63,10 +63,9 @@ def timeline(obj: CliContext, incident: str) -> None:
 
     from runbook.reports.timeline import describe_event, local_time
 
-    journal = obj.journal
-    incident = journal.find_incident(incident)
+    incident = obj.journal.find_incident(incident)
     out = table(f"Timeline of {incident}", ("UTC", "local", "actor", "step", "event"))
-    for ev in journal.iter_events(incident):
+    for ev in obj.journal.iter_events(incident):
         out.add_row(ev.ts[11:19], local_time(ev.ts), ev.actor, ev.step or "", escape(describe_event(ev)))
     console().print(out)
 
@@ -76,9 +75,8 @@ def timeline(obj: CliContext, incident: str) -> None:
 @pass_ctx
 def verify(obj: CliContext, incident: str) -> None:
     """Check the incident's hash chain; exit 1 naming the first bad event."""
-    journal = obj.journal
-    incident = journal.find_incident(incident)
-    count, bad, reason = journal.verify(incident)
+    incident = obj.journal.find_incident(incident)
+    count, bad, reason = obj.journal.verify(incident)
     if bad is not None:
         fail(f"Journal of {incident} is NOT intact: event {bad.n} ({bad.type}, {bad.ts}) is bad: {reason}.", 1)
     click.echo(f"Journal of {incident} is intact: {count} events, hash chain verified.")
@@ -93,9 +91,8 @@ def export(obj: CliContext, incident: str, fmt: str, output: str | None) -> None
     """Post-incident timeline export."""
     from runbook.reports.exports import export_incident
 
-    journal = obj.journal
-    incident = journal.find_incident(incident)
-    text = export_incident(journal, incident, fmt)
+    incident = obj.journal.find_incident(incident)
+    text = export_incident(obj.journal, incident, fmt)
     if output:
         path = Path(output)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)

@@ -59,3 +59,14 @@ def format_duration(seconds: float) -> str:
     if h:
         return f"{h}h{m:02d}m"
     return f"{m}m{s:02d}s"
+
+
+def describe_seconds(value: object, missing: str = "—") -> str:
+    """:func:`format_duration` for a journaled value that may be absent (``missing``) or not a
+    number (shown as it is)."""
+    if value is None:
+        return missing
+    try:
+        return format_duration(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)

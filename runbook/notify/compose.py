@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.core import incident as S
+from runbook.core.durations import describe_seconds
 from runbook.core.events import STEP_OUTCOMES, Event, EventType
 from runbook.notify.messages import IncidentInfo
 from runbook.playbook.catalog import step_headings
@@ -125,14 +126,7 @@ _REPLIES: dict[EventType, Callable[[IncidentContext, Event], list[Reply]]] = {
 
 
 def _dur(value: Any) -> str:
-    if value is None:
-        return ""
-    from runbook.core.durations import format_duration
-
-    try:
-        return format_duration(float(value))
-    except (TypeError, ValueError):
-        return ""
+    return describe_seconds(value, "")
 
 
 def _last_line(outputs: Any) -> str:

@@ -180,12 +180,13 @@ class Outbox(Delivery):
             nid = f"{incident}#{prefix}" + (f".{i + 1}" if len(parts) > 1 else "")
             if nid in self._known:
                 continue
-            item = Pending(nid, incident, channel if via == "api" else "webhook", kind, via, part_text, part_blocks, thread, update_of, role)
+            item = Pending(incident, {"id": nid, "channel": channel if via == "api" else "webhook", "kind": kind, "via": via, "text": part_text,
+                                      "blocks": part_blocks, "thread": thread, "update_of": update_of, "role": role})
             try:
-                self.journal.append(incident, QUEUED, item.payload(), step=step)
+                self.journal.append(incident, QUEUED, item.msg, step=step)
             except LostLockError:
                 # Someone took the incident over: our token is gone; record it unlocked.
-                self.journal.append(incident, QUEUED, item.payload(), step=step)
+                self.journal.append(incident, QUEUED, item.msg, step=step)
             except JournalError as exc:
                 # Not durable, but still worth delivering from memory; the status says so.
                 self._journal_error = str(exc)
@@ -195,7 +196,7 @@ class Outbox(Delivery):
         return ids
 
     def _push(self, item: Pending) -> None:
-        key = (item.incident, item.channel)
+        key = (item.incident, item.msg["channel"])
         q = self._queues.get(key)
         if q is None:
             q = self._queues[key] = Queue(key)

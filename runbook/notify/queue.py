@@ -7,40 +7,28 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from runbook.core.events import NotificationQueued
 from runbook.notify.settings import SlackSettings
 
 
 @dataclass
 class Pending:
-    """One notification waiting for delivery (mirrors its ``notification_queued`` payload)."""
+    """One notification waiting for delivery: the journaled message and its delivery state."""
 
-    id: str
     incident: str
-    channel: str
-    kind: str  # parent | reply | update | message
-    via: str  # api | webhook
-    text: str
-    blocks: list[dict[str, Any]] | None
-    thread: str | None = None  # id of the notification this replies under
-    update_of: str | None = None  # kind == update: id of the message it rewrites
-    role: str = "incident"  # incident | security | explicit: a fixed config re-routes on resume
+    msg: NotificationQueued  # exactly what was journaled (notification_queued)
     attempts: int = 0
     degraded: bool = False  # refused for its content once: resend as plain, short text
     unthreaded: bool = False  # its parent message is gone: post at top level
     last_error: str | None = None
 
-    def payload(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "channel": self.channel,
-            "kind": self.kind,
-            "via": self.via,
-            "text": self.text,
-            "blocks": self.blocks,
-            "thread": self.thread,
-            "update_of": self.update_of,
-            "role": self.role,
-        }
+    @property
+    def id(self) -> str:
+        return self.msg["id"]
+
+    @property
+    def is_update(self) -> bool:
+        return self.msg["kind"] == "update"
 
 
 @dataclass
@@ -68,15 +56,8 @@ def pending_from(incident: str, p: dict[str, Any], settings: SlackSettings) -> P
         channel = settings.channel
     elif role == "security" and settings.security_channel:
         channel = settings.security_channel
-    return Pending(
-        str(p.get("id", "")),
-        incident,
-        channel,
-        str(p.get("kind") or "reply"),
-        str(p.get("via") or "api"),
-        str(p.get("text") or ""),
-        p.get("blocks"),
-        p.get("thread"),
-        p.get("update_of"),
-        role,
-    )
+    msg: NotificationQueued = {
+        "id": str(p.get("id", "")), "channel": channel, "kind": str(p.get("kind") or "reply"), "via": str(p.get("via") or "api"),
+        "text": str(p.get("text") or ""), "blocks": p.get("blocks"), "thread": p.get("thread"), "update_of": p.get("update_of"), "role": role,
+    }
+    return Pending(incident, msg)

@@ -83,31 +83,31 @@ class Delivery:
         return None, (None if soonest is None else max(0.01, soonest - now))
 
     def _deliver(self, q: Queue, item: Pending) -> None:
-        if item.kind == "update":
+        if item.is_update:
             with self._lock:
-                later = next((x for x in list(q.items)[1:] if x.kind == "update" and x.update_of == item.update_of), None)
+                later = next((x for x in list(q.items)[1:] if x.is_update and x.msg["update_of"] == item.msg["update_of"]), None)
             if later is not None:
                 # Only the latest status matters: skip an update a newer one replaces.
                 self._finish(q, item, {"id": item.id, "superseded_by": later.id})
                 return
-        target = self._sent.get(item.update_of or "") if item.kind == "update" else None
-        if item.kind == "update" and (target is None or not target[1]):
+        target = self._sent.get(item.msg["update_of"] or "") if item.is_update else None
+        if item.is_update and (target is None or not target[1]):
             self._finish(q, item, {"id": item.id, "skipped": "the message to update was not delivered"})
             return
         thread_ts = None
-        if item.thread and not item.unthreaded:
-            parent = self._sent.get(item.thread)
+        if item.msg["thread"] and not item.unthreaded:
+            parent = self._sent.get(item.msg["thread"])
             thread_ts = parent[1] if parent else None
-        text, blocks = item.text, item.blocks
+        text, blocks = item.msg["text"], item.msg["blocks"]
         if item.degraded:
             text, blocks = text[: MAX_SECTION * 3], None
         item.attempts += 1
         try:
-            if item.kind == "update":
+            if item.is_update:
                 assert target is not None and target[1] is not None
-                posted = self.transport.update(target[0] or item.channel, target[1], text, blocks)
+                posted = self.transport.update(target[0] or item.msg["channel"], target[1], text, blocks)
             else:
-                posted = self.transport.post(item.channel, text, blocks, thread_ts)
+                posted = self.transport.post(item.msg["channel"], text, blocks, thread_ts)
         except DeliveryError as err:
             self._failed(q, item, err)
             return
@@ -115,7 +115,7 @@ class Delivery:
             self._sent[item.id] = (posted.channel, posted.ts)
             self._delivered += 1
         payload: dict[str, Any] = {"id": item.id, "channel": posted.channel, "ts": posted.ts, "attempts": item.attempts}
-        if item.kind == "update":
+        if item.is_update:
             payload["updated"] = target[1] if target else None
         if item.degraded:
             payload["degraded"] = "sent as plain text after Slack refused its blocks"
@@ -146,7 +146,7 @@ class Delivery:
                 item.degraded = True  # once more, as plain short text
             elif err.error == "thread_not_found" and not item.unthreaded:
                 item.unthreaded = True  # its parent is gone: post at top level rather than lose it
-            elif err.kind == "content" or (item.kind == "update" and err.error == "message_not_found"):
+            elif err.kind == "content" or (item.is_update and err.error == "message_not_found"):
                 final = True  # Slack will never take it; it stays in the journal and the export
                 if q.items and q.items[0] is item:
                     q.items.popleft()

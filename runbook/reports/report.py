@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from runbook.core import incident as S
-from runbook.core.durations import format_duration
+from runbook.core.durations import describe_seconds
 from runbook.core.errors import UsageError
 from runbook.core.events import NOTIFICATION_EVENTS, EventType
 from runbook.core.redact import MASK, scrub
@@ -174,12 +174,7 @@ def seconds_between(a: str, b: str) -> float:
 
 
 def dur(v: Any) -> str:
-    if v is None:
-        return "—"
-    try:
-        return format_duration(float(v))
-    except (TypeError, ValueError):
-        return str(v)
+    return describe_seconds(v)
 
 
 def collect(journal: Journal, incident: str) -> Report:
