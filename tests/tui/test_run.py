@@ -14,7 +14,7 @@ from runbook.core.events import EventType
 from runbook.core.incident import IncidentStatus
 from runbook.engine.frontend import Ask
 from runbook.tui.app import RunbookApp, run_screen_for_incident, run_screen_for_new
-from runbook.tui.screens.dialogs import ConfirmScreen, InterruptedScreen, ReasonScreen
+from runbook.tui.screens.dialogs import ConfirmScreen, InterruptedScreen, LeaveScreen, ReasonScreen
 from runbook.tui.screens.run import RunScreen
 from tests.tui.conftest import (
     events_of,
@@ -305,3 +305,35 @@ async def test_flood_keeps_keys_answering(ctx, tmp_path: Path) -> None:
         assert fin[0].payload["lines"] == 200000
         await pilot.press("q")
         await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, EventType.PAUSED)))
+
+
+async def test_quit_while_a_step_runs_asks_then_stops_it(ctx, tmp_path: Path) -> None:
+    marker = tmp_path / "after"
+    app = new_app(ctx, "slow", {"marker": str(marker)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, asking(app, Ask.BEFORE_STEP, "first"), what="first step")
+        scr = run_screen(app)
+        inc = scr.incident
+        await pilot.press("r")
+        await wait_until(pilot, asking(app, Ask.BEFORE_STEP, "nap"), what="the nap step")
+        await pilot.press("r")
+        await wait_until(pilot, on_top(app, ConfirmScreen), what="yes dialog")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "started-nap" in "\n".join(scr.query_one("#output").lines), what="the nap step running")
+        # Escape: stay; the step goes on.
+        await pilot.press("q")
+        await wait_until(pilot, on_top(app, LeaveScreen), what="the leave dialog")
+        await wait_painted(pilot, "A step is running", "stop the step now")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is scr, what="back on the run screen")
+        assert scr.running_step == "nap" and not events_of(ctx.journal, inc, EventType.PAUSED)
+        # x: stop it now, journaled as failed by the operator; the step's on_failure (stop) ends
+        # the incident, and the app leaves.
+        await pilot.press("q")
+        await wait_until(pilot, on_top(app, LeaveScreen), what="the leave dialog again")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, EventType.INCIDENT_CLOSED)), what="the end")
+    failed = events_of(ctx.journal, inc, EventType.STEP_FAILED)
+    assert [e.step for e in failed] == ["nap"] and "stopped by the operator" in failed[0].payload["error"]
+    assert not marker.exists()
+    assert ctx.journal.lock_info(inc) is None

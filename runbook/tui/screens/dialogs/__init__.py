@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from runbook.tui.screens.dialogs.confirm import ConfirmScreen
     from runbook.tui.screens.dialogs.export import ExportScreen
     from runbook.tui.screens.dialogs.interrupted import InterruptedScreen
+    from runbook.tui.screens.dialogs.key_choice import KeyChoiceScreen
     from runbook.tui.screens.dialogs.leave import LeaveScreen
     from runbook.tui.screens.dialogs.reason import ReasonScreen
 
@@ -21,10 +22,11 @@ MODULES = {
     "ConfirmScreen": "confirm",
     "ExportScreen": "export",
     "InterruptedScreen": "interrupted",
+    "KeyChoiceScreen": "key_choice",
     "LeaveScreen": "leave",
     "ReasonScreen": "reason",
 }
 
-__all__ = ["ConfirmScreen", "ExportScreen", "InterruptedScreen", "LeaveScreen", "ReasonScreen"]
+__all__ = ["ConfirmScreen", "ExportScreen", "InterruptedScreen", "KeyChoiceScreen", "LeaveScreen", "ReasonScreen"]
 
 __getattr__ = lazy_exports(__name__, MODULES)
