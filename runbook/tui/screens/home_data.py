@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbook.core.incident import CLOSED, StepStatus
-
 
 @dataclass
 class HomeData:
@@ -140,10 +138,13 @@ def cached_summaries(paths: list[Path], cache: Path | None) -> list[Any]:
 
 def open_incidents(journal: Any) -> list[dict[str, Any]]:
     """The incidents an operator may resume or follow: not closed, not drills (one row each)."""
-    from runbook.core.incident import fold
+    incidents = list(journal.incidents())
+    if not incidents:
+        return []  # the home screen paints without the incident fold
+    from runbook.core.incident import CLOSED, StepStatus, fold
 
     rows: list[dict[str, Any]] = []
-    for inc in journal.incidents():
+    for inc in incidents:
         st = fold(inc, journal.events(inc))
         if st.status in CLOSED or st.mode == "" or st.drill:
             continue

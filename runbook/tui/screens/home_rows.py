@@ -13,7 +13,6 @@ from rich.markup import escape
 from rich.text import Text
 from textual.widgets.option_list import Option
 
-from runbook.core.incident import StepStatus
 from runbook.tui.screens.home_data import HomeData
 
 TIER_ORDER = {"component": 0, "regional": 1, "full-loss": 2, "data-loss": 3, "security": 4, "maintenance": 5}
@@ -48,6 +47,9 @@ def incident_options(incidents: list[dict[str, Any]], width: int) -> list[Option
     """A heading and one row per open incident: id, status, mode · env, playbook and who holds it."""
     if not incidents:
         return []
+    # Imported here: with no incident open, the home screen paints without it.
+    from runbook.core.incident import StepStatus
+
     options = [Option(Text("Open incidents — Enter to resume", style="bold underline"), disabled=True)]
     id_w = max(len(i["id"]) for i in incidents)
     where_w = min(WHERE_MAX, max(len(f"{i['mode'].upper()} · {i['env']}") for i in incidents))
