@@ -94,7 +94,9 @@ def write_playbooks(directory: Path) -> Path:
 
 
 def freeze(monkeypatch: Any) -> None:
-    """Journal times advance one second per event from 03:00:00Z; incident ids are fixed."""
+    """Journal times advance one second per event from 03:00:00Z; incident ids are fixed; a step's
+    measured duration is journaled as 0 (a busy machine makes `echo` take 0.1s: "done in 0.1s").
+    """
     import runbook.engine.runner as runner
     import runbook.journal.store as store
     import runbook.tui.screens.home_data as home_data
@@ -103,6 +105,14 @@ def freeze(monkeypatch: Any) -> None:
     monkeypatch.setattr(store, "utc_now", lambda: (START + timedelta(seconds=next(counter))).isoformat(timespec="microseconds"))
     monkeypatch.setattr(runner, "new_incident_id", lambda: INCIDENT_ID)
     monkeypatch.setattr(home_data, "sandbox_status", lambda _ctx: "down")
+    append_many = store.Journal.append_many
+
+    def no_durations(self: Any, incident: str, items: list[Any], **kwargs: Any) -> Any:
+        timed = (EventType.STEP_FINISHED, EventType.STEP_FAILED)
+        items = [(t, {**p, "duration": 0.0} if t in timed and p and p.get("duration") is not None else p, step) for t, p, step in items]
+        return append_many(self, incident, items, **kwargs)
+
+    monkeypatch.setattr(store.Journal, "append_many", no_durations)
 
 
 def make_interrupted(journal: Any, playbook: Path) -> str:
