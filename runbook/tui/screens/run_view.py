@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from runbook.core.effect import Effect
 from runbook.core.incident import IncidentStatus
 from runbook.engine.frontend import Ask, Request
 from runbook.tui.screens.run_engine import ERROR, PAUSED
@@ -34,7 +35,7 @@ class StepView:
 
 
 def _effect_markup(effect: str) -> str:
-    colour = "bold red" if effect == "destructive" else "bold yellow" if effect == "mutating" else "green"
+    colour = "bold red" if effect == Effect.DESTRUCTIVE else "bold yellow" if effect == Effect.MUTATING else "green"
     return f"[{colour}]{escape(str(effect))}[/]"
 
 
@@ -54,7 +55,7 @@ def step_view(step_id: str, meta: Any, info: dict[str, Any], request: Request | 
         title=f"{phase}[b]{escape(title)}[/] [dim]({escape(step_id)})[/]",
         description=desc,
         action=f"[b]Action:[/] {escape(str(action))}\n{blast}",
-        destructive=effect == "destructive",
+        destructive=effect == Effect.DESTRUCTIVE,
         output_title=f"Output — {escape(step_id)} [dim](last lines; all in the step log)[/]",
     )
 
@@ -68,7 +69,7 @@ def request_info(request: Request) -> dict[str, Any]:
 def question_prompt(request: Request, mode: str) -> tuple[str, str] | None:
     """The prompt line for the engine's question, and its level; None for a question the TUI cannot ask."""
     title = escape(request.title)
-    destructive = DANGER if request.effect == "destructive" and mode != "dry-run" else ATTENTION
+    destructive = DANGER if request.effect == Effect.DESTRUCTIVE and mode != "dry-run" else ATTENTION
     prompts = {
         Ask.BEFORE_STEP: (f"Next: [b]{title}[/] — [b]r[/] run it · [b]s[/] skip (reason) · [b]q[/] pause and quit", destructive),
         Ask.CONFIRM: (f"[b]{title}[/] needs confirmation — [b]y[/] to confirm it", destructive),
