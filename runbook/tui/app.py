@@ -7,7 +7,8 @@
   when another live operator holds it (with a take-over key).
 
 Screens are imported lazily: the home screen must paint nearly as fast as an empty Textual app.
-:class:`TuiContext` and :func:`state_home` live in :mod:`runbook.tui.context` (re-exported here).
+:class:`TuiContext` and :func:`state_home` live in :mod:`runbook.tui.context`, the screen that opens an
+incident is chosen in :mod:`runbook.tui.screens.opening` (all re-exported here).
 """
 
 from __future__ import annotations
@@ -21,8 +22,18 @@ from textual.binding import Binding
 
 from runbook.tui.commands import RunbookCommands
 from runbook.tui.context import TuiContext, state_home
+from runbook.tui.screens.opening import run_screen_for_incident, run_screen_for_new
 
-__all__ = ["RunbookApp", "TuiContext", "resume_incident_app", "run_app", "run_incident_app", "state_home"]
+__all__ = [
+    "RunbookApp",
+    "TuiContext",
+    "resume_incident_app",
+    "run_app",
+    "run_incident_app",
+    "run_screen_for_incident",
+    "run_screen_for_new",
+    "state_home",
+]
 
 
 class RunbookApp(App[str | None]):
@@ -91,33 +102,9 @@ def run_app(obj: Any) -> None:
     _run(RunbookApp(obj))
 
 
-def run_screen_for_new(ctx: Any, loaded: Any, given: dict[str, Any], env: Any, mode: str) -> Any:
-    """The start form when a parameter is missing or invalid, else the run screen."""
-    from runbook.playbook import params as P
-
-    try:
-        P.bind(loaded.playbook.params, given, env.lookup)
-    except P.ParamError:
-        from runbook.tui.screens.start import StartScreen
-
-        return StartScreen(ctx, loaded, given=given, env_name=env.name, mode=mode)
-    from runbook.tui.screens.run import RunScreen
-
-    return RunScreen(ctx, env, loaded=loaded, given=given, mode=mode)
-
-
 def run_incident_app(obj: Any, loaded: Any, given: dict[str, Any], env: Any, mode: str) -> None:
     """``runbook run PLAYBOOK`` on a terminal."""
     _run(RunbookApp(obj, start=lambda app: run_screen_for_new(obj, loaded, given, env, mode)))
-
-
-def run_screen_for_incident(ctx: Any, incident: str, env: Any, take_over: bool = False) -> Any:
-    """Resume ``incident``, or follow it read-only when another live operator holds it."""
-    from runbook.tui.screens.run import RunScreen
-
-    lock = ctx.journal.lock_info(incident)
-    held = lock is not None and lock.alive() and not ctx.journal.holds(incident)
-    return RunScreen(ctx, env, incident=incident, take_over=take_over, read_only=held and not take_over)
 
 
 def resume_incident_app(obj: Any, incident: str, env: Any, take_over: bool) -> None:

@@ -4,9 +4,11 @@
   in :mod:`.home_rows`);
 * :mod:`.start` — the start form;
 * :mod:`.run` — drives or follows an incident (what it has seen in :mod:`.run_model`, the engine
-  and journal workers in :mod:`.run_engine`, its words in :mod:`.run_view`);
+  and journal workers in :mod:`.run_engine`, the operator's answers in :mod:`.run_answers`, its
+  words in :mod:`.run_view`);
 * :mod:`.timeline` — every event, filter, export;
-* :mod:`.dialogs` — the modal dialogs, one per module.
+* :mod:`.dialogs` — the modal dialogs, one per module;
+* :mod:`.opening` — which screen opens an incident (start form, run screen, read-only).
 
 Each screen's stylesheet sits beside it (``CSS_PATH``), read when the screen first opens.
 """

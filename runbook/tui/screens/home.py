@@ -219,7 +219,7 @@ class HomeScreen(Screen[None]):
         self.app.push_screen(StartScreen(self.ctx, loaded))
 
     def _open_incident(self, inc: str) -> None:
-        from runbook.tui.app import run_screen_for_incident
+        from runbook.tui.screens.opening import run_screen_for_incident
 
         i = next(x for x in self.data.incidents if x["id"] == inc)  # type: ignore[union-attr]
         env = self.ctx.config.environment(i["env"] or None)
