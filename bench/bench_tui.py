@@ -57,7 +57,7 @@ Hello().run(headless=True)
 RUNBOOK_CHILD = """
 import json, sys, time
 import runbook.tui.app as tui_app
-from runbook.tui.home import HomeScreen
+from runbook.tui.screens.home import HomeScreen
 
 seen = {}
 original = HomeScreen.on_home_loaded
@@ -179,8 +179,8 @@ def _flood_child() -> None:
     from runbook.sandbox.environment import with_sandbox
     from runbook.stores.config import load_config
     from runbook.tui.app import RunbookApp, TuiContext, run_screen_for_new
-    from runbook.tui.dialogs import ReasonScreen
-    from runbook.tui.run import RunScreen
+    from runbook.tui.screens.dialogs import ReasonScreen
+    from runbook.tui.screens.run import RunScreen
 
     journal = Journal(home / "journal.sqlite3", actor="bench@host")
     ctx = TuiContext(load_config(local=with_sandbox()), journal, home=home, dirs=[tmp])

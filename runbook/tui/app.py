@@ -7,55 +7,33 @@
   when another live operator holds it (with a take-over key).
 
 Screens are imported lazily: the home screen must paint nearly as fast as an empty Textual app.
+:class:`TuiContext` and :func:`state_home` live in :mod:`runbook.tui.context`, the screen that opens an
+incident is chosen in :mod:`runbook.tui.screens.opening` (all re-exported here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
 
 from runbook.tui.commands import RunbookCommands
+from runbook.tui.context import TuiContext, state_home
+from runbook.tui.screens.opening import run_screen_for_incident, run_screen_for_new
 
-
-@dataclass
-class TuiContext:
-    """What the app needs from the command line (tests build one directly).
-
-    Attributes:
-        config: The loaded ``runbook.toml`` (``.environment(name)``, ``.environments``).
-        journal: The journal.
-        home: The state directory (step logs, incident work directories).
-        dirs: Playbook directories.
-    """
-
-    config: Any
-    journal: Any
-    home: Path | None = None
-    dirs: list[Path] | None = None
-
-    def playbook_dirs(self) -> list[Path]:
-        """The playbook directories."""
-        if self.dirs is not None:
-            return self.dirs
-        from runbook.playbook.catalog import playbook_dirs
-
-        return playbook_dirs(getattr(self.config, "playbook_dirs", None))
-
-
-def state_home(ctx: Any) -> Path:
-    """The state directory of ``ctx`` (``RUNBOOK_HOME`` by default)."""
-    home = getattr(ctx, "home", None)
-    if isinstance(home, Path):
-        return home
-    from runbook.core.paths import home as default_home
-
-    return default_home()
+__all__ = [
+    "RunbookApp",
+    "TuiContext",
+    "resume_incident_app",
+    "run_app",
+    "run_incident_app",
+    "run_screen_for_incident",
+    "run_screen_for_new",
+    "state_home",
+]
 
 
 class RunbookApp(App[str | None]):
@@ -94,13 +72,13 @@ class RunbookApp(App[str | None]):
         if self._start is not None:
             self.push_screen(self._start(self))
         else:
-            from runbook.tui.home import HomeScreen
+            from runbook.tui.screens.home import HomeScreen
 
             self.push_screen(HomeScreen(self.ctx))
 
     async def action_quit(self) -> None:
         """Quit safely: a driven incident pauses first (it stays resumable)."""
-        from runbook.tui.run import RunScreen
+        from runbook.tui.screens.run import RunScreen
 
         for screen in reversed(self.screen_stack):
             if isinstance(screen, RunScreen) and screen.driving and screen.ended is None:
@@ -124,33 +102,9 @@ def run_app(obj: Any) -> None:
     _run(RunbookApp(obj))
 
 
-def run_screen_for_new(ctx: Any, loaded: Any, given: dict[str, Any], env: Any, mode: str) -> Any:
-    """The start form when a parameter is missing or invalid, else the run screen."""
-    from runbook.playbook import params as P
-
-    try:
-        P.bind(loaded.playbook.params, given, env.lookup)
-    except P.ParamError:
-        from runbook.tui.start import StartScreen
-
-        return StartScreen(ctx, loaded, given=given, env_name=env.name, mode=mode)
-    from runbook.tui.run import RunScreen
-
-    return RunScreen(ctx, env, loaded=loaded, given=given, mode=mode)
-
-
 def run_incident_app(obj: Any, loaded: Any, given: dict[str, Any], env: Any, mode: str) -> None:
     """``runbook run PLAYBOOK`` on a terminal."""
     _run(RunbookApp(obj, start=lambda app: run_screen_for_new(obj, loaded, given, env, mode)))
-
-
-def run_screen_for_incident(ctx: Any, incident: str, env: Any, take_over: bool = False) -> Any:
-    """Resume ``incident``, or follow it read-only when another live operator holds it."""
-    from runbook.tui.run import RunScreen
-
-    lock = ctx.journal.lock_info(incident)
-    held = lock is not None and lock.alive() and not ctx.journal.holds(incident)
-    return RunScreen(ctx, env, incident=incident, take_over=take_over, read_only=held and not take_over)
 
 
 def resume_incident_app(obj: Any, incident: str, env: Any, take_over: bool) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
+
+from runbook.core.events import EventType
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -161,17 +167,129 @@ def start_headless(home: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-async def wait_until(pilot, cond: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
-    """Let the app run until ``cond()`` is true."""
+# Generous: the suite must pass on a busy machine (two cores shared by many processes).
+WAIT_TIMEOUT = 60.0
+POLL = 0.02  # how often a wait looks again (the app runs in between)
+CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def frame_text(app, screen=None) -> str:
+    """What ``screen`` (the active one by default) paints now, as plain text lines.
+
+    Read from the screen's compositor, as a terminal (or a snapshot) would get it: a widget not
+    yet composed, laid out or rendered is not in it.
+    """
+    screen = screen if screen is not None else app.screen
+    width, height = app.size
+    out = io.StringIO()
+    console = Console(width=width, height=height, file=out, force_terminal=True, color_system=None, legacy_windows=False)
+    # As App.export_screenshot renders it: a dialog over the screens below it.
+    below = app._background_screens if screen is app.screen else None
+    console.print(screen._compositor.render_update(full=True, screen_stack=below))
+    return CSI.sub("", out.getvalue())
+
+
+def painted(app, *texts: str, screen=None) -> bool:
+    """Whether every one of ``texts`` is on ``screen`` (the active one by default) now."""
+    shown = frame_text(app, screen)
+    return all(text in shown for text in texts)
+
+
+async def wait_until(pilot, cond: Callable[[], object], timeout: float = WAIT_TIMEOUT, what: str = "condition") -> None:
+    """Let the app run until ``cond()`` is true; fail after ``timeout`` seconds saying what was awaited.
+
+    ``cond`` may query widgets that are not mounted yet: a missing widget counts as not yet.
+    """
+    from textual.css.query import NoMatches
+
+    app = pilot.app
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    while True:
+        try:
+            if cond():
+                return
+        except NoMatches:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}; {type(app.screen).__name__} shows:\n{frame_text(app)}"
+            )
+        await pilot.pause(POLL)
 
 
-def events_of(journal, incident: str, type_: str):
+def record_notifications(app) -> list[str]:
+    """Every notification ``app`` shows from now on (``run_test`` does not paint them)."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def recording(message, *args, **kwargs):
+        seen.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return seen
+
+
+async def wait_notified(pilot, seen: list[str], text: str, timeout: float = WAIT_TIMEOUT) -> None:
+    """Wait until a notification recorded in ``seen`` (see :func:`record_notifications`) says ``text``."""
+    await wait_until(pilot, lambda: any(text in message for message in seen), timeout, what=f"a notification saying {text!r} (seen: {seen})")
+
+
+def on_top(app, screen_type: type, focus: str | None = None) -> Callable[[], bool]:
+    """A condition: a ``screen_type`` screen is on top and mounted, and ``focus`` (an id) has the focus.
+
+    A screen is on the stack (``app.screen``) before it is composed: keys pressed then may go nowhere.
+    """
+
+    def check() -> bool:
+        screen = app.screen
+        if not isinstance(screen, screen_type) or not screen.is_mounted:
+            return False
+        return focus is None or (app.focused is not None and app.focused.id == focus)
+
+    return check
+
+
+async def wait_painted(pilot, *texts: str, screen=None, timeout: float = WAIT_TIMEOUT) -> None:
+    """Wait until every one of ``texts`` is painted on ``screen`` (the active one by default)."""
+    await wait_until(pilot, lambda: painted(pilot.app, *texts, screen=screen), timeout, what=f"{texts!r} on the screen")
+
+
+async def keys_handled(pilot, timeout: float = WAIT_TIMEOUT) -> None:
+    """Wait until every message already posted (the keys pressed, and what handling them posted) is handled.
+
+    For a test that a key does *nothing*: once the app's and every widget's queue is empty after
+    a full round of processing, the key has had every effect it will have on the UI.
+    """
+    app = pilot.app
+
+    def quiet() -> bool:
+        pumps = [app, *(node for screen in app.screen_stack for node in screen.walk_children(with_self=True))]
+        return all(pump.message_queue_size == 0 for pump in pumps)
+
+    # Quiet after two rounds in a row: a handler still running at the first look (its queue is
+    # empty while it awaits) has finished by the second, and what it posted would be queued.
+    deadline = time.monotonic() + timeout
+    quiet_rounds = 0
+    while quiet_rounds < 2:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the app was still handling messages after {timeout:.0f}s")
+        await pilot.pause()
+        quiet_rounds = quiet_rounds + 1 if quiet() else 0
+
+
+def wait_for(probe: Callable[[], Any], done: Callable[[Any], bool], *, what: str, timeout: float = WAIT_TIMEOUT) -> Any:
+    """Outside the app: poll ``probe`` until ``done(value)`` (the project's own poll helper)."""
+    from runbook.actions.support.poll import WaitTimeout
+    from runbook.actions.support.poll import wait_until as poll_until
+
+    try:
+        return poll_until(probe, done, timeout=timeout, every=0.05)
+    except WaitTimeout as exc:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {exc.last!r}") from None
+
+
+def events_of(journal, incident: str, type_: EventType):
     return [e for e in journal.events(incident) if e.type == type_]
 
 

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from runbook.core.events import EventType
+
 RESTORE_PLAYBOOK = """\
 id: restore-table
 title: Restore a dropped table
@@ -92,31 +94,41 @@ def write_playbooks(directory: Path) -> Path:
 
 
 def freeze(monkeypatch: Any) -> None:
-    """Journal times advance one second per event from 03:00:00Z; incident ids are fixed."""
+    """Journal times advance one second per event from 03:00:00Z; incident ids are fixed; a step's
+    measured duration is journaled as 0 (a busy machine makes `echo` take 0.1s: "done in 0.1s").
+    """
     import runbook.engine.runner as runner
     import runbook.journal.store as store
-    import runbook.tui.home as home
+    import runbook.tui.screens.home_data as home_data
 
     counter = itertools.count()
     monkeypatch.setattr(store, "utc_now", lambda: (START + timedelta(seconds=next(counter))).isoformat(timespec="microseconds"))
     monkeypatch.setattr(runner, "new_incident_id", lambda: INCIDENT_ID)
-    monkeypatch.setattr(home, "sandbox_status", lambda _ctx: "down")
+    monkeypatch.setattr(home_data, "sandbox_status", lambda _ctx: "down")
+    append_many = store.Journal.append_many
+
+    def no_durations(self: Any, incident: str, items: list[Any], **kwargs: Any) -> Any:
+        timed = (EventType.STEP_FINISHED, EventType.STEP_FAILED)
+        items = [(t, {**p, "duration": 0.0} if t in timed and p and p.get("duration") is not None else p, step) for t, p, step in items]
+        return append_many(self, incident, items, **kwargs)
+
+    monkeypatch.setattr(store.Journal, "append_many", no_durations)
 
 
 def make_interrupted(journal: Any, playbook: Path) -> str:
     """An incident whose `restore` step started and never finished (as after a SIGKILL)."""
     text = playbook.read_text()
     inc = INTERRUPTED_ID
-    journal.append(inc, "incident_opened", {
+    journal.append(inc, EventType.INCIDENT_OPENED, {
         "playbook": "restore-table", "playbook_path": str(playbook), "playbook_text": text,
         "title": "Restore a dropped table", "tier": "data-loss", "level": 2, "env": "sandbox",
         "mode": "live", "rto": 900.0, "rpo": 3600.0, "started": "20251123_024500", "pid": 1,
     })
-    journal.append(inc, "param_bound", {"name": "table", "value": "orders"})
-    journal.append(inc, "param_bound", {"name": "backup_dir", "value": "/var/backups/db"})
-    journal.append(inc, "param_bound", {"name": "pause", "value": "0"})
-    journal.append(inc, "step_started", {"attempt": 1, "action": "manual", "effect": "manual"}, step="freeze")
-    journal.append(inc, "step_finished", {"manual": True, "note": "maintenance page up", "outputs": {}, "duration": None}, step="freeze")
-    journal.append(inc, "note", {"text": "restore started from dump of 02:00"})
-    journal.append(inc, "step_started", {"attempt": 1, "action": "sh -c 'echo restoring …' orders 0", "effect": "mutating", "target": "sh"}, step="restore")
+    journal.append(inc, EventType.PARAM_BOUND, {"name": "table", "value": "orders"})
+    journal.append(inc, EventType.PARAM_BOUND, {"name": "backup_dir", "value": "/var/backups/db"})
+    journal.append(inc, EventType.PARAM_BOUND, {"name": "pause", "value": "0"})
+    journal.append(inc, EventType.STEP_STARTED, {"attempt": 1, "action": "manual", "effect": "manual"}, step="freeze")
+    journal.append(inc, EventType.STEP_FINISHED, {"manual": True, "note": "maintenance page up", "outputs": {}, "duration": None}, step="freeze")
+    journal.append(inc, EventType.NOTE, {"text": "restore started from dump of 02:00"})
+    journal.append(inc, EventType.STEP_STARTED, {"attempt": 1, "action": "sh -c 'echo restoring …' orders 0", "effect": "mutating", "target": "sh"}, step="restore")
     return inc

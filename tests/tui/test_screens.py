@@ -8,12 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from runbook.core.events import EventType
 from runbook.tui.app import RunbookApp
-from runbook.tui.home import HomeScreen
-from runbook.tui.run import RunScreen
-from runbook.tui.start import StartScreen
-from runbook.tui.timeline import TimelineScreen
-from tests.tui.conftest import start_headless, wait_until
+from runbook.tui.screens.dialogs import ExportScreen
+from runbook.tui.screens.home import HomeScreen
+from runbook.tui.screens.run import RunScreen
+from runbook.tui.screens.start import StartScreen
+from runbook.tui.screens.timeline import TimelineScreen
+from tests.tui.conftest import (
+    keys_handled,
+    on_top,
+    record_notifications,
+    start_headless,
+    wait_notified,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,10 +43,10 @@ def paused_incident(home: Path, tmp_path: Path) -> str:
 
 async def test_home_groups_filters_and_lists_incidents(ctx, tui_home: Path, tmp_path: Path) -> None:
     inc = paused_incident(tui_home, tmp_path)
-    ctx.journal.append("drill-x", "drill_result", {"playbook": "slow", "rto_met": True})
+    ctx.journal.append("drill-x", EventType.DRILL_RESULT, {"playbook": "slow", "rto_met": True})
     app = RunbookApp(ctx)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.data is not None, what="home data")
+        await wait_until(pilot, lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None, what="home data")
         texts = option_texts(app.screen)
         joined = "\n".join(texts)
         assert "Open incidents" in joined and inc in joined and "free to resume" in joined
@@ -54,40 +63,41 @@ async def test_home_groups_filters_and_lists_incidents(ctx, tui_home: Path, tmp_
         assert heading.index("RTO") == files.index(" 15m ") + 1
         assert "env sandbox" in str(app.screen.query_one("#home-status").render())
         await pilot.press(*"flood")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: app.screen.query_one("#home-filter").value == "flood", what="the filter typed")
+        await keys_handled(pilot)
         texts = [t for t in option_texts(app.screen) if t.strip()]
         assert any("flood" in t for t in texts) and not any("files" in t for t in texts)
         await pilot.press("escape")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: app.screen.query_one("#home-filter").value == "", what="the filter cleared")
+        await keys_handled(pilot)
         assert any("files" in t for t in option_texts(app.screen))
 
 
 async def test_start_form_validates_inline_and_starts(ctx, tmp_path: Path) -> None:
     app = RunbookApp(ctx)
+    notes = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.data is not None)
+        await wait_until(pilot, lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None, what="home data")
         await pilot.press(*"files")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, StartScreen), what="start form")
+        await wait_until(pilot, on_top(app, StartScreen, focus="param-victim"), what="start form")
         form = app.screen
         assert "required" in str(form.query_one("#error-victim").render())
         assert str(form.query_one("#modebar").render_line(0).text).find("LIVE · sandbox") >= 0
         await pilot.press(*"../etc/passwd")
-        await pilot.pause(0.05)
-        assert "'..'" in str(form.query_one("#error-victim").render())
+        await wait_until(pilot, lambda: "'..'" in str(form.query_one("#error-victim").render()), what="the inline error")
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
+        await wait_notified(pilot, notes, "Fix victim")
         assert isinstance(app.screen, StartScreen)  # not started with an invalid value
         (tmp_path / "v").write_text("x")
         (tmp_path / "m").write_text("x")
         form.query_one("#param-victim").value = str(tmp_path / "v")
         form.query_one("#param-marker").value = str(tmp_path / "m")
-        await pilot.pause(0.05)
-        assert not form.query_one("#error-victim").display
+        await wait_until(pilot, lambda: not form.query_one("#error-victim").display, what="the error to go")
         # Choose dry-run with the keyboard-driven radio set.
         form.query_one("#start-mode").query("RadioButton")[1].value = True
-        await pilot.pause(0.05)
-        assert "DRY-RUN" in str(form.query_one("#modebar").render_line(0).text)
+        await wait_until(pilot, lambda: "DRY-RUN" in str(form.query_one("#modebar").render_line(0).text), what="DRY-RUN on the mode bar")
+        assert form.mode == "dry-run"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
         scr = app.screen
@@ -107,17 +117,18 @@ async def test_timeline_filter_and_export(ctx, tui_home: Path, tmp_path: Path) -
     inc = paused_incident(tui_home, tmp_path)
     app = RunbookApp(ctx, start=lambda a: TimelineScreen(ctx, inc))
     async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: on_top(app, TimelineScreen, focus="timeline-filter")() and bool(app.screen.rows), what="rows")
         scr = app.screen
-        await wait_until(pilot, lambda: bool(scr.rows), what="rows")
         table = scr.query_one("#timeline-table")
         assert table.row_count == len(ctx.journal.events(inc))
         assert any("opened files" in r[4] for r in scr.rows)
         assert all(r[0].endswith("Z") for r in scr.rows)
         await pilot.press(*"paused")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: scr.query_one("#timeline-filter").value == "paused", what="the filter typed")
+        await keys_handled(pilot)
         assert table.row_count == 1
         await pilot.press("ctrl+e")
-        await pilot.pause(0.1)
+        await wait_until(pilot, on_top(app, ExportScreen), what="the export dialog")
         await pilot.press("j")
         out = tmp_path / f"incident-{inc}.json"
         await wait_until(pilot, out.exists, what="export")

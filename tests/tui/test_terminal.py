@@ -14,14 +14,21 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from runbook.engine.frontend import Ask
 from runbook.tui.app import RunbookApp, TuiContext, run_screen_for_incident, run_screen_for_new
-from runbook.tui.dialogs import ConfirmScreen, InterruptedScreen, ReasonScreen
-from runbook.tui.home import HomeScreen
-from runbook.tui.run import RunScreen
-from runbook.tui.start import StartScreen
-from runbook.tui.timeline import TimelineScreen
+from runbook.tui.screens.dialogs import ConfirmScreen, InterruptedScreen, ReasonScreen
+from runbook.tui.screens.home import HomeScreen
+from runbook.tui.screens.run import RunScreen
+from runbook.tui.screens.start import StartScreen
+from runbook.tui.screens.timeline import TimelineScreen
 from tests.tui import snapdata
-from tests.tui.conftest import wait_until
+from tests.tui.conftest import (
+    keys_handled,
+    on_top,
+    record_notifications,
+    wait_notified,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,57 +76,71 @@ def run_of(app) -> RunScreen:
 
 
 async def _every_screen(ctx, check, *, ansi_color: bool | None = None) -> None:
-    """Open each screen at 80×24 and call ``check(app, name)``."""
+    """Open each screen at 80×24 and call ``check(app, name)`` once it shows what it must say."""
     inc = snapdata.make_interrupted(ctx.journal, ctx.pbs / "restore-table.yaml")
     env = ctx.config.environment("sandbox")
 
     def app_for(start=None):
         return RunbookApp(ctx, start=start, now=lambda: snapdata.FIXED_NOW, cursor_blink=False, ansi_color=ansi_color)
 
+    async def shown(pilot, app, name: str) -> None:
+        # Wait for what the check reads: the screen as the terminal gets it, saying its words.
+        await wait_until(pilot, lambda: all(words in plain(screen_text(app)) for words in EXPECT[name]), what=f"{name}: {EXPECT[name]}")
+        check(app, name)
+
     app = app_for()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.data is not None)
-        await pilot.pause(0.1)
-        check(app, "home")
+        await shown(pilot, app, "home")
     app = app_for(lambda a: StartScreen(ctx, loaded(ctx)))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, StartScreen))
-        await pilot.pause(0.1)
-        check(app, "start")
+        await wait_until(pilot, on_top(app, StartScreen))
+        await shown(pilot, app, "start")
     app = app_for(lambda a: run_screen_for_incident(ctx, inc, env))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, InterruptedScreen))
-        await pilot.pause(0.1)
-        check(app, "interrupted")
+        await wait_until(pilot, on_top(app, InterruptedScreen))
+        await shown(pilot, app, "interrupted")
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is run_of(app))
-        check(app, "run")
+        await shown(pilot, app, "run")
         await pilot.press("q")
         await wait_until(pilot, lambda: run_of(app).ended is not None)
     app = app_for(lambda a: TimelineScreen(ctx, inc))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: bool(app.screen.rows))
-        await pilot.pause(0.1)
-        check(app, "timeline")
-    # A drill, up to its typed confirmation.
+        await shown(pilot, app, "timeline")
+    await _drill_screens(ctx, env, app_for, shown)
+
+
+def asked(app, step: str | None = None, ask: Ask | None = None):
+    """A condition: the run screen waits for the operator (on ``step``, with ``ask``)."""
+
+    def check() -> bool:
+        pending = run_of(app).pending
+        return pending is not None and step in (None, pending.request.step) and ask in (None, pending.request.ask)
+
+    return check
+
+
+async def _drill_screens(ctx, env, app_for, shown) -> None:
+    """A drill, up to its typed confirmation."""
     app = app_for(lambda a: run_screen_for_new(ctx, loaded(ctx), {"table": "orders", "pause": "0"}, env, "drill"))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: run_of(app).pending is not None)
-        check(app, "drill-run")
+        await wait_until(pilot, asked(app))
+        await shown(pilot, app, "drill-run")
         await pilot.press("r")
-        await wait_until(pilot, lambda: run_of(app).pending is not None and run_of(app).pending.request.ask.value == "manual")
+        await wait_until(pilot, asked(app, ask=Ask.MANUAL))
         await pilot.press("d")
-        await wait_until(pilot, lambda: isinstance(app.screen, ReasonScreen))
+        await wait_until(pilot, on_top(app, ReasonScreen, focus="reason-input"))
         await pilot.press("enter")
-        await wait_until(pilot, lambda: run_of(app).pending is not None and run_of(app).pending.request.step == "restore")
+        await wait_until(pilot, asked(app, "restore"))
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(pilot, on_top(app, ConfirmScreen))
         await pilot.press("y")
-        await wait_until(pilot, lambda: run_of(app).pending is not None and run_of(app).pending.request.step == "drop_stale")
+        await wait_until(pilot, asked(app, "drop_stale"))
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.pause(0.1)
-        check(app, "drill-confirm")
+        await wait_until(pilot, on_top(app, ConfirmScreen, focus="confirm-input"))
+        await shown(pilot, app, "drill-confirm")
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is run_of(app))
         await pilot.press("q")
@@ -189,8 +210,9 @@ async def test_sixteen_colours_every_screen(sctx) -> None:
 
 async def test_start_form_mode_and_environment_by_keys_only(sctx) -> None:
     app = RunbookApp(sctx, start=lambda a: StartScreen(sctx, loaded(sctx)), now=lambda: snapdata.FIXED_NOW, cursor_blink=False)
+    notes = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, StartScreen))
+        await wait_until(pilot, on_top(app, StartScreen, focus="param-table"))
         form = app.screen
         assert form.mode == "live"
         # Tab from field to field to the mode radio set; arrows move, Enter/space selects.
@@ -198,24 +220,24 @@ async def test_start_form_mode_and_environment_by_keys_only(sctx) -> None:
             if app.focused is form.query_one("#start-mode"):
                 break
             await pilot.press("tab")
+            await keys_handled(pilot)
         assert app.focused is form.query_one("#start-mode"), f"tab never reached the mode: {app.focused}"
         await pilot.press("down", "enter")
-        await pilot.pause(0.05)
-        assert form.mode == "dry-run"
+        await wait_until(pilot, lambda: form.mode == "dry-run", what="dry-run chosen")
         assert "DRY-RUN" in str(form.query_one("#modebar").render_line(0).text)
         await pilot.press("down", "space")
-        await pilot.pause(0.05)
-        assert form.mode == "drill"
+        await wait_until(pilot, lambda: form.mode == "drill", what="drill chosen")
         assert "DRILL · sandbox" in str(form.query_one("#modebar").render_line(0).text)
         assert "DRILL" in str(form.query_one("#start-go").label)
         # Back up to the environment set with shift+tab; it answers the keys too.
         await pilot.press("shift+tab")
-        assert app.focused is form.query_one("#start-env")
+        await wait_until(pilot, lambda: app.focused is form.query_one("#start-env"), what="the environment set focused")
         await pilot.press("enter")
-        await pilot.pause(0.05)
+        await keys_handled(pilot)
         assert form.env_name == "sandbox"
         # The start key works from anywhere; the table is missing, so it refuses and says why.
         await pilot.press("ctrl+s")
-        await pilot.pause(0.1)
+        await wait_notified(pilot, notes, "Fix table")
+        await keys_handled(pilot)
         assert isinstance(app.screen, StartScreen)
         assert app.focused is form.query_one("#param-table")

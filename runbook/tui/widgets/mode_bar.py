@@ -1,4 +1,4 @@
-"""Widgets shared by the screens: the mode bar, the step list, the prompt line, a radio choice."""
+"""The mode bar: where and how the incident runs (LIVE, DRILL, DRY-RUN · env), and the RTO clock."""
 
 from __future__ import annotations
 
@@ -8,33 +8,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widgets import RadioButton, Static
+from textual.widgets import Static
 
 MODE_LABEL = {"live": "LIVE", "drill": "DRILL", "dry-run": "DRY-RUN"}
-
-STATUS_ICON = {
-    "pending": "·",
-    "next": "▶",
-    "running": "⟳",
-    "done": "✓",
-    "failed": "✗",
-    "skipped": "↷",
-    "interrupted": "!",
-    "planned": "○",
-    "needs-confirmation": "?",
-}
-
-STATUS_STYLE = {
-    "pending": "dim",
-    "next": "bold",
-    "running": "bold yellow",
-    "done": "green",
-    "failed": "bold red",
-    "skipped": "yellow",
-    "interrupted": "bold magenta",
-    "planned": "cyan",
-    "needs-confirmation": "bold magenta",
-}
 
 
 def clock(seconds: float) -> str:
@@ -49,15 +25,6 @@ def now_utc(app: Any) -> datetime:
     """The app's clock (tests and screenshots inject a fixed one)."""
     fn = getattr(app, "now", None)
     return fn() if callable(fn) else datetime.now(UTC)
-
-
-def apply_cursor_blink(screen: Any) -> None:
-    """Inputs blink unless the app turned blinking off (tests and screenshots)."""
-    blink = getattr(screen.app, "cursor_blink", True)
-    from textual.widgets import Input
-
-    for widget in screen.query(Input):
-        widget.cursor_blink = blink
 
 
 class ModeBar(Static):
@@ -163,65 +130,3 @@ class ModeBar(Static):
         grid.add_column(justify="right", no_wrap=True)
         grid.add_row(left, right)
         return grid
-
-
-class StepList(Static):
-    """The playbook's steps, under their phases, each with its status."""
-
-    DEFAULT_CSS = """
-    StepList { width: 1fr; height: auto; }
-    """
-
-    def __init__(self, id: str | None = None) -> None:
-        """Create an empty list (call :meth:`set_steps`)."""
-        super().__init__(id=id)
-        self.steps: list[tuple[str, str, str | None]] = []  # id, title, phase
-        self.status: dict[str, str] = {}
-        self.current: str | None = None
-
-    def set_steps(self, steps: list[tuple[str, str, str | None]]) -> None:
-        """Set the steps: (id, title, phase)."""
-        self.steps = steps
-        self.refresh(layout=True)
-
-    def set_status(self, status: dict[str, str], current: str | None) -> None:
-        """Update every step's status and which one is current."""
-        self.status = dict(status)
-        self.current = current
-        self.refresh(layout=True)
-
-    def render(self) -> Table:
-        table = Table.grid(expand=True, padding=(0, 1))
-        table.add_column(width=1, no_wrap=True)
-        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-        table.add_column(no_wrap=True, justify="right")
-        phase: str | None = None
-        for sid, title, ph in self.steps:
-            if ph and ph != phase:
-                table.add_row("", Text(ph, style="bold underline"), "")
-                phase = ph
-            st = self.status.get(sid, "pending")
-            shown = "next" if (sid == self.current and st == "pending") else st
-            style = STATUS_STYLE.get(shown, "")
-            title_style = style + (" reverse" if sid == self.current else "")
-            word = "" if shown in ("pending",) else shown.replace("needs-confirmation", "confirm?")
-            table.add_row(Text(STATUS_ICON.get(shown, "?"), style=style), Text(title, style=title_style), Text(word, style=style))
-        return table
-
-
-class Prompt(Static):
-    """What the operator is expected to do now, and which keys do it."""
-
-    DEFAULT_CSS = """
-    Prompt { height: auto; padding: 0 1; background: $boost; }
-    Prompt.-attention { background: $warning 30%; text-style: bold; }
-    Prompt.-danger { background: $error 40%; text-style: bold; }
-    """
-
-
-class Choice(RadioButton):
-    """A radio button whose state shows without colour (NO_COLOR): ``●`` on, blank off."""
-
-    @property
-    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802 - Textual's name
-        return "●" if self.value else " "

@@ -11,7 +11,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
 
-from runbook.tui.widgets import Choice, ModeBar
+from runbook.tui.screens.cursor import apply_cursor_blink
+from runbook.tui.widgets.mode_bar import ModeBar
+from runbook.tui.widgets.radio_choice import RadioChoice
 
 MODES = ("live", "dry-run", "drill")
 
@@ -41,8 +43,8 @@ class StartScreen(Screen[None]):
         self.pb = loaded.playbook
         self.given = {k: v for k, v in (given or {}).items() if v is not None}
         self.env_names = sorted({"sandbox", *getattr(ctx.config, "environments", {})})
-        default = env_name or getattr(ctx.config, "default_env", "sandbox")
-        self.env_name = default if default in self.env_names else "sandbox"
+        default = str(env_name or getattr(ctx.config, "default_env", None) or "sandbox")
+        self.env_name: str = default if default in self.env_names else "sandbox"
         self.mode = mode if mode in MODES else "live"
         self.edited: set[str] = set(self.given)
 
@@ -60,12 +62,12 @@ class StartScreen(Screen[None]):
                 yield Label("Environment", classes="choice-label")
                 with RadioSet(id="start-env", compact=True):
                     for n in self.env_names:
-                        yield Choice(n + (" (production)" if self._production(n) else ""), value=n == self.env_name, name=n)
+                        yield RadioChoice(n + (" (production)" if self._production(n) else ""), value=n == self.env_name, name=n)
             with Horizontal(classes="choice-row"):
                 yield Label("Mode", classes="choice-label")
                 with RadioSet(id="start-mode", compact=True):
                     for m in MODES:
-                        yield Choice(m, value=m == self.mode, name=m)
+                        yield RadioChoice(m, value=m == self.mode, name=m)
             yield Static("", id="start-live-warning")
             for name, spec in pb.params.items():
                 kind = spec.type.value + (f" ({', '.join(spec.choices or [])})" if spec.choices else "")
@@ -79,8 +81,6 @@ class StartScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        from runbook.tui.widgets import apply_cursor_blink
-
         apply_cursor_blink(self)
         self._sync_mode()
         for name in self.pb.params:
@@ -196,7 +196,7 @@ class StartScreen(Screen[None]):
     def action_start(self) -> None:
         """Validate everything and open the incident."""
         from runbook.playbook import params as P
-        from runbook.tui.run import RunScreen
+        from runbook.tui.screens.run import RunScreen
 
         bad = [n for n in self.pb.params if self._check(n)]
         if bad:

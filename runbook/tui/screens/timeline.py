@@ -13,7 +13,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from runbook.tui.widgets import ModeBar
+from runbook.tui.screens.cursor import apply_cursor_blink
+from runbook.tui.widgets.mode_bar import ModeBar
 
 EXTENSIONS = {"json": "json", "md": "md", "html": "html"}
 
@@ -88,8 +89,6 @@ class TimelineScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        from runbook.tui.widgets import apply_cursor_blink
-
         apply_cursor_blink(self)
         self.query_one("#timeline-filter", Input).focus()
         self._load()
@@ -180,7 +179,7 @@ class TimelineScreen(Screen[None]):
 
     def action_export(self) -> None:
         """Ask the format, then export to a file in the current directory."""
-        from runbook.tui.dialogs import ExportScreen
+        from runbook.tui.screens.dialogs.export import ExportScreen
 
         def done(fmt: str | None) -> None:
             if fmt:
