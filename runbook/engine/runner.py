@@ -42,7 +42,6 @@ from runbook.playbook.refs import RefError, Unknown, evaluate_condition, make_lo
 from runbook.playbook.validate import Loaded
 
 OUTPUT_JOURNAL_LIMIT = 64 * 1024  # chars of one output value kept in the journal
-new_incident_id = opening.new_incident_id
 
 
 class RunStatus(StrEnum):

@@ -97,13 +97,13 @@ def freeze(monkeypatch: Any) -> None:
     """Journal times advance one second per event from 03:00:00Z; incident ids are fixed; a step's
     measured duration is journaled as 0 (a busy machine makes `echo` take 0.1s: "done in 0.1s").
     """
-    import runbook.engine.runner as runner
+    import runbook.engine.opening as opening
     import runbook.journal.store as store
     import runbook.tui.screens.home_data as home_data
 
     counter = itertools.count()
     monkeypatch.setattr(store, "utc_now", lambda: (START + timedelta(seconds=next(counter))).isoformat(timespec="microseconds"))
-    monkeypatch.setattr(runner, "new_incident_id", lambda: INCIDENT_ID)
+    monkeypatch.setattr(opening, "new_incident_id", lambda: INCIDENT_ID)
     monkeypatch.setattr(home_data, "sandbox_status", lambda _ctx: "down")
     append_many = store.Journal.append_many
 

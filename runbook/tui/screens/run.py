@@ -69,7 +69,7 @@ class RunScreen(RunAnswers, Screen[None]):
         Binding("i", "interrupted", "Decide…", id="run.interrupted"),
         Binding("k", "stop_incident", "End as failed", id="run.stop"),
         Binding("x", "cancel_step", "Stop step", id="run.cancel"),
-        Binding("o", "take_over", "Take over", id="run.take_over"),
+        Binding("o", "take_over_incident", "Take over", id="run.take_over"),
         Binding("n", "note", "Note", id="run.note"),
         Binding("l", "timeline", "Timeline", id="run.timeline"),
         Binding("q", "quit_safely", "Quit", id="run.quit"),
@@ -255,7 +255,7 @@ class RunScreen(RunAnswers, Screen[None]):
             return self._ask(*ANSWERS[action])
         if action == "cancel_step":
             return self.driving and self.pending is None and self.running_step is not None
-        if action == "take_over":
+        if action == "take_over_incident":
             return self.read_only and not self.driving and self.ended is None
         if action == "note":
             return self.driving and self.ended is None and self.engine is not None
@@ -294,7 +294,7 @@ class RunScreen(RunAnswers, Screen[None]):
 
         self.app.push_screen(TimelineScreen(self.ctx, self.incident))
 
-    def action_take_over(self) -> None:
+    def action_take_over_incident(self) -> None:
         """Take the incident over from the operator who holds it (journaled)."""
         if not self.read_only or self.driving:
             return
