@@ -79,22 +79,6 @@ def clear() -> None:
 _clients: gcp.ClientCache[Client] = gcp.ClientCache(lambda c: c.close())
 
 
-def refused(exc: BaseException) -> bool:
-    """Whether ``exc`` (or its cause) is a refused connection: nothing listens at the endpoint.
-
-    Retrying a refusal for minutes only hides a dead emulator or a wrong endpoint; Google's front
-    ends do not refuse connections, so this never cuts a production retry short.
-    """
-    seen = 0
-    cur: BaseException | None = exc
-    while cur is not None and seen < 6:
-        if isinstance(cur, ConnectionRefusedError) or "connection refused" in str(cur).lower():
-            return True
-        cur = cur.__cause__ or cur.__context__
-        seen += 1
-    return False
-
-
 @functools.cache  # Retry objects are immutable: built once, on first use
 def retry() -> Any:
     """The client's default retry policy, minus refused connections, bounded to RETRY_SECONDS."""
@@ -105,9 +89,9 @@ def retry() -> Any:
     should = getattr(DEFAULT_RETRY, "_predicate", None) or bq_retry._should_retry
 
     def predicate(exc: BaseException) -> bool:
-        return bool(should(exc)) and not refused(exc)
+        return bool(should(exc)) and not gcp.refused(exc)
 
     return DEFAULT_RETRY.with_predicate(predicate).with_timeout(RETRY_SECONDS)
 
 
-__all__ = ["STORE", "client", "clear", "endpoint", "forget", "location", "refused", "retry"]
+__all__ = ["STORE", "client", "clear", "endpoint", "forget", "location", "retry"]

@@ -89,25 +89,13 @@ class BigtableHandle:
         return f"projects/{self.project}/instances/{instance}/clusters/{cluster}"
 
 
-def endpoint_for(gs: gcp.GcpSettings, region: str) -> str | None:
-    """The sandbox ``host:port`` for ``region`` (``bigtable_host_<region>`` or ``bigtable_host``)."""
-    host = gs.get("bigtable_host", region)
-    return str(host) if host else None
-
-
-rpc_timeout = gcp.rpc_timeout
-
-
 def handle(env: Environment, region: str | None = None) -> tuple[BigtableHandle, gcp.GcpSettings]:
     """Clients for ``region`` (``None``/"primary", "secondary" or a region name) of ``env``.
 
     Raises:
         ActionError: The environment has no usable gcp store, or no credentials in production.
     """
-    gs = gcp.settings(env)
-    resolved = gs.region_or_default(region)
-    endpoint = endpoint_for(gs, resolved)
-    return _CACHE.get((env.name, gs.project, resolved, endpoint), lambda: _build(gs, resolved, endpoint)), gs
+    return gcp.regional_client(_CACHE, env, region, "bigtable_host", _build)
 
 
 def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHandle:

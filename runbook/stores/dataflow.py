@@ -46,23 +46,8 @@ class DataflowClients:
     _flex: gcp.Lazy[Any]
     _templates: gcp.Lazy[Any]
 
-    @property
-    def flex(self) -> Any:
-        """``FlexTemplatesServiceClient`` (built on first use)."""
-        return self._flex.get()
-
-    @property
-    def templates(self) -> Any:
-        """``TemplatesServiceClient`` for classic templates (built on first use)."""
-        return self._templates.get()
-
-
-def endpoint_for(gs: gcp.GcpSettings, region: str) -> str | None:
-    """The sandbox endpoint for ``region`` (``dataflow_endpoint_<region>`` or ``dataflow_endpoint``)."""
-    return gcp.regional_endpoint(gs, "dataflow_endpoint", region)
-
-
-rpc_timeout = gcp.rpc_timeout
+    flex = gcp.lazy_client("_flex", "``FlexTemplatesServiceClient``.")
+    templates = gcp.lazy_client("_templates", "``TemplatesServiceClient`` (classic templates).")
 
 
 def clients(env: Environment, region: str | None = None) -> tuple[DataflowClients, gcp.GcpSettings]:

@@ -269,6 +269,11 @@ class Lazy(Generic[T]):
         return self._value
 
 
+def lazy_client(attr: str, doc: str) -> Any:
+    """A read-only property: the client of the :class:`Lazy` in attribute ``attr``, built on first use."""
+    return property(lambda self: getattr(self, attr).get(), doc=doc)
+
+
 def close_transport(client: Any) -> None:
     """Close a GAPIC client's transport (its channel), best effort: the server may be gone."""
     try:

@@ -41,19 +41,12 @@ class PubSubClients:
     _publisher: gcp.Lazy[Any] = field(init=False, repr=False)
     _subscriber: gcp.Lazy[Any] = field(init=False, repr=False)
 
+    publisher = gcp.lazy_client("_publisher", "``pubsub_v1.PublisherClient``.")
+    subscriber = gcp.lazy_client("_subscriber", "``pubsub_v1.SubscriberClient`` (also snapshots and seek).")
+
     def __post_init__(self) -> None:
         self._publisher = gcp.Lazy(lambda: self._make("publisher"))
         self._subscriber = gcp.Lazy(lambda: self._make("subscriber"))
-
-    @property
-    def publisher(self) -> Any:
-        """``pubsub_v1.PublisherClient``."""
-        return self._publisher.get()
-
-    @property
-    def subscriber(self) -> Any:
-        """``pubsub_v1.SubscriberClient`` (also the snapshot and seek API)."""
-        return self._subscriber.get()
 
     def _make(self, kind: str) -> Any:
         from google.cloud import pubsub_v1

@@ -8,14 +8,7 @@ from pydantic import Field
 
 from runbook.actions.bigquery.catalog import LABEL_BACKUP, LABEL_CREATED, LABEL_SOURCE, source_label
 from runbook.actions.bigquery.copying import copy_tables
-from runbook.actions.bigquery.params import (
-    DATASET_RE,
-    DatasetParams,
-    TableList,
-    show_dataset,
-    tables_field,
-    which_tables,
-)
+from runbook.actions.bigquery.params import DATASET_RE, TablesParams, describe_copies, show_dataset
 from runbook.actions.bigquery.session import Session
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
@@ -23,13 +16,9 @@ from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z, stamp, utc_now
 
 
-class BackupDatasetParams(DatasetParams):
-    tables: TableList = tables_field()
-    backup_dataset: str | None = Field(
-        None,
-        pattern=DATASET_RE,
-        description="Name of the backup dataset (default <dataset>_backup_<YYYYmmdd_HHMMSS>, UTC).",
-    )
+class BackupDatasetParams(TablesParams):
+    backup_dataset: str | None = Field(None, pattern=DATASET_RE)
+    """Name of the backup dataset (default <dataset>_backup_<YYYYmmdd_HHMMSS>, UTC)."""
 
 
 class BackupDatasetOutputs(ActionOutputs):
@@ -51,20 +40,16 @@ def _backup_name(p: BackupDatasetParams) -> str:
 
 def _describe(p: BackupDatasetParams) -> str:
     ds, backup = show_dataset(p.dataset), _backup_name(p)
-    return (
-        f"bigquery.create_dataset({backup}, labels={{{LABEL_BACKUP}: true, {LABEL_SOURCE}: {ds}}}) + "
-        f"bigquery.copy_table({ds}.<table> → {backup}.<table>) for {which_tables(p.tables)}"
-    )
+    labels = f"{{{LABEL_BACKUP}: true, {LABEL_SOURCE}: {ds}}}"
+    return f"bigquery.create_dataset({backup}, labels={labels}) + {describe_copies(ds, backup, p.tables)}"
 
 
 @action("bigquery.backup_dataset", Effect.MUTATING,
         "Back up a dataset: a timestamped backup dataset with a copy of every table (or the listed ones).",
         target=_backup_name, describe=_describe)
 def backup_dataset(ctx: StepContext, params: BackupDatasetParams) -> BackupDatasetOutputs:
-    s = Session.open(ctx, params.project)
-    ds = s.dataset(params.dataset)
-    with s.api(f"read dataset {ds}"):
-        source = s.client.get_dataset(s.ref(ds), retry=s.retry)
+    s, ds = Session.for_dataset(ctx, params)
+    source = s.get_dataset(ds, f"read dataset {ds}")
     tables = s.tables_or_all(ds, params.tables)
     if not tables:
         raise ActionError(f"Dataset {ds} has no tables to back up.")
@@ -87,16 +72,15 @@ def backup_dataset(ctx: StepContext, params: BackupDatasetParams) -> BackupDatas
 
 def _create_backup_dataset(s: Session, ds: str, name: str | None, location: Any) -> str:
     """Create the (empty, labelled) backup dataset in the source's location; its name."""
-    from google.cloud import bigquery
-
     now = utc_now()
     backup = name or f"{ds}_backup_{stamp(now)}"
-    target = bigquery.Dataset(s.ref(backup))
-    target.location = location
-    target.labels = {LABEL_BACKUP: "true", LABEL_SOURCE: source_label(ds), LABEL_CREATED: stamp(now)}
-    target.description = f"runbook backup of {s.ref(ds)} taken {iso_z(now)} (incident {s.ctx.incident_id})."
-    with s.api(f"create backup dataset {backup}"):
-        s.client.create_dataset(target, retry=s.retry)
+    s.create_dataset(
+        backup,
+        location,
+        f"create backup dataset {backup}",
+        labels={LABEL_BACKUP: "true", LABEL_SOURCE: source_label(ds), LABEL_CREATED: stamp(now)},
+        description=f"runbook backup of {s.ref(ds)} taken {iso_z(now)} (incident {s.ctx.incident_id}).",
+    )
     return backup
 
 

@@ -64,8 +64,7 @@ def find_backups(s: Session, dataset: str) -> list[Backup]:
 
 
 def _creation_time(s: Session, name: str) -> datetime:
-    with s.api(f"read backup dataset {name}"):
-        created: datetime = s.client.get_dataset(s.ref(name), retry=s.retry).created
+    created: datetime = s.get_dataset(name, f"read backup dataset {name}").created
     return created
 
 
@@ -103,8 +102,7 @@ def _describe_list(p: ListBackupsParams) -> str:
         "List a dataset's backup datasets (<dataset>_backup_* or labelled) with their times.",
         target=lambda p: f"{show_dataset(p.dataset)}_backup_*", describe=_describe_list)
 def list_backups(ctx: StepContext, params: ListBackupsParams) -> ListBackupsOutputs:
-    s = Session.open(ctx, params.project)
-    ds = s.dataset(params.dataset)
+    s, ds = Session.for_dataset(ctx, params)
     backups = find_backups(s, ds)
     now = utc_now()
     for b in backups:

@@ -19,8 +19,9 @@ from runbook.actions.bigquery.params import (
     DatasetParams,
     ProjectParams,
     TableList,
+    TablesParams,
     show_dataset,
-    tables_field,
+    show_table,
     which_tables,
 )
 from runbook.actions.bigquery.session import Session
@@ -31,8 +32,8 @@ from runbook.core.errors import ActionError
 # --- bigquery.row_counts ---------------------------------------------------------------------
 
 
-class RowCountsParams(DatasetParams):
-    tables: TableList = tables_field()
+class RowCountsParams(TablesParams):
+    pass
 
 
 class RowCountsOutputs(ActionOutputs):
@@ -55,8 +56,7 @@ class RowCountsOutputs(ActionOutputs):
     ),
 )
 def row_counts(ctx: StepContext, params: RowCountsParams) -> RowCountsOutputs:
-    s = Session.open(ctx, params.project)
-    ds = s.dataset(params.dataset)
+    s, ds = Session.for_dataset(ctx, params)
     tables = s.tables_or_all(ds, params.tables)
     counts = s.counts(ds, tables) if tables else {}
     s.log_rows(ds, counts)
@@ -73,7 +73,8 @@ _DATASET_OR_TABLE = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_-]+)?$"
 class CompareCountsParams(ProjectParams):
     a: str = Field(pattern=_DATASET_OR_TABLE, description="A dataset, or dataset.table.")
     b: str = Field(pattern=_DATASET_OR_TABLE, description="The same kind as a.")
-    tables: TableList = tables_field("For datasets: only these tables (default: every table on either side).")
+    tables: TableList = None
+    """For datasets: only these tables (default: every table on either side)."""
     tolerance: int = Field(0, ge=0, description="Allowed difference in rows per table.")
     fail: bool = Field(True, description="Fail the step on a mismatch (else only report equal=false).")
 
@@ -166,17 +167,14 @@ def compare_counts(ctx: StepContext, params: CompareCountsParams) -> CompareCoun
 
 class VerifyRowsParams(DatasetParams):
     table: str = Field(pattern=TABLE_RE, description="The table to check (e.g. a restored one).")
-    reference_dataset: str | None = Field(
-        None, pattern=DATASET_RE, description="Dataset of the reference (default: dataset)."
-    )
-    reference_table: str | None = Field(
-        None, pattern=TABLE_RE, description="The reference table (default: table)."
-    )
+    reference_dataset: str | None = Field(None, pattern=DATASET_RE)
+    """Dataset of the reference (default: dataset)."""
+    reference_table: str | None = Field(None, pattern=TABLE_RE)
+    """The reference table (default: table)."""
     key: str = Field(pattern=COLUMN_RE, description="Column identifying a row (compared as its string form).")
     sample: int = Field(100, ge=1, le=10000, description="How many keys to check.")
-    method: Literal["random", "first"] = Field(
-        "random", description="random keys, or the first keys in key order."
-    )
+    method: Literal["random", "first"] = "random"
+    """random keys, or the first keys in key order."""
     fail: bool = Field(True, description="Fail the step on a mismatch (else only report it).")
 
     @model_validator(mode="after")
@@ -246,10 +244,9 @@ def _rows_by_key(
 
 @action("bigquery.verify_rows", Effect.READ_ONLY,
         "Compare sampled rows (every column) of a table with a reference table, by key.",
-        target=lambda p: f"{show_dataset(p.dataset)}.{p.table}", describe=_describe_verify)
+        target=show_table, describe=_describe_verify)
 def verify_rows(ctx: StepContext, params: VerifyRowsParams) -> VerifyRowsOutputs:
-    s = Session.open(ctx, params.project)
-    ds = s.dataset(params.dataset)
+    s, ds = Session.for_dataset(ctx, params)
     ref_ds, ref_t = params.reference_dataset or ds, params.reference_table or params.table
     keys = _sample_keys(s, params, ref_ds, ref_t)
     if not keys:

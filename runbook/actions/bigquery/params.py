@@ -8,12 +8,22 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from runbook.actions.spec import ActionParams
+from runbook.core.timestamps import parse_utc
 
 PROJECT_RE = r"^[a-z][a-z0-9.:-]{2,127}$"
 DATASET_RE = r"^[A-Za-z0-9_]{1,1024}$"
 # Stricter than BigQuery (which allows Unicode and spaces): names are quoted into SQL.
 TABLE_RE = r"^[A-Za-z0-9_-]{1,1024}$"
 COLUMN_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,299}$"
+
+
+def _timestamp(v: str) -> str:
+    parse_utc(v)
+    return v
+
+
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+"""A moment as written (ISO 8601; UTC if no offset), checked when the step is validated."""
 
 
 def store_default(what: str) -> str:
@@ -45,8 +55,9 @@ TableList = Annotated[list[str] | None, AfterValidator(_check_tables)]
 """``tables:``: None for every table, else a non-empty list of distinct table names."""
 
 
-def tables_field(description: str = "Only these tables (default: every table of the dataset).") -> Any:
-    return Field(None, description=description)
+class TablesParams(DatasetParams):
+    tables: TableList = None
+    """Only these tables (default: every table of the dataset)."""
 
 
 def show_dataset(dataset: str | None) -> str:
@@ -56,3 +67,22 @@ def show_dataset(dataset: str | None) -> str:
 
 def which_tables(tables: list[str] | None) -> str:
     return ", ".join(tables) if tables else "every table"
+
+
+def show_table(p: Any) -> str:
+    """``<dataset>.<table>`` of a step on one table, for describe() and targets."""
+    return f"{show_dataset(p.dataset)}.{p.table}"
+
+
+def copy_call(source: str, dest: str, **options: str | None) -> str:
+    """describe() of one copy job: ``bigquery.copy_table(source → dest, option=value…)``.
+
+    Options set to None are left out.
+    """
+    shown = "".join(f", {k}={v}" for k, v in options.items() if v is not None)
+    return f"bigquery.copy_table({source} → {dest}{shown})"
+
+
+def describe_copies(source: str, dest: str, tables: list[str] | None, **options: str) -> str:
+    """describe() of copying tables one by one from dataset ``source`` to ``dest``."""
+    return f"{copy_call(f'{source}.<table>', f'{dest}.<table>', **options)} for {which_tables(tables)}"

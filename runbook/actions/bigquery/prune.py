@@ -9,8 +9,8 @@ from runbook.actions.bigquery.params import DATASET_RE, ProjectParams
 from runbook.actions.bigquery.session import Session
 from runbook.actions.params import Duration, Retention
 from runbook.actions.spec import ActionOutputs, StepContext, action
+from runbook.actions.support.pruning import delete_each
 from runbook.core.effect import Effect
-from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z, utc_now
 
 
@@ -38,17 +38,15 @@ def prune_backups(ctx: StepContext, params: PruneBackupsParams) -> PruneBackupsO
     backups = find_backups(s, params.dataset)
     delete, _keep = params.split(backups, taken=lambda b: b.created, now=utc_now())
     doomed = list(reversed(delete))  # oldest first, like the listing
-    deleted: list[str] = []
-    for b in doomed:
-        if params.dry_run:
-            ctx.log(f"would delete {b.name} (taken {iso_z(b.created)})")
-            continue
-        if ctx.cancelled.is_set():
-            raise ActionError(f"Pruning was stopped by the operator after deleting {len(deleted)} backups.")
-        with s.api(f"delete backup dataset {b.name}"):
-            s.client.delete_dataset(s.ref(b.name), delete_contents=True, not_found_ok=True, retry=s.retry)
-        deleted.append(b.name)
-        ctx.log(f"deleted {b.name} (taken {iso_z(b.created)})")
-    kept = [b.name for b in backups if b.name not in deleted]
+    deleted = delete_each(ctx, doomed, dry_run=params.dry_run,
+                          label=lambda b: f"{b.name} (taken {iso_z(b.created)})",
+                          delete=lambda b: _delete_dataset(s, b.name),
+                          stopped=lambda n: f"Pruning was stopped by the operator after deleting {n} backups.")
+    kept = [b.name for b in backups if b not in deleted]
     ctx.log(f"deleted {len(deleted)}, kept {len(kept)} (older than {params.older_than}: {len(doomed)})")
-    return PruneBackupsOutputs(deleted=deleted, kept=kept)
+    return PruneBackupsOutputs(deleted=[b.name for b in deleted], kept=kept)
+
+
+def _delete_dataset(s: Session, name: str) -> None:
+    with s.api(f"delete backup dataset {name}"):
+        s.client.delete_dataset(s.ref(name), delete_contents=True, not_found_ok=True, retry=s.retry)

@@ -16,9 +16,8 @@ from runbook.actions.bigquery.params import (
     DATASET_RE,
     DatasetParams,
     TableList,
+    describe_copies,
     show_dataset,
-    tables_field,
-    which_tables,
 )
 from runbook.actions.bigquery.session import Session
 from runbook.actions.spec import ActionOutputs, StepContext, action
@@ -29,13 +28,12 @@ from runbook.stores import gcp
 
 
 class CopyRegionParams(DatasetParams):
-    region: str = Field(
-        "secondary", pattern=r"^[a-z0-9-]+$", description="secondary (default), primary, or a region name."
-    )
-    target_dataset: str | None = Field(
-        None, pattern=DATASET_RE, description="Default: <dataset>_<region with _>."
-    )
-    tables: TableList = tables_field()
+    region: str = Field("secondary", pattern=r"^[a-z0-9-]+$")
+    """secondary (default), primary, or a region name."""
+    target_dataset: str | None = Field(None, pattern=DATASET_RE)
+    """Default: <dataset>_<region with _>."""
+    tables: TableList = None
+    """Only these tables (default: every table of the dataset)."""
 
 
 class CopyRegionOutputs(ActionOutputs):
@@ -61,11 +59,8 @@ def _target(p: CopyRegionParams) -> str:
 
 def _describe(p: CopyRegionParams) -> str:
     ds, dest = show_dataset(p.dataset), _target(p)
-    return (
-        f"bigquery.create_dataset({dest}, location=<{p.region} region's location>) + "
-        f"bigquery.copy_table({ds}.<table> → {dest}.<table>, write_disposition=WRITE_TRUNCATE) "
-        f"for {which_tables(p.tables)}"
-    )
+    copies = describe_copies(ds, dest, p.tables, write_disposition="WRITE_TRUNCATE")
+    return f"bigquery.create_dataset({dest}, location=<{p.region} region's location>) + {copies}"
 
 
 @action("bigquery.copy_dataset_region", Effect.MUTATING,
@@ -79,9 +74,8 @@ def copy_dataset_region(ctx: StepContext, params: CopyRegionParams) -> CopyRegio
     runs across locations (``WRITE_TRUNCATE``: cross-region copies cannot append).
     """
     region = gcp.settings(ctx.environment).region_or_default(params.region)
-    s = Session.open(ctx, params.project, region)
+    s, ds = Session.for_dataset(ctx, params, region)
     loc = bqstore.location(s.gs, region)
-    ds = s.dataset(params.dataset)
     dest = params.target_dataset or _default_target(ds, region)
     if dest == ds:
         raise ActionError(f"The target dataset {dest} is the source dataset: give another target_dataset.")
@@ -98,13 +92,8 @@ def copy_dataset_region(ctx: StepContext, params: CopyRegionParams) -> CopyRegio
 
 def _create_in(s: Session, dest: str, loc: str, copy_of: str) -> None:
     """Create ``dest`` in ``loc`` unless it exists there; refuse one in another location."""
-    from google.cloud import bigquery
-
-    fresh = bigquery.Dataset(s.ref(dest))
-    fresh.location = loc
-    fresh.labels = {"runbook-copy-of": copy_of.lower()[:63]}
-    with s.api(f"create dataset {dest} in {loc}"):
-        got = s.client.create_dataset(fresh, exists_ok=True, retry=s.retry)
+    labels = {"runbook-copy-of": copy_of.lower()[:63]}
+    got = s.create_dataset(dest, loc, f"create dataset {dest} in {loc}", exists_ok=True, labels=labels)
     if (got.location or "").lower() != loc.lower():
         raise ActionError(
             f"Dataset {dest} already exists in {got.location}, not in {loc}: choose another target_dataset."

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from runbook.actions.bigquery.copying import copy_tables, dataset_exists, rows_after_copies
-from runbook.actions.bigquery.params import DATASET_RE, TABLE_RE, ProjectParams, TableList, tables_field
+from runbook.actions.bigquery.params import DATASET_RE, TABLE_RE, ProjectParams, TableList, copy_call
 from runbook.actions.bigquery.session import Session
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
@@ -21,12 +21,10 @@ class RestoreTableParams(ProjectParams):
     dataset: str = Field(pattern=DATASET_RE, description="Dataset of the table to overwrite.")
     table: str = Field(pattern=TABLE_RE, description="Table to overwrite (created if it was deleted).")
     from_dataset: str = Field(pattern=DATASET_RE, description="Backup dataset, or the snapshot's dataset.")
-    from_table: str | None = Field(
-        None, pattern=TABLE_RE, description="Backup table or snapshot (default: same name as table)."
-    )
-    source_kind: Literal["auto", "snapshot", "table"] = Field(
-        "auto", description="snapshot: RESTORE copy; table: plain copy; auto: look at the source."
-    )
+    from_table: str | None = Field(None, pattern=TABLE_RE)
+    """Backup table or snapshot (default: same name as table)."""
+    source_kind: Literal["auto", "snapshot", "table"] = "auto"
+    """snapshot: RESTORE copy; table: plain copy; auto: look at the source."""
 
     @model_validator(mode="after")
     def _not_itself(self) -> RestoreTableParams:
@@ -44,19 +42,12 @@ class RestoreTableOutputs(ActionOutputs):
     """snapshot or table."""
 
 
-_OPERATION = {
-    "snapshot": ", operation_type=RESTORE",
-    "table": "",
-    "auto": ", operation_type=RESTORE if the source is a snapshot",
-}
+_OPERATION = {"snapshot": "RESTORE", "table": None, "auto": "RESTORE if the source is a snapshot"}
 
 
 def _describe_table(p: RestoreTableParams) -> str:
-    src = f"{p.from_dataset}.{p.from_table or p.table}"
-    return (
-        f"bigquery.copy_table({src} → {p.dataset}.{p.table}, "
-        f"write_disposition=WRITE_TRUNCATE{_OPERATION[p.source_kind]})"
-    )
+    src, dest = f"{p.from_dataset}.{p.from_table or p.table}", f"{p.dataset}.{p.table}"
+    return copy_call(src, dest, write_disposition="WRITE_TRUNCATE", operation_type=_OPERATION[p.source_kind])
 
 
 @action("bigquery.restore_table", Effect.DESTRUCTIVE,
@@ -88,7 +79,8 @@ def restore_table(ctx: StepContext, params: RestoreTableParams) -> RestoreTableO
 class RestoreDatasetParams(ProjectParams):
     from_dataset: str = Field(pattern=DATASET_RE, description="The backup dataset.")
     dataset: str = Field(pattern=DATASET_RE, description="Dataset whose tables are overwritten.")
-    tables: TableList = tables_field("Only these tables (default: every table of the backup).")
+    tables: TableList = None
+    """Only these tables (default: every table of the backup)."""
     create: bool = Field(True, description="Create the dataset (in the backup's location) if it is gone.")
 
     @model_validator(mode="after")
@@ -110,7 +102,7 @@ class RestoreDatasetOutputs(ActionOutputs):
 def _describe_dataset(p: RestoreDatasetParams) -> str:
     which = "*" if not p.tables else "{" + ",".join(p.tables) + "}"
     src, dest = f"{p.from_dataset}.{which}", f"{p.dataset}.{which}"
-    return f"bigquery.copy_table({src} → {dest}, write_disposition=WRITE_TRUNCATE)"
+    return copy_call(src, dest, write_disposition="WRITE_TRUNCATE")
 
 
 @action("bigquery.restore_dataset", Effect.DESTRUCTIVE,
@@ -131,12 +123,6 @@ def restore_dataset(ctx: StepContext, params: RestoreDatasetParams) -> RestoreDa
 
 def _recreate(s: Session, dataset: str, like: str) -> None:
     """Create ``dataset`` in the location of the backup ``like``."""
-    from google.cloud import bigquery
-
-    with s.api(f"read backup dataset {like}"):
-        loc = s.client.get_dataset(s.ref(like), retry=s.retry).location
-    fresh = bigquery.Dataset(s.ref(dataset))
-    fresh.location = loc
-    with s.api(f"create dataset {dataset}"):
-        s.client.create_dataset(fresh, exists_ok=True, retry=s.retry)
+    loc = s.get_dataset(like, f"read backup dataset {like}").location
+    s.create_dataset(dataset, loc, f"create dataset {dataset}", exists_ok=True)
     s.ctx.log(f"created dataset {dataset} in {loc}")

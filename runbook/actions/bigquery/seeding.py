@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runbook.actions.bigquery.params import TABLE_RE, DatasetParams, show_dataset
+from runbook.actions.bigquery.params import TABLE_RE, DatasetParams, show_table
 from runbook.actions.bigquery.session import Session
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.actions.support.poll import WaitCancelled, WaitTimeout, wait_until
@@ -22,13 +22,11 @@ NEW_TABLE_WAIT = 60.0  # seconds a just-created table may take to accept streami
 
 
 class GenerateEventsParams(DatasetParams):
-    table: str = Field(
-        pattern=TABLE_RE, description="Table to insert into (created with the event schema if missing)."
-    )
+    table: str = Field(pattern=TABLE_RE)
+    """Table to insert into (created with the event schema if missing)."""
     count: int = Field(1000, ge=1, le=1_000_000)
-    id_prefix: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_:.-]{0,64}$", description="Event id prefix (default G<YYYYmmddHHMMSS>-)."
-    )
+    id_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_:.-]{0,64}$")
+    """Event id prefix (default G<YYYYmmddHHMMSS>-)."""
     seed: int | None = Field(None, description="Random seed for reproducible events.")
 
 
@@ -43,24 +41,19 @@ class GenerateEventsOutputs(ActionOutputs):
     """Full table id."""
 
 
-def _target(p: GenerateEventsParams) -> str:
-    return f"{show_dataset(p.dataset)}.{p.table}"
-
-
 @action(
     "bigquery.generate_events",
     Effect.MUTATING,
     "Insert N synthetic events into a table (recovery drills: 'generate 1,000 events').",
-    target=_target,
+    target=show_table,
     describe=lambda p: (
-        f"bigquery.insert_rows_json({_target(p)}, {p.count} generated events, {INSERT_BATCH} per request)"
+        f"bigquery.insert_rows_json({show_table(p)}, {p.count} generated events, {INSERT_BATCH} per request)"
     ),
 )
 def generate_events(ctx: StepContext, params: GenerateEventsParams) -> GenerateEventsOutputs:
     from google.cloud import bigquery
 
-    s = Session.open(ctx, params.project)
-    ds = s.dataset(params.dataset)
+    s, ds = Session.for_dataset(ctx, params)
     ref = s.ref(ds, params.table)
     now = utc_now()
     prefix = params.id_prefix if params.id_prefix is not None else f"G{stamp(now, sep='')}-"

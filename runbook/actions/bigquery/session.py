@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from runbook.actions.bigquery.params import DatasetParams
 from runbook.actions.spec import StepContext
 from runbook.actions.support.poll import WaitCancelled, wait_until
 from runbook.core.errors import ActionError
@@ -35,6 +36,14 @@ class Session:
     def open(cls, ctx: StepContext, project: str | None, region: str | None = None) -> Session:
         gs = gcp.settings(ctx.environment)
         return cls(ctx, gs, bqstore.client(ctx.environment, region), project or gs.project, region)
+
+    @classmethod
+    def for_dataset(
+        cls, ctx: StepContext, params: DatasetParams, region: str | None = None
+    ) -> tuple[Session, str]:
+        """The step's session and the dataset it names (else the gcp store's ``dataset``)."""
+        s = cls.open(ctx, params.project, region)
+        return s, s.dataset(params.dataset)
 
     @property
     def retry(self) -> Any:
@@ -63,6 +72,23 @@ class Session:
         return gcp.api_errors(
             bqstore.STORE, what, self.gs, lambda: bqstore.forget(self.ctx.environment, self.region)
         )
+
+    def get_dataset(self, name: str, what: str) -> Any:
+        with self.api(what):
+            return self.client.get_dataset(self.ref(name), retry=self.retry)
+
+    def create_dataset(
+        self, name: str, location: Any, what: str, exists_ok: bool = False, **props: Any
+    ) -> Any:
+        """Create dataset ``name`` in ``location``; ``props`` sets its other properties (labels…)."""
+        from google.cloud import bigquery
+
+        fresh = bigquery.Dataset(self.ref(name))
+        fresh.location = location
+        for key, value in props.items():
+            setattr(fresh, key, value)
+        with self.api(what):
+            return self.client.create_dataset(fresh, exists_ok=exists_ok, retry=self.retry)
 
     def check_cancelled(self, what: str) -> None:
         """Stop between phases once the operator (or the step's timeout) stopped the step."""

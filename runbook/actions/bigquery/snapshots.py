@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from runbook.actions.bigquery.copying import rows_after_copies
-from runbook.actions.bigquery.params import DATASET_RE, TABLE_RE, DatasetParams, ProjectParams, show_dataset
+from runbook.actions.bigquery.params import (
+    DATASET_RE,
+    TABLE_RE,
+    DatasetParams,
+    ProjectParams,
+    Timestamp,
+    copy_call,
+    show_dataset,
+    show_table,
+)
 from runbook.actions.bigquery.session import Session
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.durations import format_duration
@@ -21,17 +30,12 @@ from runbook.core.timestamps import iso_z, parse_utc, stamp, utc_now
 
 class SnapshotTableParams(DatasetParams):
     table: str = Field(pattern=TABLE_RE)
-    snapshot: str | None = Field(
-        None,
-        pattern=TABLE_RE,
-        description="Snapshot table name (default <table>_snapshot_<YYYYmmdd_HHMMSS>).",
-    )
-    snapshot_dataset: str | None = Field(
-        None, pattern=DATASET_RE, description="Dataset for the snapshot (default: the table's)."
-    )
-    retention_days: int = Field(
-        30, ge=0, le=36500, description="Expire the snapshot after this many days (0: never)."
-    )
+    snapshot: str | None = Field(None, pattern=TABLE_RE)
+    """Snapshot table name (default <table>_snapshot_<YYYYmmdd_HHMMSS>)."""
+    snapshot_dataset: str | None = Field(None, pattern=DATASET_RE)
+    """Dataset for the snapshot (default: the table's)."""
+    retention_days: int = Field(30, ge=0, le=36500)
+    """Expire the snapshot after this many days (0: never)."""
 
 
 class SnapshotTableOutputs(ActionOutputs):
@@ -44,18 +48,17 @@ class SnapshotTableOutputs(ActionOutputs):
 def _describe_snapshot(p: SnapshotTableParams) -> str:
     ds = show_dataset(p.dataset)
     snap = p.snapshot or f"{p.table}_snapshot_<YYYYmmdd_HHMMSS>"
-    exp = f", expiration=now+{p.retention_days}d" if p.retention_days else ""
+    exp = f"now+{p.retention_days}d" if p.retention_days else None
     dest = f"{p.snapshot_dataset or ds}.{snap}"
-    return f"bigquery.copy_table({ds}.{p.table} → {dest}, operation_type=SNAPSHOT{exp})"
+    return copy_call(f"{ds}.{p.table}", dest, operation_type="SNAPSHOT", expiration=exp)
 
 
 @action("bigquery.snapshot_table", Effect.MUTATING,
         "Point-in-time table snapshot (copy job, operation SNAPSHOT) that expires after the retention.",
-        target=lambda p: f"{show_dataset(p.dataset)}.{p.table}", describe=_describe_snapshot)
+        target=show_table, describe=_describe_snapshot)
 def snapshot_table(ctx: StepContext, params: SnapshotTableParams) -> SnapshotTableOutputs:
     """bqemulator does not store the expiration: the output reports the one requested."""
-    s = Session.open(ctx, params.project)
-    ds = s.dataset(params.dataset)
+    s, ds = Session.for_dataset(ctx, params)
     snap_ds = params.snapshot_dataset or ds
     now = utc_now()
     snap = params.snapshot or f"{params.table}_snapshot_{stamp(now)}"
@@ -79,18 +82,10 @@ def snapshot_table(ctx: StepContext, params: SnapshotTableParams) -> SnapshotTab
 class TimeTravelParams(ProjectParams):
     dataset: str = Field(pattern=DATASET_RE)
     table: str = Field(pattern=TABLE_RE)
-    timestamp: str = Field(
-        description="Restore the table as it was at this time (ISO 8601; UTC if no offset)."
-    )
-    to_table: str | None = Field(
-        None, pattern=TABLE_RE, description="Write the old state here instead of overwriting the table."
-    )
-
-    @field_validator("timestamp")
-    @classmethod
-    def _ts(cls, v: str) -> str:
-        parse_utc(v)
-        return v
+    timestamp: Timestamp
+    """Restore the table as it was at this time (ISO 8601; UTC if no offset)."""
+    to_table: str | None = Field(None, pattern=TABLE_RE)
+    """Write the old state here instead of overwriting the table."""
 
 
 class TimeTravelOutputs(ActionOutputs):
@@ -110,11 +105,11 @@ def _as_of(ts: datetime) -> str:
 def _describe_time_travel(p: TimeTravelParams) -> str:
     ds, t = p.dataset, p.table
     stage = f"{ds}._runbook_tt_{t}_<stamp>"
+    overwrite = copy_call(stage, f"{ds}.{p.to_table or t}", write_disposition="WRITE_TRUNCATE")
     return (
         f"bigquery.query(CREATE TABLE {stage} LIKE {ds}.{t}; INSERT INTO {stage} SELECT * FROM {ds}.{t} "
         f"FOR SYSTEM_TIME AS OF TIMESTAMP('{_as_of(parse_utc(p.timestamp))}')) + "
-        f"bigquery.copy_table({stage} → "
-        f"{ds}.{p.to_table or t}, write_disposition=WRITE_TRUNCATE) + bigquery.delete_table({stage})"
+        f"{overwrite} + bigquery.delete_table({stage})"
     )
 
 

@@ -10,7 +10,6 @@ from runbook.actions.spec import StepContext
 from runbook.actions.support.poll import WaitCancelled, WaitTimeout, wait_until
 from runbook.core.durations import format_duration
 from runbook.core.errors import ActionError
-from runbook.stores import bigtable as bts
 
 PROGRESS_EVERY = 5.0  # seconds between "waiting for the operation" lines
 
@@ -32,11 +31,7 @@ def find_backups(w: Where, table: str, cluster: str | None) -> list[Backup]:
     """Backups of ``table`` (every cluster unless one is given), newest first."""
     parent = w.h.cluster_path(w.instance, cluster or "-")
     source = w.table_path(table)
-    pager = w.h.admin.list_backups(
-        request={"parent": parent, "filter": f'source_table:"{source}"'},
-        retry=bts.admin_retry(w.budget),
-        timeout=w.budget,
-    )
+    pager = w.h.admin.list_backups(request={"parent": parent, "filter": f'source_table:"{source}"'}, **w.rpc)
     found = []
     for page in pager.pages:
         # The raw protobuf messages: proto-plus wrappers cost more than the RPC for short lists.
@@ -48,16 +43,19 @@ def find_backups(w: Where, table: str, cluster: str | None) -> list[Backup]:
     return found
 
 
+def list_backups_of(w: Where, table: str, cluster: str | None) -> list[Backup]:
+    """:func:`find_backups` as a step of its own: the store's errors in one sentence."""
+    with w.guard(f"list the backups of table {table}"):
+        return find_backups(w, table, cluster)
+
+
 def table_exists(w: Where, table: str) -> bool:
     from google.api_core import exceptions
     from google.cloud.bigtable_admin_v2 import types
 
+    request = {"name": w.table_path(table), "view": types.Table.View.NAME_ONLY}
     try:
-        w.h.admin.get_table(
-            request={"name": w.table_path(table), "view": types.Table.View.NAME_ONLY},
-            retry=bts.admin_retry(w.budget),
-            timeout=w.budget,
-        )
+        w.h.admin.get_table(request=request, **w.rpc)
     except exceptions.NotFound:
         return False
     return True
@@ -73,7 +71,7 @@ def make_room(ctx: StepContext, w: Where, table: str, replace: bool, verb: str) 
             f"or set replace: true to delete it first."
         )
     ctx.log(f"deleting existing table {table} in {w.where()} (replace: true)")
-    w.h.admin.delete_table(name=w.table_path(table), retry=bts.admin_retry(w.budget), timeout=w.budget)
+    w.h.admin.delete_table(name=w.table_path(table), **w.rpc)
 
 
 def wait_operation(ctx: StepContext, w: Where, op: Any, what: str, timeout: float) -> Any:
@@ -89,15 +87,8 @@ def wait_operation(ctx: StepContext, w: Where, op: Any, what: str, timeout: floa
             said[0] = waited
 
     try:
-        wait_until(
-            lambda: op.done(retry=bts.admin_retry(w.budget)),
-            bool,
-            timeout=timeout,
-            every=0.1,
-            max_every=2.0,
-            cancelled=ctx.cancelled,
-            on_poll=progress,
-        )
+        wait_until(lambda: op.done(retry=w.retry), bool, timeout=timeout, every=0.1, max_every=2.0,
+                   cancelled=ctx.cancelled, on_poll=progress)
     except WaitTimeout as exc:
         raise ActionError(
             f"{STORE} is still working on the operation to {what} after {format_duration(exc.waited)}: "
@@ -107,4 +98,4 @@ def wait_operation(ctx: StepContext, w: Where, op: Any, what: str, timeout: floa
         raise ActionError(
             f"Stopped waiting for the operation to {what}: it continues in the background."
         ) from None
-    return op.result(retry=bts.admin_retry(w.budget))
+    return op.result(retry=w.retry)

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from pydantic import Field, field_validator
 
-from runbook.actions.bigtable.admin import find_backups, wait_operation
+from runbook.actions.bigtable.admin import list_backups_of, wait_operation
 from runbook.actions.bigtable.location import ID_PATTERN, LocationParams, Where, backup_id, show
 from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, StepContext, action
@@ -18,7 +18,6 @@ from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z, stamp, utc_now
-from runbook.stores import bigtable as bts
 
 MIN_RETENTION = 6 * 3600  # Bigtable's limits on a backup's expire time
 MAX_RETENTION = 90 * 86400
@@ -28,13 +27,11 @@ MAX_RETENTION = 90 * 86400
 
 class BackupParams(LocationParams):
     table: str | None = Field(None, description="Table to back up (default: gcp bigtable_table).")
-    cluster: str | None = Field(
-        None, description="Cluster that holds the backup (default: gcp bigtable_cluster)."
-    )
+    cluster: str | None = None
+    """Cluster that holds the backup (default: gcp bigtable_cluster)."""
     retention: Duration = Field("30d", description="How long the backup is kept (6h to 90d), e.g. 30d.")
-    backup_id: str | None = Field(
-        None, pattern=ID_PATTERN, description="Default: <table>_backup_<YYYYmmdd_HHMMSS>."
-    )
+    backup_id: str | None = Field(None, pattern=ID_PATTERN)
+    """Default: <table>_backup_<YYYYmmdd_HHMMSS>."""
     timeout: Duration = Field("2h", description="How long to wait for the backup operation.")
 
     @field_validator("retention")
@@ -56,24 +53,27 @@ class BackupOutputs(ActionOutputs):
     """Backup size reported by Bigtable."""
 
 
+def _cluster(p: LocationParams, cluster: str) -> str:
+    """A cluster's path as describe() shows it."""
+    return f"instances/{show(p.instance, 'bigtable_instance')}/clusters/{cluster}"
+
+
 def _describe_backup(p: BackupParams) -> str:
     table = show(p.table, "bigtable_table")
     bid = p.backup_id or f"{table}_backup_<YYYYmmdd_HHMMSS>"
     return (
-        f"BigtableTableAdmin.CreateBackup(parent=instances/{show(p.instance, 'bigtable_instance')}"
-        f"/clusters/{show(p.cluster, 'bigtable_cluster')}, backup_id={bid}, "
-        f"source_table={table}, expire_time=now+{p.retention}) and wait for the operation"
+        f"BigtableTableAdmin.CreateBackup(parent={_cluster(p, show(p.cluster, 'bigtable_cluster'))}, "
+        f"backup_id={bid}, source_table={table}, expire_time=now+{p.retention}) and wait for the operation"
     )
 
 
 @action("bigtable.backup", Effect.MUTATING,
         "Create a managed Bigtable backup of a table with a retention period and wait for it.",
-        target=lambda p: p.table or "<gcp.bigtable_table>", describe=_describe_backup)
+        target=lambda p: show(p.table, "bigtable_table"), describe=_describe_backup)
 def backup(ctx: StepContext, params: BackupParams) -> BackupOutputs:
     from google.cloud.bigtable_admin_v2 import types
 
-    w = Where(ctx, params.instance, params.region)
-    table = w.table_id(params.table)
+    w, table = Where.for_table(ctx, params, params.table)
     cluster = w.cluster(params.cluster)
     if not cluster:
         raise ActionError(
@@ -89,8 +89,7 @@ def backup(ctx: StepContext, params: BackupParams) -> BackupOutputs:
             parent=w.h.cluster_path(w.instance, cluster),
             backup_id=bid,
             backup=types.Backup(source_table=w.table_path(table), expire_time=expire),
-            retry=bts.admin_retry(w.budget),
-            timeout=w.budget,
+            **w.rpc,
         )
         done = wait_operation(ctx, w, op, what, seconds(params.timeout))
     ctx.log(f"backup {bid} is ready ({done.size_bytes} bytes, expires {iso_z(done.expire_time)})")
@@ -121,20 +120,16 @@ class ListBackupsOutputs(ActionOutputs):
 
 
 def _describe_list(p: ListBackupsParams) -> str:
-    return (
-        f"BigtableTableAdmin.ListBackups(parent=instances/{show(p.instance, 'bigtable_instance')}"
-        f"/clusters/{p.cluster or '-'}, filter=source_table:{show(p.table, 'bigtable_table')})"
-    )
+    parent, source = _cluster(p, p.cluster or "-"), show(p.table, "bigtable_table")
+    return f"BigtableTableAdmin.ListBackups(parent={parent}, filter=source_table:{source})"
 
 
 @action("bigtable.list_backups", Effect.READ_ONLY,
         "List a table's Bigtable backups, newest first; optionally check the newest one's age.",
-        target=lambda p: p.table or "<gcp.bigtable_table>", describe=_describe_list)
+        target=lambda p: show(p.table, "bigtable_table"), describe=_describe_list)
 def list_backups(ctx: StepContext, params: ListBackupsParams) -> ListBackupsOutputs:
-    w = Where(ctx, params.instance, params.region)
-    table = w.table_id(params.table)
-    with w.guard(f"list the backups of table {table}"):
-        backups = find_backups(w, table, params.cluster)
+    w, table = Where.for_table(ctx, params, params.table)
+    backups = list_backups_of(w, table, params.cluster)
     now = utc_now()
     for b in backups:
         ctx.log(

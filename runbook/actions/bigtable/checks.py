@@ -33,15 +33,14 @@ class RowCountOutputs(ActionOutputs):
     "bigtable.row_count",
     Effect.READ_ONLY,
     "Count a Bigtable table's rows (keys-only scan); optionally check the count.",
-    target=lambda p: p.table or "<gcp.bigtable_table>",
+    target=lambda p: show(p.table, "bigtable_table"),
     describe=lambda p: (
         f"Bigtable.ReadRows(table={show(p.table, 'bigtable_table')}, "
         f"filter=cells_per_row_limit(1)+strip_value) and count"
     ),
 )
 def row_count(ctx: StepContext, params: RowCountParams) -> RowCountOutputs:
-    w = Where(ctx, params.instance, params.region)
-    table = w.table_id(params.table)
+    w, table = Where.for_table(ctx, params, params.table)
     with w.guard(f"count the rows of table {table}"):
         rows = count_rows(ctx, w, table)
     ctx.log(f"{table}: {rows} rows")
@@ -58,15 +57,15 @@ def row_count(ctx: StepContext, params: RowCountParams) -> RowCountOutputs:
 class VerifyParams(LocationParams):
     table: str
     """The table to check (e.g. a restored or imported copy)."""
-    reference_table: str | None = Field(
-        None, description="The table it must equal (default: gcp bigtable_table)."
-    )
-    reference_instance: str | None = Field(
-        None, description="Default: the reference region's bigtable_instance."
-    )
-    reference_region: str | None = Field(None, description="Default: the same region as table.")
+    reference_table: str | None = None
+    """The table it must equal (default: gcp bigtable_table)."""
+    reference_instance: str | None = None
+    """Default: the reference region's bigtable_instance."""
+    reference_region: str | None = None
+    """Default: the same region as table."""
     sample: int = Field(100, ge=0, description="Rows to compare; 0 compares every row of both tables.")
-    fail: bool = Field(True, description="Fail on a mismatch (otherwise only report it).")
+    fail: bool = True
+    """Fail on a mismatch (otherwise only report it)."""
 
 
 class VerifyOutputs(ActionOutputs):

@@ -26,7 +26,6 @@ from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z, stamp, utc_now
-from runbook.stores import bigtable as bts
 
 EXPORT_FORMAT = "runbook-bigtable-export"
 EXPORT_VERSION = 1
@@ -34,13 +33,10 @@ EXPORT_VERSION = 1
 
 class ExportParams(LocationParams):
     table: str | None = Field(None, description="Table to export (default: gcp bigtable_table).")
-    path: str | None = Field(
-        None, description="Output file (default: DIRECTORY/<table>_export_<YYYYmmdd_HHMMSS>.jsonl.gz)."
-    )
-    directory: str | None = Field(
-        None,
-        description="Output directory (default: the files store's bigtable dir, else the step's workdir).",
-    )
+    path: str | None = None
+    """Output file (default: DIRECTORY/<table>_export_<YYYYmmdd_HHMMSS>.jsonl.gz)."""
+    directory: str | None = None
+    """Output directory (default: the files store's bigtable dir, else the step's workdir)."""
     compress: bool = Field(True, description="gzip the file (with an explicit path, its .gz suffix decides).")
 
 
@@ -65,10 +61,9 @@ def _describe(p: ExportParams) -> str:
 
 @action("bigtable.export_table", Effect.MUTATING,
         "Export every row, cell and timestamp of a Bigtable table to a JSON-lines file with a sha256 file.",
-        target=lambda p: p.path or p.table or "<gcp.bigtable_table>", describe=_describe)
+        target=lambda p: p.path or show(p.table, "bigtable_table"), describe=_describe)
 def export_table(ctx: StepContext, params: ExportParams) -> ExportOutputs:
-    w = Where(ctx, params.instance, params.region)
-    table = w.table_id(params.table)
+    w, table = Where.for_table(ctx, params, params.table)
     path = _export_path(ctx, params, table)
     compress = params.compress if not params.path else path.suffix == ".gz"
     try:
@@ -102,7 +97,7 @@ def _export_path(ctx: StepContext, params: ExportParams, table: str) -> Path:
 def _header(w: Where, table: str) -> dict[str, Any]:
     from google.cloud.bigtable_admin_v2 import types
 
-    schema = w.h.admin.get_table(name=w.table_path(table), retry=bts.admin_retry(w.budget), timeout=w.budget)
+    schema = w.h.admin.get_table(name=w.table_path(table), **w.rpc)
     families = {
         name: json.loads(types.ColumnFamily.to_json(cf, indent=0))
         for name, cf in sorted(schema.column_families.items())

@@ -23,7 +23,6 @@ from runbook.actions.bigtable.reading import Progress
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
-from runbook.stores import bigtable as bts
 
 MUTATE_BATCH_ROWS = 500
 MUTATE_BATCH_BYTES = 4 << 20
@@ -48,12 +47,11 @@ class ImportOutputs(ActionOutputs):
 
 
 def _describe(p: ImportParams) -> str:
-    pre = f"DeleteTable({p.table}) if it exists, " if p.replace else ""
-    return (
-        f"sha256sum -c {p.checksum_file or p.path + '.sha256'}, {pre}BigtableTableAdmin.CreateTable("
-        f"instances/{show(p.instance, 'bigtable_instance')}{' in ' + p.region if p.region else ''}, "
-        f"table_id={p.table}, families from the file) + Bigtable.MutateRows(every row of {p.path})"
-    )
+    check = f"sha256sum -c {p.checksum_file or p.path + '.sha256'}"
+    make_room = f"DeleteTable({p.table}) if it exists, " if p.replace else ""
+    where = show(p.instance, "bigtable_instance") + (f" in {p.region}" if p.region else "")
+    create = f"BigtableTableAdmin.CreateTable(instances/{where}, table_id={p.table}, families from the file)"
+    return f"{check}, {make_room}{create} + Bigtable.MutateRows(every row of {p.path})"
 
 
 # Destructive although a plain import only creates a table: replace: true deletes one, and an
@@ -67,8 +65,7 @@ def import_table(ctx: StepContext, params: ImportParams) -> ImportOutputs:
         _verify(ctx, path, params.checksum_file)
     except OSError as exc:
         raise ActionError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    w = Where(ctx, params.instance, params.region)
-    table = params.table
+    w, table = Where.for_table(ctx, params, params.table)
     try:
         with _open_export(path) as f, w.guard(f"import {path.name} into table {table}"):
             header = json.loads(f.readline() or b"{}")
@@ -129,8 +126,7 @@ def _create_table(ctx: StepContext, w: Where, table: str, header: dict[str, Any]
         parent=w.h.instance_path(w.instance),
         table_id=table,
         table=types.Table(column_families=families),
-        retry=bts.admin_retry(w.budget),
-        timeout=w.budget,
+        **w.rpc,
     )
 
 

@@ -7,7 +7,7 @@ Instance, cluster and table default to the gcp store's ``bigtable_instance``,
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -41,7 +41,19 @@ class Where:
                 "No Bigtable instance given: set instance in the step or bigtable_instance in the gcp store."
             )
         self.instance = str(inst)
-        self.budget = bts.rpc_timeout(self.gs, ctx.timeout)
+        self.budget = gcp.rpc_timeout(self.gs, ctx.timeout)
+        self.retry = bts.admin_retry(self.budget)
+
+    @classmethod
+    def for_table(cls, ctx: StepContext, params: LocationParams, table: str | None) -> tuple[Where, str]:
+        """The step's location and the table it names (else the gcp store's ``bigtable_table``)."""
+        w = cls(ctx, params.instance, params.region)
+        return w, w.table_id(table)
+
+    @property
+    def rpc(self) -> dict[str, Any]:
+        """An admin call's ``retry`` and ``timeout``: retried while unreachable, within the step's budget."""
+        return {"retry": self.retry, "timeout": self.budget}
 
     def table_id(self, table: str | None) -> str:
         got = table or self.gs.get("bigtable_table", self.region)

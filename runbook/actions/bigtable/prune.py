@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from runbook.actions.bigtable.admin import find_backups
+from runbook.actions.bigtable.admin import list_backups_of
 from runbook.actions.bigtable.location import LocationParams, Where, backup_id
 from runbook.actions.params import Duration, Retention
 from runbook.actions.spec import ActionOutputs, StepContext, action
+from runbook.actions.support.pruning import delete_each
 from runbook.core.effect import Effect
-from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z, utc_now
-from runbook.stores import bigtable as bts
 
 
 class PruneParams(Retention, LocationParams):
@@ -36,9 +35,8 @@ def _describe(p: PruneParams) -> str:
         "Delete a table's Bigtable backups older than a limit, never the newest.",
         target=lambda p: p.table, describe=_describe)
 def prune_backups(ctx: StepContext, params: PruneParams) -> PruneOutputs:
-    w = Where(ctx, params.instance, params.region)
-    with w.guard(f"list the backups of table {params.table}"):
-        backups = find_backups(w, params.table, params.cluster)
+    w, table = Where.for_table(ctx, params, params.table)
+    backups = list_backups_of(w, table, params.cluster)
     now = utc_now()
     doomed, kept = params.split(backups, taken=lambda b: b.start, now=now)
     for b in kept[: params.keep_latest]:
@@ -47,22 +45,15 @@ def prune_backups(ctx: StepContext, params: PruneParams) -> PruneOutputs:
                 f"keeping {backup_id(b.name)} although older than {params.older_than}: "
                 f"it is among the newest {params.keep_latest}"
             )
-    deleted: list[str] = []
-    gone: set[str] = set()
-    for b in doomed:
-        bid = backup_id(b.name)
-        if params.dry_run:
-            ctx.log(f"would delete {bid} (created {iso_z(b.start)})")
-            continue
-        if ctx.cancelled.is_set():
-            raise ActionError(
-                f"Stopped by the operator after deleting {len(deleted)} backup(s) of {params.table}."
-            )
-        with w.guard(f"delete backup {bid}"):
-            w.h.admin.delete_backup(name=b.name, retry=bts.admin_retry(w.budget), timeout=w.budget)
-        ctx.log(f"deleted {bid} (created {iso_z(b.start)})")
-        deleted.append(bid)
-        gone.add(b.name)
-    remaining = [backup_id(b.name) for b in backups if b.name not in gone]
-    ctx.log(f"pruned {len(deleted)} backup(s) of {params.table}; {len(remaining)} kept")
-    return PruneOutputs(deleted=deleted, kept=remaining)
+    deleted = delete_each(ctx, doomed, dry_run=params.dry_run,
+                          label=lambda b: f"{backup_id(b.name)} (created {iso_z(b.start)})",
+                          delete=lambda b: _delete_backup(w, b.name),
+                          stopped=lambda n: f"Stopped by the operator after deleting {n} backup(s) of {table}.")
+    remaining = [backup_id(b.name) for b in backups if b not in deleted]
+    ctx.log(f"pruned {len(deleted)} backup(s) of {table}; {len(remaining)} kept")
+    return PruneOutputs(deleted=[backup_id(b.name) for b in deleted], kept=remaining)
+
+
+def _delete_backup(w: Where, name: str) -> None:
+    with w.guard(f"delete backup {backup_id(name)}"):
+        w.h.admin.delete_backup(name=name, **w.rpc)

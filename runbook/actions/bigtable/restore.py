@@ -13,20 +13,16 @@ from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z
-from runbook.stores import bigtable as bts
 
 
 class RestoreParams(LocationParams):
-    backup: str = Field(
-        description='Backup id, full backup name, or "latest" (newest backup of source_table).'
-    )
+    backup: str
+    """Backup id, full backup name, or "latest" (newest backup of source_table)."""
     table: str = Field(pattern=ID_PATTERN, description="Table to restore into.")
-    source_table: str | None = Field(
-        None, description='For backup "latest": whose backups (default: gcp bigtable_table).'
-    )
-    cluster: str | None = Field(
-        None, description="Cluster of the backup (default: gcp bigtable_cluster, else searched)."
-    )
+    source_table: str | None = None
+    """For backup "latest": whose backups (default: gcp bigtable_table)."""
+    cluster: str | None = None
+    """Cluster of the backup (default: gcp bigtable_cluster, else searched)."""
     replace: bool = Field(False, description="Delete the table first if it exists (otherwise refuse).")
     timeout: Duration = Field("2h", description="How long to wait for the restore operation.")
 
@@ -62,9 +58,7 @@ def _backup_name(ctx: StepContext, w: Where, params: RestoreParams) -> str:
     cluster = w.cluster(params.cluster)
     if cluster:
         return f"{w.h.cluster_path(w.instance, cluster)}/backups/{params.backup}"
-    pager = w.h.admin.list_backups(
-        parent=w.h.cluster_path(w.instance, "-"), retry=bts.admin_retry(w.budget), timeout=w.budget
-    )
+    pager = w.h.admin.list_backups(parent=w.h.cluster_path(w.instance, "-"), **w.rpc)
     for b in pager:
         if backup_id(b.name) == params.backup:
             return str(b.name)
@@ -75,8 +69,7 @@ def _backup_name(ctx: StepContext, w: Where, params: RestoreParams) -> str:
         "Restore a Bigtable backup into a table (replacing it only with replace: true).",
         target=lambda p: p.table, describe=_describe)
 def restore(ctx: StepContext, params: RestoreParams) -> RestoreOutputs:
-    w = Where(ctx, params.instance, params.region)
-    table = params.table
+    w, table = Where.for_table(ctx, params, params.table)
     with w.guard(f"find backup {params.backup}"):
         name = _backup_name(ctx, w, params)
     what = f"restore backup {backup_id(name)} into table {table}"
@@ -85,8 +78,7 @@ def restore(ctx: StepContext, params: RestoreParams) -> RestoreOutputs:
         ctx.log(f"restoring {name} into {table} in {w.where()}")
         op = w.h.admin.restore_table(
             request={"parent": w.h.instance_path(w.instance), "table_id": table, "backup": name},
-            retry=bts.admin_retry(w.budget),
-            timeout=w.budget,
+            **w.rpc,
         )
         wait_operation(ctx, w, op, what, seconds(params.timeout))
     with w.guard(f"count the rows of restored table {table}"):

@@ -15,15 +15,15 @@ from runbook.actions.dataflow.jobs import (
     TERMINAL,
     JobParams,
     Session,
+    api_call,
     find,
     get,
     label,
     norm_state,
-    open_job,
     show_job,
-    show_region,
     state_of,
     type_of,
+    working_on,
 )
 from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
@@ -99,10 +99,8 @@ class _Stop:
 
     def describe(self, p: StopParams) -> str:
         wait = f" and wait for {self.final}" if p.wait else ""
-        return (
-            f"JobsV1Beta3.UpdateJob(location={show_region(p.region)}, job={p.job}, "
-            f"requested_state={self.requested}){wait}"
-        )
+        state = f"requested_state={self.requested}"
+        return api_call("JobsV1Beta3.UpdateJob", p.region, f"job={p.job}", state) + wait
 
 
 def _request_state(s: Session, job: Any, state_name: str) -> Any:
@@ -167,9 +165,8 @@ def drain(ctx: StepContext, params: StopParams) -> StopOutputs:
 
 
 class WaitParams(JobParams):
-    states: list[str] = Field(
-        default_factory=lambda: ["RUNNING"], min_length=1, description="e.g. [RUNNING]."
-    )
+    states: list[str] = Field(default_factory=lambda: ["RUNNING"], min_length=1)
+    """e.g. [RUNNING]."""
     timeout: Duration = Field("15m", description="Fail when no wanted state is reached by then.")
     poll_interval: float = Field(5.0, gt=0, description="Seconds between state checks.")
 
@@ -191,18 +188,15 @@ class WaitOutputs(ActionOutputs):
 
 
 def _describe_wait(p: WaitParams) -> str:
-    return (
-        f"JobsV1Beta3.GetJob(location={show_region(p.region)}, job={show_job(p.job)}) every "
-        f"{p.poll_interval:g}s until state in {'/'.join(p.states)} (timeout {p.timeout})"
-    )
+    get = api_call("JobsV1Beta3.GetJob", p.region, f"job={show_job(p)}")
+    return f"{get} every {p.poll_interval:g}s until state in {'/'.join(p.states)} (timeout {p.timeout})"
 
 
 @action("dataflow.wait_for_state", Effect.READ_ONLY,
         "Wait until a Dataflow job reaches one of the given states; fail if it ends elsewhere.",
-        target=lambda p: show_job(p.job), describe=_describe_wait)
+        target=show_job, describe=_describe_wait)
 def wait_for_state(ctx: StepContext, params: WaitParams) -> WaitOutputs:
-    s, ref = open_job(ctx, params)
-    with s.guard(f"check the state of job {ref} in {s.region}"):
+    with working_on(ctx, params, "check the state of") as (s, ref):
         job = find(s, ref)
         job = wait_for(ctx, s, job, set(params.states), seconds(params.timeout), params.poll_interval)
     return WaitOutputs(state=state_of(job), job_id=job.id)

@@ -72,6 +72,11 @@ def show_region(region: str | None) -> str:
     return region or "<gcp.region>"
 
 
+def api_call(method: str, region: str | None, *args: str) -> str:
+    """describe() of a Dataflow API call: ``Service.Method(location=<region>, args…)``."""
+    return f"{method}({', '.join((f'location={show_region(region)}', *args))})"
+
+
 # --- one step's connection -------------------------------------------------------------------
 
 
@@ -82,7 +87,7 @@ class Session:
         self.c, self.gs = dfs.clients(ctx.environment, region)
         self.region = self.c.region
         self.project = self.c.project
-        self.budget = dfs.rpc_timeout(self.gs, ctx.timeout)
+        self.budget = gcp.rpc_timeout(self.gs, ctx.timeout)
 
     @contextmanager
     def guard(self, what: str) -> Iterator[None]:
@@ -105,17 +110,23 @@ class JobParams(ActionParams):
     region: str | None = Field(None, description=REGION_HELP)
 
 
-def open_job(ctx: StepContext, params: JobParams) -> tuple[Session, str]:
-    """The step's session and the job it names (else the gcp store's ``dataflow_job_name``)."""
+@contextmanager
+def working_on(ctx: StepContext, params: JobParams, doing: str) -> Iterator[tuple[Session, str]]:
+    """The step's session and the job it names (else the gcp store's ``dataflow_job_name``).
+
+    The service's errors inside the block become one sentence: "… <doing> job <job> in <region> …".
+    """
     s = Session(ctx, params.region)
     ref = params.job or s.gs.get("dataflow_job_name", s.region)
     if not ref:
         raise ActionError("No Dataflow job given: set job in the step or dataflow_job_name in the gcp store.")
-    return s, str(ref)
+    with s.guard(f"{doing} job {ref} in {s.region}"):
+        yield s, str(ref)
 
 
-def show_job(job: str | None) -> str:
-    return job or "<gcp.dataflow_job_name>"
+def show_job(p: JobParams) -> str:
+    """The job a step names, for describe() and targets."""
+    return p.job or "<gcp.dataflow_job_name>"
 
 
 # --- lookups ---------------------------------------------------------------------------------
@@ -171,9 +182,8 @@ class ListJobsParams(ActionParams):
 
 
 class ListJobsOutputs(ActionOutputs):
-    jobs: list[dict[str, str]] = Field(
-        description="List of {id, name, state, type, location}, as the service orders them (newest first)."
-    )
+    jobs: list[dict[str, str]]
+    """List of {id, name, state, type, location}, as the service orders them (newest first)."""
     count: int
     """How many jobs."""
     failed: list[dict[str, str]]
@@ -183,11 +193,12 @@ class ListJobsOutputs(ActionOutputs):
 
 
 def _describe_list(p: ListJobsParams) -> str:
-    extra = ", then state == FAILED" if p.state == "failed" else ""
-    name = f", name == {p.name}" if p.name else ""
-    return (
-        f"JobsV1Beta3.ListJobs(location={show_region(p.region)}, filter={LIST_FILTERS[p.state]}{extra}{name})"
-    )
+    args = [f"filter={LIST_FILTERS[p.state]}"]
+    if p.state == "failed":
+        args.append("then state == FAILED")
+    if p.name:
+        args.append(f"name == {p.name}")
+    return api_call("JobsV1Beta3.ListJobs", p.region, *args)
 
 
 @action("dataflow.list_jobs", Effect.READ_ONLY,

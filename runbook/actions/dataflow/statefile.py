@@ -17,17 +17,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from runbook.actions.dataflow.jobs import (
     JobParams,
+    api_call,
     find,
     label,
-    open_job,
     show_job,
-    show_region,
     state_of,
     type_of,
+    working_on,
 )
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
@@ -126,13 +124,10 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 class DescribeParams(JobParams):
-    path: str | None = Field(
-        None, description="State file (default: DIRECTORY/pipeline_state_<name>_<ts>.json)."
-    )
-    directory: str | None = Field(
-        None,
-        description="Where to write it (default: the files store's pipeline dir, else the step's workdir).",
-    )
+    path: str | None = None
+    """State file (default: DIRECTORY/pipeline_state_<name>_<ts>.json)."""
+    directory: str | None = None
+    """Where to write it (default: the files store's pipeline dir, else the step's workdir)."""
 
 
 class DescribeOutputs(ActionOutputs):
@@ -154,8 +149,8 @@ class DescribeOutputs(ActionOutputs):
 
 def _describe_describe(p: DescribeParams) -> str:
     out = p.path or f"{p.directory or '<pipeline backups>'}/pipeline_state_<name>_<YYYYmmdd_HHMMSS>.json"
-    where = f"location={show_region(p.region)}, job={show_job(p.job)}"
-    return f"JobsV1Beta3.GetJob({where}, view=JOB_VIEW_ALL) > {out}"
+    get = api_call("JobsV1Beta3.GetJob", p.region, f"job={show_job(p)}", "view=JOB_VIEW_ALL")
+    return f"{get} > {out}"
 
 
 def _state_path(ctx: StepContext, params: DescribeParams, job_name: str) -> Path:
@@ -167,12 +162,11 @@ def _state_path(ctx: StepContext, params: DescribeParams, job_name: str) -> Path
 
 @action("dataflow.describe_job", Effect.READ_ONLY,
         "Save a Dataflow job (full view: parameters, environment, labels) to a JSON state file.",
-        target=lambda p: show_job(p.job), describe=_describe_describe)
+        target=show_job, describe=_describe_describe)
 def describe_job(ctx: StepContext, params: DescribeParams) -> DescribeOutputs:
     from google.cloud import dataflow_v1beta3 as df
 
-    s, ref = open_job(ctx, params)
-    with s.guard(f"describe job {ref} in {s.region}"):
+    with working_on(ctx, params, "describe") as (s, ref):
         job = find(s, ref, full=True)
     data = json.loads(df.Job.to_json(job, use_integers_for_enums=False, indent=None))
     spec = relaunch_spec(data, s.region)

@@ -16,15 +16,8 @@ from typing import Any
 
 from pydantic import Field
 
-from runbook.actions.pubsub.session import (
-    CALL_TIMEOUT,
-    NAME_RE,
-    Session,
-    SubscriptionParams,
-    iso,
-    short,
-    show,
-)
+from runbook.actions.pubsub.params import NAME_RE, SubscriptionParams, show
+from runbook.actions.pubsub.session import CALL_TIMEOUT, Session, iso, short
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
@@ -41,9 +34,8 @@ EVENT_TYPES = ["view", "add_to_cart", "purchase"]
 class PublishEventsParams(ActionParams):
     topic: str | None = Field(None, pattern=NAME_RE, description="Default: the gcp store's pubsub_topic.")
     count: int = Field(1000, ge=1, le=1_000_000)
-    id_prefix: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_:.-]{0,64}$", description="Event id prefix (default E<YYYYmmddHHMMSS>-)."
-    )
+    id_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9_:.-]{0,64}$")
+    """Event id prefix (default E<YYYYmmddHHMMSS>-)."""
     start: int = Field(0, ge=0, description="Number of the first event (ids are <prefix><number:06d>).")
     seed: int | None = Field(None, description="Random seed for reproducible events.")
 
@@ -124,14 +116,10 @@ class DrainCountParams(SubscriptionParams):
     idle_seconds: float = Field(2.0, ge=0.5, le=120, description="Stop once nothing arrived for this long.")
     max_messages: int = Field(1_000_000, ge=1, description="Stop after this many messages.")
     batch: int = Field(1000, ge=1, le=1000, description="Messages per pull.")
-    id_field: str = Field(
-        "event_id",
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
-        description="Attribute or JSON field holding the event id.",
-    )
-    expect_count: int | None = Field(
-        None, ge=0, description="Fail unless exactly this many distinct events arrived."
-    )
+    id_field: str = Field("event_id", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    """Attribute or JSON field holding the event id."""
+    expect_count: int | None = Field(None, ge=0)
+    """Fail unless exactly this many distinct events arrived."""
 
 
 class DrainCountOutputs(ActionOutputs):
@@ -217,16 +205,14 @@ def _drain(ctx: StepContext, s: Session, sub: str, params: DrainCountParams) -> 
     return out
 
 
-@action(
-    "pubsub.drain_count",
-    Effect.MUTATING,  # acking consumes the messages
-    "Pull and acknowledge every available message of a subscription; count them and list their event ids.",
-    target=lambda p: show(p.subscription, "pubsub_subscription"),
-    describe=lambda p: (
-        f"pubsub.pull({show(p.subscription, 'pubsub_subscription')}, max_messages={p.batch}) + acknowledge, "
-        f"until idle for {p.idle_seconds:g}s"
-    ),
-)
+def _describe_drain(p: DrainCountParams) -> str:
+    sub = show(p.subscription, "pubsub_subscription")
+    return f"pubsub.pull({sub}, max_messages={p.batch}) + acknowledge, until idle for {p.idle_seconds:g}s"
+
+
+@action("pubsub.drain_count", Effect.MUTATING,  # acking consumes the messages
+        "Pull and acknowledge every available message of a subscription; count them and list their event ids.",
+        target=lambda p: show(p.subscription, "pubsub_subscription"), describe=_describe_drain)
 def drain_count(ctx: StepContext, params: DrainCountParams) -> DrainCountOutputs:
     """Pull and ack everything available; report how many and which events.
 

@@ -11,15 +11,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from runbook.actions.pubsub.session import (
-    CALL_TIMEOUT,
-    NAME_RE,
-    Session,
-    SubscriptionParams,
-    iso,
-    short,
-    show,
-)
+from runbook.actions.pubsub.params import NAME_RE, SubscriptionParams, show
+from runbook.actions.pubsub.session import CALL_TIMEOUT, Session, iso, short
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
 from runbook.core.timestamps import parse_utc

@@ -1,4 +1,4 @@
-"""What every Pub/Sub action shares: resource names, the step's clients, one-sentence errors."""
+"""What every Pub/Sub action shares at run time: resource names, the step's clients, one-sentence errors."""
 
 from __future__ import annotations
 
@@ -7,16 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
-
-from runbook.actions.spec import ActionParams, StepContext
+from runbook.actions.spec import StepContext
 from runbook.core.errors import ActionError
 from runbook.core.timestamps import iso_z
 from runbook.stores import gcp
 from runbook.stores import pubsub as psstore
 
-# A resource id (3-255 chars, starting with a letter) or its full projects/P/KIND/ID path.
-NAME_RE = r"^(projects/[a-z][a-z0-9.:-]+/(topics|subscriptions|snapshots)/)?[A-Za-z][A-Za-z0-9._~+%-]{2,254}$"
 CALL_TIMEOUT = psstore.CALL_TIMEOUT
 
 
@@ -28,17 +24,6 @@ def short(path: str) -> str:
 def iso(ts: datetime) -> str:
     """ISO 8601 in UTC with ``Z``; microseconds only when there are any (as Pub/Sub reports times)."""
     return iso_z(ts, micro=bool(ts.microsecond))
-
-
-def show(value: str | None, key: str) -> str:
-    """A name as a description shows it: given, or the gcp store setting it defaults to."""
-    return value or f"{{env.gcp.{key}}}"
-
-
-class SubscriptionParams(ActionParams):
-    subscription: str | None = Field(
-        None, pattern=NAME_RE, description="Default: the gcp store's pubsub_subscription."
-    )
 
 
 @dataclass

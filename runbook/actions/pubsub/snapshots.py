@@ -16,16 +16,9 @@ from typing import Any
 
 from pydantic import Field
 
-from runbook.actions.pubsub.session import (
-    CALL_TIMEOUT,
-    NAME_RE,
-    Session,
-    SubscriptionParams,
-    iso,
-    short,
-    show,
-)
-from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
+from runbook.actions.pubsub.params import NAME_RE, SnapshotFilter, SubscriptionParams, show, target_of
+from runbook.actions.pubsub.session import CALL_TIMEOUT, Session, iso, short
+from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
@@ -35,7 +28,6 @@ LABEL_RUNBOOK = "runbook"
 LABEL_CREATED = "runbook-created"
 LABEL_SUBSCRIPTION = "runbook-subscription"
 SNAPSHOT_LIFETIME = timedelta(days=7)
-PREFIX_RE = r"^[A-Za-z][A-Za-z0-9._~+%-]{0,254}$"
 
 
 def _label_value(text: str) -> str:
@@ -91,9 +83,8 @@ def matching(s: Session, prefix: str | None, topic: str | None) -> list[tuple[da
 
 
 class CreateSnapshotParams(SubscriptionParams):
-    snapshot: str | None = Field(
-        None, pattern=NAME_RE, description="Snapshot id (default <subscription>-snapshot-YYYYmmdd-HHMMSS)."
-    )
+    snapshot: str | None = Field(None, pattern=NAME_RE)
+    """Snapshot id (default <subscription>-snapshot-YYYYmmdd-HHMMSS)."""
 
 
 class CreateSnapshotOutputs(ActionOutputs):
@@ -135,11 +126,6 @@ def create_snapshot(ctx: StepContext, params: CreateSnapshotParams) -> CreateSna
 # --- pubsub.list_snapshots -------------------------------------------------------------------
 
 
-class SnapshotFilter(ActionParams):
-    prefix: str | None = Field(None, pattern=PREFIX_RE, description="Only snapshot ids starting with this.")
-    topic: str | None = Field(None, pattern=NAME_RE, description="Only snapshots of this topic.")
-
-
 class ListSnapshotsParams(SnapshotFilter):
     required: bool = Field(False, description="Fail when no snapshot matches.")
 
@@ -153,10 +139,6 @@ class ListSnapshotsOutputs(ActionOutputs):
     """How many."""
     expire_times: dict[str, str]
     """Snapshot → expire_time (UTC)."""
-
-
-def target_of(p: SnapshotFilter) -> str:
-    return f"{p.prefix}*" if p.prefix else "pubsub snapshots"
 
 
 def _describe_list(p: ListSnapshotsParams) -> str:
