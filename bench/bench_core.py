@@ -23,10 +23,18 @@ def bench_list_startup() -> dict[str, Any]:
         env = dict(os.environ, RUNBOOK_HOME=home, NO_COLOR="1")
         bare = best_of(lambda: subprocess.run([sys.executable, "-c", "pass"], env=env, check=True), 7)
         ours = best_of(
-            lambda: subprocess.run([sys.executable, "-m", "runbook", "list"], env=env, check=True, capture_output=True), 7
+            lambda: subprocess.run([sys.executable, "-m", "runbook", "list"], env=env, check=True, capture_output=True),
+            7,
         )
     over = ours - bare
-    return row("`runbook list` start-up over bare Python", f"+{over * 1000:.0f} ms", "≤ +250 ms", ours / bare, over <= 0.25, f"python -c pass {bare * 1000:.0f} ms")
+    return row(
+        "`runbook list` start-up over bare Python",
+        f"+{over * 1000:.0f} ms",
+        "≤ +250 ms",
+        ours / bare,
+        over <= 0.25,
+        f"python -c pass {bare * 1000:.0f} ms",
+    )
 
 
 def bench_journal(n: int = 2000) -> dict[str, Any]:
@@ -51,7 +59,14 @@ def bench_journal(n: int = 2000) -> dict[str, Any]:
         assert j.verify("inc")[1] is None
         j.close()
     ratio = rate / raw_rate
-    return row("durable journal appends (hash chain, fsync'd)", f"{rate:,.0f}/s", "≥ 0.5× raw write+fsync", ratio, ratio >= 0.5, f"raw {raw_rate:,.0f}/s")
+    return row(
+        "durable journal appends (hash chain, fsync'd)",
+        f"{rate:,.0f}/s",
+        "≥ 0.5× raw write+fsync",
+        ratio,
+        ratio >= 0.5,
+        f"raw {raw_rate:,.0f}/s",
+    )
 
 
 def bench_engine(steps: int = 500) -> dict[str, Any]:

@@ -42,7 +42,9 @@ DRILL_TIMEOUT = 300.0
 COMPONENTS = ["bigquery", "bigtable", "dataflow", "pubsub"]
 
 
-def _interleave(ours: Callable[[], Any], direct: Callable[[], Any], n: int = ITERATIONS) -> tuple[list[float], list[float]]:
+def _interleave(
+    ours: Callable[[], Any], direct: Callable[[], Any], n: int = ITERATIONS
+) -> tuple[list[float], list[float]]:
     """ours, direct, ours, direct… after a warm-up; calls of a few ms get more rounds (steadier medians)."""
     t0 = time.perf_counter()
     for _ in range(WARMUP):
@@ -65,8 +67,14 @@ def _interleave(ours: Callable[[], Any], direct: Callable[[], Any], n: int = ITE
 def _row(figure: str, a: list[float], b: list[float], direct_label: str) -> dict[str, Any]:
     ours, direct = statistics.median(a), statistics.median(b)
     ratio = ours / direct
-    return row(figure, f"{ours * 1000:.1f} ms", f"≤ {TARGET_RATIO:.2f}× direct", ratio, ratio <= TARGET_RATIO,
-               f"{direct_label} {direct * 1000:.1f} ms (median of {len(b)}, interleaved)")
+    return row(
+        figure,
+        f"{ours * 1000:.1f} ms",
+        f"≤ {TARGET_RATIO:.2f}× direct",
+        ratio,
+        ratio <= TARGET_RATIO,
+        f"{direct_label} {direct * 1000:.1f} ms (median of {len(b)}, interleaved)",
+    )
 
 
 def _stop_sandbox(base: Path) -> None:
@@ -127,8 +135,7 @@ def bench_bigquery(ctx: Any) -> list[dict[str, Any]]:
                 assert got[0]["n"] == expected[t]
 
         a, b = _interleave(ours, direct)
-        out.append(_row(f"bigquery.row_counts ({label}) vs client.query(COUNT(*)).result() per table", a, b,
-                        "direct"))
+        out.append(_row(f"bigquery.row_counts ({label}) vs client.query(COUNT(*)).result() per table", a, b, "direct"))
     return out
 
 
@@ -170,8 +177,9 @@ def bench_dataflow(ctx: Any) -> dict[str, Any]:
     action = registry()["dataflow.list_jobs"]
     params = action.Params()
     jobs = action.run(ctx, params)["count"]
-    request = df.ListJobsRequest(project_id=c.project, location=c.region,
-                                 filter=df.ListJobsRequest.Filter.ALL, page_size=100)
+    request = df.ListJobsRequest(
+        project_id=c.project, location=c.region, filter=df.ListJobsRequest.Filter.ALL, page_size=100
+    )
 
     def ours() -> None:
         action.run(ctx, params)
@@ -181,8 +189,9 @@ def bench_dataflow(ctx: Any) -> dict[str, Any]:
         assert len(got) == jobs
 
     a, b = _interleave(ours, direct)
-    return _row(f"dataflow.list_jobs ({jobs} job{'s' if jobs != 1 else ''}) vs JobsV1Beta3Client.list_jobs()", a, b,
-                "direct")
+    return _row(
+        f"dataflow.list_jobs ({jobs} job{'s' if jobs != 1 else ''}) vs JobsV1Beta3Client.list_jobs()", a, b, "direct"
+    )
 
 
 def bench_pubsub(ctx: Any) -> dict[str, Any]:
@@ -224,10 +233,15 @@ def bench_actions() -> list[dict[str, Any]]:
         box.ensure(COMPONENTS)
         print(f"gcp sandbox up in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         env = Environment(name="bench-gcp", sandbox=True, stores=box.stores())
-        ctx = StepContext(incident_id="bench", step_id="s", mode="live", environment=env, workdir=tmp,
-                          log=lambda line: None)
-        for name, fn in (("bigquery", bench_bigquery), ("bigtable", bench_bigtable),
-                         ("dataflow", bench_dataflow), ("pubsub", bench_pubsub)):
+        ctx = StepContext(
+            incident_id="bench", step_id="s", mode="live", environment=env, workdir=tmp, log=lambda line: None
+        )
+        for name, fn in (
+            ("bigquery", bench_bigquery),
+            ("bigtable", bench_bigtable),
+            ("dataflow", bench_dataflow),
+            ("pubsub", bench_pubsub),
+        ):
             try:
                 got = fn(ctx)
                 rows += got if isinstance(got, list) else [got]
@@ -235,8 +249,16 @@ def bench_actions() -> list[dict[str, Any]]:
                 import traceback
 
                 traceback.print_exc()
-                rows.append(row(f"{name} action overhead (did not run)", "error", "—", None, False,
-                                f"{type(exc).__name__}: {exc}"))
+                rows.append(
+                    row(
+                        f"{name} action overhead (did not run)",
+                        "error",
+                        "—",
+                        None,
+                        False,
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                )
     finally:
         _forget_clients()
         _stop_sandbox(base)
@@ -251,8 +273,14 @@ def bench_drill() -> dict[str, Any]:
     figure = f"`runbook drill {DRILL}` wall time (sandbox start + teardown included)"
     playbook = ROOT / "playbooks" / f"{DRILL}.yaml"
     if not playbook.exists():
-        return row(figure, "not run", f"≤ {DRILL_TARGET:.0f} s", None, False,
-                   f"playbooks/{DRILL}.yaml does not exist yet (being written): the drill could not be measured")
+        return row(
+            figure,
+            "not run",
+            f"≤ {DRILL_TARGET:.0f} s",
+            None,
+            False,
+            f"playbooks/{DRILL}.yaml does not exist yet (being written): the drill could not be measured",
+        )
     home = Path(tempfile.mkdtemp(prefix="rb-bench-drill-"))
     env = dict(os.environ, RUNBOOK_HOME=str(home), NO_COLOR="1")
     env.pop("RUNBOOK_SANDBOX_DIR", None)
@@ -262,19 +290,44 @@ def bench_drill() -> dict[str, Any]:
         py = time.perf_counter() - t0
         t0 = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "runbook", "drill", DRILL], env=env, cwd=ROOT,
-                                  capture_output=True, text=True, timeout=DRILL_TIMEOUT, check=False)
+            done = subprocess.run(
+                [sys.executable, "-m", "runbook", "drill", DRILL],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=DRILL_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            return row(figure, f"> {DRILL_TIMEOUT:.0f} s", f"≤ {DRILL_TARGET:.0f} s", None, False,
-                       f"stopped after {DRILL_TIMEOUT:.0f} s")
+            return row(
+                figure,
+                f"> {DRILL_TIMEOUT:.0f} s",
+                f"≤ {DRILL_TARGET:.0f} s",
+                None,
+                False,
+                f"stopped after {DRILL_TIMEOUT:.0f} s",
+            )
         took = time.perf_counter() - t0
         assert bare.returncode == 0
         if done.returncode != 0:
             last = next((ln for ln in reversed((done.stderr + done.stdout).splitlines()) if ln.strip()), "")
-            return row(figure, f"{took:.1f} s", f"≤ {DRILL_TARGET:.0f} s", took / py, False,
-                       f"drill exited {done.returncode}: {last[:200]}")
-        return row(figure, f"{took:.1f} s", f"≤ {DRILL_TARGET:.0f} s", took / py, took <= DRILL_TARGET,
-                   f"python -c pass {py * 1000:.0f} ms; drill passed")
+            return row(
+                figure,
+                f"{took:.1f} s",
+                f"≤ {DRILL_TARGET:.0f} s",
+                took / py,
+                False,
+                f"drill exited {done.returncode}: {last[:200]}",
+            )
+        return row(
+            figure,
+            f"{took:.1f} s",
+            f"≤ {DRILL_TARGET:.0f} s",
+            took / py,
+            took <= DRILL_TARGET,
+            f"python -c pass {py * 1000:.0f} ms; drill passed",
+        )
     finally:
         drills = home / "drills"
         for d in drills.iterdir() if drills.is_dir() else ():

@@ -37,7 +37,9 @@ steps:
 """
 
 
-def make_incident(journal_path: Path, incident: str = "20250101-000000-beef", events: int = EVENTS, steps: int = 40) -> str:
+def make_incident(
+    journal_path: Path, incident: str = "20250101-000000-beef", events: int = EVENTS, steps: int = 40
+) -> str:
     """Write a synthetic incident of ``events`` events with a valid hash chain, in one transaction.
 
     A real engine appends one fsync'd event at a time (~0.1 ms each); a bulk insert keeps the
@@ -51,7 +53,12 @@ def make_incident(journal_path: Path, incident: str = "20250101-000000-beef", ev
     prev = GENESIS
     rows = []
     step_ids = [f"step_{i:02d}" for i in range(steps)]
-    text = _PLAYBOOK.format(steps="\n".join(f"  - id: {s}\n    title: Step {s}\n    shell: [echo, {s}]\n    notify: {str(i % 5 == 0).lower()}" for i, s in enumerate(step_ids)))
+    text = _PLAYBOOK.format(
+        steps="\n".join(
+            f"  - id: {s}\n    title: Step {s}\n    shell: [echo, {s}]\n    notify: {str(i % 5 == 0).lower()}"
+            for i, s in enumerate(step_ids)
+        )
+    )
     actor = "oncall@host"
 
     def add(n: int, type_: str, payload: dict[str, Any], step: str | None = None) -> None:
@@ -62,15 +69,46 @@ def make_incident(journal_path: Path, incident: str = "20250101-000000-beef", ev
         rows.append((incident, n, ts, actor, step, type_, body, prev, digest))
         prev = digest
 
-    add(0, "incident_opened", {"playbook": "synthetic", "playbook_text": text, "title": "Synthetic restore", "tier": "data-loss", "level": 2, "env": "sandbox", "mode": "drill", "rto": 3600.0, "rpo": 900.0})
+    add(
+        0,
+        "incident_opened",
+        {
+            "playbook": "synthetic",
+            "playbook_text": text,
+            "title": "Synthetic restore",
+            "tier": "data-loss",
+            "level": 2,
+            "env": "sandbox",
+            "mode": "drill",
+            "rto": 3600.0,
+            "rpo": 900.0,
+        },
+    )
     add(1, "param_bound", {"name": "dataset", "value": "orders"})
     add(2, "param_bound", {"name": "api_key", "secret": True, "provided": True})
     n = 3
     per_step = max(4, (events - 5) // steps)
     for s in step_ids:
-        add(n, "step_started", {"attempt": 1, "action": f"echo {s}", "effect": "mutating", "target": "echo", "log": f"/logs/{s}.1.log"}, s)
+        add(
+            n,
+            "step_started",
+            {"attempt": 1, "action": f"echo {s}", "effect": "mutating", "target": "echo", "log": f"/logs/{s}.1.log"},
+            s,
+        )
         n += 1
-        add(n, "confirmation_given", {"level": "typed", "typed": "orders", "action": f"echo {s}", "target": "orders", "effect": "destructive", "how": "operator"}, s)
+        add(
+            n,
+            "confirmation_given",
+            {
+                "level": "typed",
+                "typed": "orders",
+                "action": f"echo {s}",
+                "target": "orders",
+                "effect": "destructive",
+                "how": "operator",
+            },
+            s,
+        )
         n += 1
         for k in range(per_step - 3):
             if n >= events - 2:
@@ -78,20 +116,47 @@ def make_incident(journal_path: Path, incident: str = "20250101-000000-beef", ev
             if k % 3 == 0:
                 add(n, "note", {"text": f"progress {k} on {s}: copied {k * 1000} rows | ok"}, None)
             elif k % 3 == 1:
-                add(n, "notification_queued", {"id": f"{incident}#{n}", "channel": "#incidents", "kind": "reply", "via": "api", "text": f"[DRILL] {s} progress {k}", "blocks": None, "thread": f"{incident}#parent", "update_of": None}, s)
+                add(
+                    n,
+                    "notification_queued",
+                    {
+                        "id": f"{incident}#{n}",
+                        "channel": "#incidents",
+                        "kind": "reply",
+                        "via": "api",
+                        "text": f"[DRILL] {s} progress {k}",
+                        "blocks": None,
+                        "thread": f"{incident}#parent",
+                        "update_of": None,
+                    },
+                    s,
+                )
             else:
-                add(n, "notification_sent", {"id": f"{incident}#{n - 1}", "channel": "C0INCIDENTS", "ts": f"1735689600.{n:06d}", "attempts": 1}, None)
+                add(
+                    n,
+                    "notification_sent",
+                    {"id": f"{incident}#{n - 1}", "channel": "C0INCIDENTS", "ts": f"1735689600.{n:06d}", "attempts": 1},
+                    None,
+                )
             n += 1
         if n >= events - 2:
             break
-        add(n, "step_finished", {"outputs": {"last_line": "done"}, "duration": 1.5, "log_sha256": "0" * 64, "lines": 3}, s)
+        add(
+            n,
+            "step_finished",
+            {"outputs": {"last_line": "done"}, "duration": 1.5, "log_sha256": "0" * 64, "lines": 3},
+            s,
+        )
         n += 1
     while n < events - 1:
         add(n, "note", {"text": f"filler {n}"})
         n += 1
     add(n, "incident_closed", {"status": "completed", "elapsed": 3000.0, "rto_target": 3600.0, "rto_met": True})
     with db:
-        db.executemany("INSERT INTO events (incident, n, ts, actor, step, type, payload, prev, hash) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        db.executemany(
+            "INSERT INTO events (incident, n, ts, actor, step, type, payload, prev, hash) VALUES (?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
     db.close()
     return incident
 
@@ -115,7 +180,16 @@ def bench_exports(events: int = EVENTS) -> list[dict[str, Any]]:
             took = time.perf_counter() - t0
             if fmt == "json":
                 assert verify_export(json.loads(text))[1] is None
-            out.append(row(f"export {events:,}-event incident as {fmt}", f"{took:.2f} s", "≤ 2 s", took / read if read else None, took <= 2.0, f"reading the events {read:.2f} s; {len(text) / 1e6:.1f} MB"))
+            out.append(
+                row(
+                    f"export {events:,}-event incident as {fmt}",
+                    f"{took:.2f} s",
+                    "≤ 2 s",
+                    took / read if read else None,
+                    took <= 2.0,
+                    f"reading the events {read:.2f} s; {len(text) / 1e6:.1f} MB",
+                )
+            )
         journal.close()
     return out
 
@@ -128,8 +202,19 @@ def bench_enqueue(n: int = 1000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         journal = Journal(Path(d) / "journal.sqlite3")
         inc = "20250101-000000-cafe"
-        journal.append(inc, "incident_opened", {"playbook": "p", "title": "T", "mode": "live", "env": "prod", "playbook_text": ""})
-        payload = {"id": "x", "channel": "#incidents", "kind": "message", "via": "api", "text": "bench message " * 4, "blocks": None, "thread": None, "update_of": None}
+        journal.append(
+            inc, "incident_opened", {"playbook": "p", "title": "T", "mode": "live", "env": "prod", "playbook_text": ""}
+        )
+        payload = {
+            "id": "x",
+            "channel": "#incidents",
+            "kind": "message",
+            "via": "api",
+            "text": "bench message " * 4,
+            "blocks": None,
+            "thread": None,
+            "update_of": None,
+        }
         base = []
         for _ in range(n):
             t0 = time.perf_counter()
@@ -138,7 +223,12 @@ def bench_enqueue(n: int = 1000) -> dict[str, Any]:
         # Slack unreachable (nothing listens on port 9): the sender backs off and the queue grows,
         # the worst case for the operator's path.
         os.environ["RUNBOOK_BENCH_SLACK_TOKEN"] = "xoxb-bench-000000000000"
-        settings = SlackSettings(channel="#incidents", token_env="RUNBOOK_BENCH_SLACK_TOKEN", base_url="http://127.0.0.1:9/api/", retry_cap=5.0)
+        settings = SlackSettings(
+            channel="#incidents",
+            token_env="RUNBOOK_BENCH_SLACK_TOKEN",
+            base_url="http://127.0.0.1:9/api/",
+            retry_cap=5.0,
+        )
         outbox = Outbox(journal, settings).start()
         journal.subscribe(outbox.on_event)
         times = []

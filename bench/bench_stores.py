@@ -55,8 +55,9 @@ TARGET_RATIO = 1.05
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _interleave(ours: Callable[[int], Any], raw: Callable[[int], Any], n: int,
-                reset: Callable[[int], Any] | None = None) -> tuple[float, float, list[float], list[float]]:
+def _interleave(
+    ours: Callable[[int], Any], raw: Callable[[int], Any], n: int, reset: Callable[[int], Any] | None = None
+) -> tuple[float, float, list[float], list[float]]:
     """Run ours, raw, ours, raw… ``n`` times each; ``reset(i)`` (untimed) runs after each run.
 
     Returns (median ours, median raw, all ours, all raw).
@@ -73,18 +74,27 @@ def _interleave(ours: Callable[[int], Any], raw: Callable[[int], Any], n: int,
     return statistics.median(a), statistics.median(b), a, b
 
 
-def _ratio_row(figure: str, ours: float, raw: float, raw_label: str, runs: tuple[list[float], list[float]]) -> dict[str, Any]:
+def _ratio_row(
+    figure: str, ours: float, raw: float, raw_label: str, runs: tuple[list[float], list[float]]
+) -> dict[str, Any]:
     # Each ours/raw pair ran back to back under the same machine load: the median of their ratios
     # is judged (see the module docstring); the ratio of medians is shown beside it.
     pairs = statistics.median(x / y for x, y in zip(*runs, strict=True))
     spread = f"ours {'/'.join(f'{t:.2f}' for t in runs[0])} s, raw {'/'.join(f'{t:.2f}' for t in runs[1])} s"
-    return row(figure, f"{ours:.2f} s", f"≤ {TARGET_RATIO:.2f}× raw (pairwise)", pairs, pairs <= TARGET_RATIO,
-               f"{raw_label} {raw:.2f} s ({spread}; ratio of medians {ours / raw:.2f}×)")
+    return row(
+        figure,
+        f"{ours:.2f} s",
+        f"≤ {TARGET_RATIO:.2f}× raw (pairwise)",
+        pairs,
+        pairs <= TARGET_RATIO,
+        f"{raw_label} {raw:.2f} s ({spread}; ratio of medians {ours / raw:.2f}×)",
+    )
 
 
 @contextlib.contextmanager
 def _cpu(into: list[float]) -> Any:
     """Append the CPU seconds (this process and its children) spent in the block to ``into``."""
+
     def now() -> float:
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -99,8 +109,9 @@ def _context(box: Any, workdir: Path) -> Any:
     from runbook.core.environment import Environment
 
     env = Environment(name="sandbox", sandbox=True, stores=box.stores())
-    return StepContext(incident_id="bench", step_id="s", mode="live", environment=env, workdir=workdir,
-                       log=lambda line: None)
+    return StepContext(
+        incident_id="bench", step_id="s", mode="live", environment=env, workdir=workdir, log=lambda line: None
+    )
 
 
 def _stop_sandbox(base: Path) -> None:
@@ -231,8 +242,17 @@ def bench_postgres(tmp: Path, dumps: int = 3, restores: int = 5) -> list[dict[st
             kept.setdefault("path", out["path"])
 
         def raw_dump(i: int) -> None:
-            subprocess.run([st.program("pg_dump"), "--format=custom", "--compress=6", f"--file={raw_dir / f'{i}.dump'}",
-                            f"--dbname={BENCH_DB}"], env=env, check=True)
+            subprocess.run(
+                [
+                    st.program("pg_dump"),
+                    "--format=custom",
+                    "--compress=6",
+                    f"--file={raw_dir / f'{i}.dump'}",
+                    f"--dbname={BENCH_DB}",
+                ],
+                env=env,
+                check=True,
+            )
 
         def drop_dumps(i: int) -> None:
             # Keep the first dump of ours (and its .sha256) for the restores; delete the rest.
@@ -255,13 +275,23 @@ def bench_postgres(tmp: Path, dumps: int = 3, restores: int = 5) -> list[dict[st
             renv = dict(os.environ, **st.subprocess_env("postgres"))
             subprocess.run([st.program("dropdb"), "--if-exists", RESTORE_DB], env=renv, check=True)
             subprocess.run([st.program("createdb"), RESTORE_DB], env=renv, check=True)
-            subprocess.run([st.program("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={RESTORE_DB}", dump_path],
-                           env=renv, check=True)
+            subprocess.run(
+                [st.program("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={RESTORE_DB}", dump_path],
+                env=renv,
+                check=True,
+            )
 
         _settle(pg)
         a, b, ta, tb = _interleave(ours_restore, raw_restore, restores, reset=lambda i: _settle(pg))
-        rows.append(_ratio_row(f"postgres.restore vs raw dropdb/createdb/pg_restore ({Path(dump_path).stat().st_size / 2**20:,.0f} MiB dump)",
-                               a, b, "raw", (ta, tb)))
+        rows.append(
+            _ratio_row(
+                f"postgres.restore vs raw dropdb/createdb/pg_restore ({Path(dump_path).stat().st_size / 2**20:,.0f} MiB dump)",
+                a,
+                b,
+                "raw",
+                (ta, tb),
+            )
+        )
         with psycopg.connect(pg.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {RESTORE_DB} WITH (FORCE)")
         return rows
@@ -303,7 +333,9 @@ def _touch(root: Path, fraction: float, seed: int = 7) -> int:
     return len(picked)
 
 
-def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_runs: int = 7, where: str = "") -> list[dict[str, Any]]:
+def bench_storage(
+    tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_runs: int = 7, where: str = ""
+) -> list[dict[str, Any]]:
     from runbook.actions.registry import registry
     from runbook.actions.storage import MANIFESTS
     from runbook.sandbox.manager import Sandbox
@@ -341,7 +373,9 @@ def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_run
     rows = [_ratio_row(f"storage.snapshot, first ({about}) vs rsync -a --delete", a, b, "rsync", (ta, tb))]
     # CPU time (ours: runbook's process and rsync's) hardly moves with the machine's load.
     ours_cpu, raw_cpu = statistics.median(cpu["ours"]), statistics.median(cpu["raw"])
-    rows[0]["baseline"] += f"; CPU time ours {ours_cpu * 1000:.0f} ms vs rsync {raw_cpu * 1000:.0f} ms ({ours_cpu / raw_cpu:.2f}×)"
+    rows[0]["baseline"] += (
+        f"; CPU time ours {ours_cpu * 1000:.0f} ms vs rsync {raw_cpu * 1000:.0f} ms ({ours_cpu / raw_cpu:.2f}×)"
+    )
 
     # checksums: sha256 reads every copied file once more: compared with doing the same by hand.
     def ours_first_sha(i: int) -> None:
@@ -351,11 +385,19 @@ def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_run
         dest = tmp / f"rf{i}"
         subprocess.run([rsync, "-a", "--delete", f"{tree}/", f"{dest}/"], **quiet)
         with open(tmp / f"manifest{i}", "wb") as out:
-            subprocess.run("find . -type f -print0 | sort -z | xargs -0 sha256sum", shell=True, cwd=dest, stdout=out, check=True)  # noqa: S602
+            pipeline = "find . -type f -print0 | sort -z | xargs -0 sha256sum"  # the baseline is a shell pipeline
+            subprocess.run(pipeline, shell=True, cwd=dest, stdout=out, check=True)  # noqa: S602
 
     a, b, ta, tb = _interleave(ours_first_sha, raw_first_manifest, first_runs, reset=clean_first)
-    rows.append(_ratio_row(f"storage.snapshot checksums: sha256, first ({about}) vs rsync then sha256sum of every file",
-                           a, b, "rsync + sha256sum", (ta, tb)))
+    rows.append(
+        _ratio_row(
+            f"storage.snapshot checksums: sha256, first ({about}) vs rsync then sha256sum of every file",
+            a,
+            b,
+            "rsync + sha256sum",
+            (ta, tb),
+        )
+    )
 
     # Incremental: both sides link against their own base copy of the tree before the touch.
     ours_backups = tmp / "ours-inc"
@@ -370,14 +412,20 @@ def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_run
         assert out["previous"] == "base" and out["new_files"] == touched, out
 
     def raw_inc(i: int) -> None:
-        subprocess.run([rsync, "-a", "--delete", f"--link-dest={raw_base}", f"{tree}/", f"{tmp / 'raw-inc' / f'inc{i}'}/"], **quiet)
+        subprocess.run(
+            [rsync, "-a", "--delete", f"--link-dest={raw_base}", f"{tree}/", f"{tmp / 'raw-inc' / f'inc{i}'}/"], **quiet
+        )
 
     def clean_inc(i: int) -> None:
         _rmtree(ours_backups / f"inc{i}")
         _rmtree(tmp / "raw-inc" / f"inc{i}")
 
     a, b, ta, tb = _interleave(ours_inc, raw_inc, inc_runs, reset=clean_inc)
-    rows.append(_ratio_row(f"storage.snapshot, incremental ({touched} files touched) vs rsync --link-dest", a, b, "rsync", (ta, tb)))
+    rows.append(
+        _ratio_row(
+            f"storage.snapshot, incremental ({touched} files touched) vs rsync --link-dest", a, b, "rsync", (ta, tb)
+        )
+    )
 
     # Verify a snapshot (20,000 manifest entries) of each kind. The issue's baseline is sha256sum -c
     # (on a sha256 manifest of the same tree); xxh128sum -c on our own manifest is the same algorithm.
@@ -388,6 +436,7 @@ def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_run
         def go(i: int) -> None:
             out = verify.run(ctx, verify.Params(backups=str(backups), snapshot="base"))
             assert out["ok"] and out["files"] == TREE_FILES, out
+
         return go
 
     def run_tool(backups: Path, algo: str) -> Callable[[int], None]:
@@ -395,18 +444,39 @@ def bench_storage(tmp: Path, first_runs: int = 15, inc_runs: int = 9, verify_run
         return lambda i: subprocess.run([tool, "-c", "--quiet", MANIFESTS[algo]], cwd=backups / "base", **quiet)
 
     a, b, ta, tb = _interleave(run_verify(ours_backups), run_tool(sha_backups, "sha256"), verify_runs)
-    rows.append(_ratio_row(f"storage.verify_snapshot, default xxh128 manifest ({TREE_FILES:,} files) vs sha256sum -c --quiet",
-                           a, b, "sha256sum -c", (ta, tb)))
+    rows.append(
+        _ratio_row(
+            f"storage.verify_snapshot, default xxh128 manifest ({TREE_FILES:,} files) vs sha256sum -c --quiet",
+            a,
+            b,
+            "sha256sum -c",
+            (ta, tb),
+        )
+    )
     a, b, ta, tb = _interleave(run_verify(sha_backups), run_tool(sha_backups, "sha256"), verify_runs)
-    rows.append(_ratio_row(f"storage.verify_snapshot, sha256 manifest ({TREE_FILES:,} files) vs sha256sum -c --quiet",
-                           a, b, "sha256sum -c", (ta, tb)))
+    rows.append(
+        _ratio_row(
+            f"storage.verify_snapshot, sha256 manifest ({TREE_FILES:,} files) vs sha256sum -c --quiet",
+            a,
+            b,
+            "sha256sum -c",
+            (ta, tb),
+        )
+    )
     if shutil.which("xxh128sum"):
         a, b, ta, tb = _interleave(run_verify(ours_backups), run_tool(ours_backups, "xxh128"), verify_runs)
-        r = _ratio_row(f"storage.verify_snapshot, xxh128 manifest ({TREE_FILES:,} files) vs xxh128sum -c --quiet (same algorithm)",
-                       a, b, "xxh128sum -c", (ta, tb))
+        r = _ratio_row(
+            f"storage.verify_snapshot, xxh128 manifest ({TREE_FILES:,} files) vs xxh128sum -c --quiet (same algorithm)",
+            a,
+            b,
+            "xxh128sum -c",
+            (ta, tb),
+        )
         r.update(target="— (information)", passed=None)
-        r["baseline"] += ("; ours also walks the tree to report extra files and opens only what the walk saw "
-                          "as a regular file, which xxh128sum does not")
+        r["baseline"] += (
+            "; ours also walks the tree to report extra files and opens only what the walk saw "
+            "as a regular file, which xxh128sum does not"
+        )
         rows.append(r)
     return rows
 
@@ -449,10 +519,22 @@ def bench_sandbox_up(partial_runs: int = 3, full_runs: int = 2) -> list[dict[str
     p, f, py = statistics.median(partial), statistics.median(full), statistics.median(bare)
     runs = lambda ts: "/".join(f"{t:.1f}" for t in ts)  # noqa: E731
     return [
-        row("`sandbox up --only postgres,storage` from nothing", f"{p:.2f} s", "≤ 3 s", p / py, p <= 3.0,
-            f"python -c pass {py * 1000:.0f} ms (runs {runs(partial)} s)"),
-        row("`sandbox up` (every store) from nothing", f"{f:.2f} s", "≤ 10 s", f / py, f <= 10.0,
-            f"python -c pass {py * 1000:.0f} ms (runs {runs(full)} s)"),
+        row(
+            "`sandbox up --only postgres,storage` from nothing",
+            f"{p:.2f} s",
+            "≤ 3 s",
+            p / py,
+            p <= 3.0,
+            f"python -c pass {py * 1000:.0f} ms (runs {runs(partial)} s)",
+        ),
+        row(
+            "`sandbox up` (every store) from nothing",
+            f"{f:.2f} s",
+            "≤ 10 s",
+            f / py,
+            f <= 10.0,
+            f"python -c pass {py * 1000:.0f} ms (runs {runs(full)} s)",
+        ),
     ]
 
 
@@ -482,16 +564,20 @@ def run() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     try:
         where = "tmpfs" if str(files_tmp).startswith("/dev/shm") else str(files_tmp.parent)
-        for name, fn in (("postgres", lambda: bench_postgres(tmp / "pg")),
-                         ("storage", lambda: bench_storage(files_tmp / "storage", where=where)),
-                         ("sandbox", bench_sandbox_up)):
+        for name, fn in (
+            ("postgres", lambda: bench_postgres(tmp / "pg")),
+            ("storage", lambda: bench_storage(files_tmp / "storage", where=where)),
+            ("sandbox", bench_sandbox_up),
+        ):
             try:
                 rows += fn()
             except Exception as exc:  # noqa: BLE001 - one broken part is a failed row, the others still run
                 import traceback
 
                 traceback.print_exc()
-                rows.append(row(f"bench_stores {name} (did not run)", "error", "—", None, False, f"{type(exc).__name__}: {exc}"))
+                rows.append(
+                    row(f"bench_stores {name} (did not run)", "error", "—", None, False, f"{type(exc).__name__}: {exc}")
+                )
     finally:
         _rmtree(tmp)
         _rmtree(files_tmp)

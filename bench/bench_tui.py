@@ -100,7 +100,9 @@ def bench_startup(repeat: int = 15) -> dict[str, Any]:
 
         def child(code: str) -> tuple[float, float, str]:
             t0 = time.time()
-            done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"child failed ({done.returncode}): {done.stderr[-2000:]}")
             ready, cpu = next(ln for ln in done.stderr.splitlines() if ln.startswith("READY "))[6:].split()
@@ -124,7 +126,14 @@ def bench_startup(repeat: int = 15) -> dict[str, Any]:
         f"hello-world Textual app {hello * 1000:.0f} ms (medians of {repeat} interleaved runs; CPU time {cpu_ratio:.2f}×); "
         f"heavy clients imported at home: {', '.join(heavy) or 'none'}"
     )
-    return row("TUI start to interactive home (headless, fresh process)", f"{ours * 1000:.0f} ms", "≤ 1.25× hello world", ratio, passed, note)
+    return row(
+        "TUI start to interactive home (headless, fresh process)",
+        f"{ours * 1000:.0f} ms",
+        "≤ 1.25× hello world",
+        ratio,
+        passed,
+        note,
+    )
 
 
 # -- flood: key latency and memory (runs in a child process so RSS is the TUI's) -------------------
@@ -291,7 +300,14 @@ def p95(values: list[float]) -> float:
 def bench_flood() -> list[dict[str, Any]]:
     env = dict(os.environ)
     env.pop("NO_COLOR", None)
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--flood-child"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--flood-child"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"flood child failed ({done.returncode}): {done.stderr[-3000:]}")
     res = json.loads(next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))[7:])

@@ -18,9 +18,18 @@ def best_of(fn: Callable[[], Any], repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def row(figure: str, measured: str, target: str, ratio: float | None, passed: bool | None, baseline: str = "") -> dict[str, Any]:
+def row(
+    figure: str, measured: str, target: str, ratio: float | None, passed: bool | None, baseline: str = ""
+) -> dict[str, Any]:
     """One result; ``passed=None`` marks a figure shown for information, without a target."""
-    return {"figure": figure, "measured": measured, "target": target, "ratio": ratio, "passed": passed, "baseline": baseline}
+    return {
+        "figure": figure,
+        "measured": measured,
+        "target": target,
+        "ratio": ratio,
+        "passed": passed,
+        "baseline": baseline,
+    }
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
@@ -28,4 +37,6 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else "—"
         status = "INFO" if r["passed"] is None else "PASS" if r["passed"] else "FAIL"
-        print(f"{r['figure']:<{width}}  {r['measured']:>14}  target {r['target']:<18} ratio {ratio:>7}  {status}  {r.get('baseline', '')}")
+        print(
+            f"{r['figure']:<{width}}  {r['measured']:>14}  target {r['target']:<18} ratio {ratio:>7}  {status}  {r.get('baseline', '')}"
+        )

@@ -28,7 +28,9 @@ def main() -> None:
         except KeyboardInterrupt:
             sys.exit(130)
         except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
-            sys.stderr.write(f"error: Unexpected error ({type(exc).__name__}: {exc}); run `runbook list` to check the install.\n")
+            sys.stderr.write(
+                f"error: Unexpected error ({type(exc).__name__}: {exc}); run `runbook list` to check the install.\n"
+            )
             sys.exit(1)
     from runbook.cli import main as cli_main
 

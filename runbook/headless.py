@@ -178,10 +178,16 @@ _LINES: dict[EventType, Callable[[Event], str]] = {
     EventType.STEP_FINISHED: _finished,
     EventType.STEP_FAILED: _failed,
     EventType.STEP_SKIPPED: lambda ev: f"[yellow]↷ {_step(ev)} skipped: {escape(str(ev.payload.get('reason', '')))}[/]",
-    EventType.STEP_PLANNED: lambda ev: f"[cyan]• {_step(ev)} (dry-run, not run): {escape(str(ev.payload.get('action') or ev.payload.get('reason') or ''))}[/]",
-    EventType.STEP_MARKED_DONE: lambda ev: f"[green]✓ {_step(ev)} marked done: {escape(str(ev.payload.get('reason', '')))}[/]",
+    EventType.STEP_PLANNED: lambda ev: (
+        f"[cyan]• {_step(ev)} (dry-run, not run): {escape(str(ev.payload.get('action') or ev.payload.get('reason') or ''))}[/]"
+    ),
+    EventType.STEP_MARKED_DONE: lambda ev: (
+        f"[green]✓ {_step(ev)} marked done: {escape(str(ev.payload.get('reason', '')))}[/]"
+    ),
     EventType.CONFIRMATION_GIVEN: _confirmed,
-    EventType.CONFIRMATION_REFUSED: lambda ev: f"[red]  confirmation refused: {escape(str(ev.payload.get('reason', 'refused')))}[/]",
+    EventType.CONFIRMATION_REFUSED: lambda ev: (
+        f"[red]  confirmation refused: {escape(str(ev.payload.get('reason', 'refused')))}[/]"
+    ),
     EventType.TAKE_OVER: lambda ev: f"[yellow]taken over from {escape(str(ev.payload.get('from')))}[/]",
     EventType.INCIDENT_CLOSED: _closed,
 }

@@ -34,7 +34,9 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def runbook(home: Path, *args: str, timeout: float = 120, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def runbook(
+    home: Path, *args: str, timeout: float = 120, input: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run the real `runbook` command in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "runbook", *args],

@@ -48,7 +48,9 @@ class Retention(ActionParams):
     def cutoff(self, now: datetime | None = None) -> datetime:
         return (now or datetime.now(UTC)) - timedelta(seconds=seconds(self.older_than))
 
-    def split(self, items: Sequence[T], taken: Callable[[T], datetime], now: datetime | None = None) -> tuple[list[T], list[T]]:
+    def split(
+        self, items: Sequence[T], taken: Callable[[T], datetime], now: datetime | None = None
+    ) -> tuple[list[T], list[T]]:
         """``(delete, keep)``: everything older than the cutoff, except the ``keep_latest`` newest.
 
         ``taken`` gives an item's (aware) time; both lists come newest first.
@@ -61,4 +63,6 @@ class Retention(ActionParams):
         return delete, keep
 
     def describe(self) -> str:
-        return f"older than {self.older_than}, keeping the newest {self.keep_latest}" + (" (dry run)" if self.dry_run else "")
+        return f"older than {self.older_than}, keeping the newest {self.keep_latest}" + (
+            " (dry run)" if self.dry_run else ""
+        )

@@ -25,7 +25,18 @@ from runbook.actions import (
 )
 from runbook.actions.spec import ActionSpec
 
-SPEC_MODULES: tuple[ModuleType, ...] = (shell, files, notify, git, postgres, storage, bigquery, bigtable, dataflow, pubsub)
+SPEC_MODULES: tuple[ModuleType, ...] = (
+    shell,
+    files,
+    notify,
+    git,
+    postgres,
+    storage,
+    bigquery,
+    bigtable,
+    dataflow,
+    pubsub,
+)
 
 
 @cache

@@ -98,7 +98,9 @@ class MessageSink(Protocol):
     @property
     def security_channel(self) -> str | None: ...
 
-    def enqueue_message(self, incident: str, text: str, *, channel: str | None, step: str | None, thread: bool) -> str: ...
+    def enqueue_message(
+        self, incident: str, text: str, *, channel: str | None, step: str | None, thread: bool
+    ) -> str: ...
 
     def status(self) -> str: ...
 
@@ -189,13 +191,17 @@ class ActionSpec(Generic[ParamsT, OutputsT]):
         """
         result = self.fn(ctx, params)
         if type(result) is not self.Outputs:
-            raise ActionError(f"action {self.name} returned {type(result).__name__}, not its declared {self.Outputs.__name__}")
+            raise ActionError(
+                f"action {self.name} returned {type(result).__name__}, not its declared {self.Outputs.__name__}"
+            )
         try:
             checked = self.Outputs.model_validate(result.__dict__)  # cheaper than dumping first
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
-            raise ActionError(f"action {self.name} returned an output its spec does not allow ({where}: {first['msg']})") from None
+            raise ActionError(
+                f"action {self.name} returned an output its spec does not allow ({where}: {first['msg']})"
+            ) from None
         return checked.model_dump(mode="json")
 
 
@@ -215,7 +221,9 @@ def action(
         params_type = hints.get(names[1]) if len(names) >= 2 else None
         outputs_type = hints.get("return")
         if not (isinstance(params_type, type) and issubclass(params_type, ActionParams)):
-            raise TypeError(f"action {name}: the run function's second parameter must be annotated with an ActionParams model")
+            raise TypeError(
+                f"action {name}: the run function's second parameter must be annotated with an ActionParams model"
+            )
         if not (isinstance(outputs_type, type) and issubclass(outputs_type, ActionOutputs)):
             raise TypeError(f"action {name}: the run function must be annotated to return an ActionOutputs model")
         return ActionSpec(name, effect, summary, params_type, outputs_type, fn, target, describe)

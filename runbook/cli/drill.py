@@ -21,7 +21,9 @@ def drill(obj: CliContext, playbook: str, keep: bool, show_output: bool) -> None
     from runbook.drills.drill import run_drill
 
     loaded = load_playbook(obj, playbook)
-    report = run_drill(obj.journal, loaded, home=home(), keep=keep, quiet=not show_output, echo=lambda m: click.echo(m, err=True))
+    report = run_drill(
+        obj.journal, loaded, home=home(), keep=keep, quiet=not show_output, echo=lambda m: click.echo(m, err=True)
+    )
     click.echo(f"incident: {report.incident}")
     out = table(f"Drill of {report.playbook}", ("step", "result", "time"), no_wrap=True)
     for sid, status, dur in report.steps:
@@ -36,9 +38,9 @@ def drill(obj: CliContext, playbook: str, keep: bool, show_output: bool) -> None
         target = f" vs RPO {format_duration(report.rpo_target)}" if report.rpo_target else ""
         con.print(f"RPO achieved: {format_duration(report.rpo_achieved)}{target}")
     if keep:
-        con.print(f"sandbox kept at {report.sandbox_dir} (stop it with RUNBOOK_SANDBOX_DIR={report.sandbox_dir} runbook sandbox down)")
+        con.print(
+            f"sandbox kept at {report.sandbox_dir} (stop it with RUNBOOK_SANDBOX_DIR={report.sandbox_dir} runbook sandbox down)"
+        )
     if not report.passed:
         fail("Drill FAILED: " + "; ".join(report.problems) + ".", 1)
     con.print("[green bold]Drill passed[/]: the data came back.")
-
-

@@ -30,10 +30,24 @@ def _attach_notifications(obj: CliContext, env: Any, engine: Any) -> None:
     cli_hook(obj, env, engine)
 
 
-def _answers(yes: bool, confirms: tuple[str, ...], auto: bool = False, interrupted: str | None = None, reason: str | None = None, failed: str | None = None) -> Any:
+def _answers(
+    yes: bool,
+    confirms: tuple[str, ...],
+    auto: bool = False,
+    interrupted: str | None = None,
+    reason: str | None = None,
+    failed: str | None = None,
+) -> Any:
     from runbook.headless import HeadlessAnswers
 
-    return HeadlessAnswers(yes=yes, confirms=parse_kv(confirms, "--confirm"), auto=auto, interrupted=interrupted, reason=reason, failed=failed)
+    return HeadlessAnswers(
+        yes=yes,
+        confirms=parse_kv(confirms, "--confirm"),
+        auto=auto,
+        interrupted=interrupted,
+        reason=reason,
+        failed=failed,
+    )
 
 
 def _run_headless(obj: CliContext, engine: Any) -> None:
@@ -56,9 +70,24 @@ def _run_headless(obj: CliContext, engine: Any) -> None:
 @click.option("--mode", type=click.Choice(["live", "dry-run", "drill"]), default="live", show_default=True)
 @click.option("--headless", is_flag=True, help="No TUI: print the run and answer from flags.")
 @click.option("--yes", is_flag=True, help="Answer yes to `yes` confirmations.")
-@click.option("--confirm", "confirms", multiple=True, metavar="STEP=VALUE", help="Typed confirmation (or STEP=done for a manual step).")
+@click.option(
+    "--confirm",
+    "confirms",
+    multiple=True,
+    metavar="STEP=VALUE",
+    help="Typed confirmation (or STEP=done for a manual step).",
+)
 @pass_ctx
-def run(obj: CliContext, playbook: str, params: tuple[str, ...], env_name: str | None, mode: str, headless: bool, yes: bool, confirms: tuple[str, ...]) -> None:
+def run(
+    obj: CliContext,
+    playbook: str,
+    params: tuple[str, ...],
+    env_name: str | None,
+    mode: str,
+    headless: bool,
+    yes: bool,
+    confirms: tuple[str, ...],
+) -> None:
     """Start an incident (TUI unless --headless)."""
     from runbook.core.paths import home
     from runbook.engine.runner import Engine
@@ -98,7 +127,18 @@ def run(obj: CliContext, playbook: str, params: tuple[str, ...], env_name: str |
 @click.option("--reason", metavar="TEXT", help="Why (journaled).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Secret parameter values.")
 @pass_ctx
-def resume(obj: CliContext, incident: str, take_over: bool, headless: bool, yes: bool, confirms: tuple[str, ...], choice: str | None, retry_failed: bool, reason: str | None, params: tuple[str, ...]) -> None:
+def resume(
+    obj: CliContext,
+    incident: str,
+    take_over: bool,
+    headless: bool,
+    yes: bool,
+    confirms: tuple[str, ...],
+    choice: str | None,
+    retry_failed: bool,
+    reason: str | None,
+    params: tuple[str, ...],
+) -> None:
     """Continue an incident after a crash, disconnect or quit."""
     from runbook.core import incident as S
     from runbook.core.paths import home
@@ -147,5 +187,3 @@ def _journaled_playbook(st: Any) -> Any:
     except yamlload.YamlError:
         return None
     return loaded.playbook
-
-

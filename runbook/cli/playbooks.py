@@ -73,7 +73,6 @@ def list_cmd(obj: CliContext, as_json: bool) -> None:
     con.print(table)
 
 
-
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @pass_ctx
@@ -149,7 +148,9 @@ def plan(obj: CliContext, playbook: str, params: tuple[str, ...], env_name: str 
                 verdict = None
             if verdict is not None and not isinstance(verdict, Unknown) and not verdict:
                 phase = f"[dim]{escape(step.phase)}[/]\n" if step.phase else ""
-                table.add_row(str(i), f"{phase}{escape(step.id)}", "—", "—", escape(f"skipped: condition is false ({step.when})"))
+                table.add_row(
+                    str(i), f"{phase}{escape(step.id)}", "—", "—", escape(f"skipped: condition is false ({step.when})")
+                )
                 continue
         try:
             call = resolve_call(step, lookup, red)
@@ -163,5 +164,3 @@ def plan(obj: CliContext, playbook: str, params: tuple[str, ...], env_name: str 
         phase = f"[dim]{escape(step.phase)}[/]\n" if step.phase else ""
         table.add_row(str(i), f"{phase}{escape(step.id)}", effect, confirm, escape(red.text(str(runs))))
     console().print(table)
-
-

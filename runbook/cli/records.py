@@ -50,7 +50,9 @@ def incidents(obj: CliContext, as_json: bool) -> None:
     out = table("Incidents", ("id", "status", "playbook", "env", "mode", "operator", "elapsed / RTO"))
     for r in rows:
         rto = f" / {format_duration(r['rto'])}" if r["rto"] else ""
-        out.add_row(r["id"], r["status"], r["playbook"], r["env"], r["mode"], r["operator"], format_duration(r["elapsed"]) + rto)
+        out.add_row(
+            r["id"], r["status"], r["playbook"], r["env"], r["mode"], r["operator"], format_duration(r["elapsed"]) + rto
+        )
     console().print(out)
 
 
@@ -102,5 +104,3 @@ def export(obj: CliContext, incident: str, fmt: str, output: str | None) -> None
         click.echo(f"Wrote {fmt} export of {incident} to {path}.", err=True)
     else:
         sys.stdout.write(text)
-
-

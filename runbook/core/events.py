@@ -46,7 +46,9 @@ class EventType(StrEnum):
 
 
 STEP_EVENTS = frozenset(t for t in EventType if t.value.startswith("step_"))
-NOTIFICATION_EVENTS = frozenset({EventType.NOTIFICATION_QUEUED, EventType.NOTIFICATION_SENT, EventType.NOTIFICATION_FAILED})
+NOTIFICATION_EVENTS = frozenset(
+    {EventType.NOTIFICATION_QUEUED, EventType.NOTIFICATION_SENT, EventType.NOTIFICATION_FAILED}
+)
 # A step reached an outcome (or was sent back to pending): what a status message is about.
 STEP_OUTCOMES = frozenset(
     {
@@ -59,7 +61,9 @@ STEP_OUTCOMES = frozenset(
     }
 )
 # Who drives the incident, or whether it runs, changed.
-HANDOVERS = frozenset({EventType.TAKE_OVER, EventType.PAUSED, EventType.RESUMED, EventType.REOPENED, EventType.INTERRUPTED_RESOLVED})
+HANDOVERS = frozenset(
+    {EventType.TAKE_OVER, EventType.PAUSED, EventType.RESUMED, EventType.REOPENED, EventType.INTERRUPTED_RESOLVED}
+)
 
 
 # -- payloads -----------------------------------------------------------------------------------

@@ -221,7 +221,9 @@ def _end_attempt(s: StepState, ev: Event) -> None:
         s.total_duration += float(duration)
         s.timed = True
     elif s.started and (s.spans[-1][0] if s.spans else None) != s.started:
-        s.total_duration += max(0.0, (datetime.fromisoformat(ev.ts) - datetime.fromisoformat(s.started)).total_seconds())
+        s.total_duration += max(
+            0.0, (datetime.fromisoformat(ev.ts) - datetime.fromisoformat(s.started)).total_seconds()
+        )
         s.timed = True
     if s.started and (not s.spans or s.spans[-1][0] != s.started):
         s.spans.append((s.started, ev.ts))

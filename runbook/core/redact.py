@@ -49,7 +49,9 @@ class Redactor:
         lowered = value.lower()
         if "://" in value or "passw" in lowered or "xox" in value:
             for pat in _PATTERNS:
-                value = pat.sub(lambda m: m.group(1) + MASK + (m.group(3) if m.lastindex and m.lastindex >= 3 else ""), value)
+                value = pat.sub(
+                    lambda m: m.group(1) + MASK + (m.group(3) if m.lastindex and m.lastindex >= 3 else ""), value
+                )
         return value
 
     def value(self, value: Any) -> Any:
@@ -61,7 +63,10 @@ class Redactor:
         if isinstance(value, dict):
             # The journaled playbook is re-read on resume: mask secret values in it, but never
             # rewrite it by pattern (a param named `password:` is YAML, not a credential).
-            return {k: self.text(v, patterns=False) if k in _VERBATIM and isinstance(v, str) else self.value(v) for k, v in value.items()}
+            return {
+                k: self.text(v, patterns=False) if k in _VERBATIM and isinstance(v, str) else self.value(v)
+                for k, v in value.items()
+            }
         return value
 
 
@@ -96,9 +101,23 @@ def needs_scrub(text: str) -> bool:
     low = text.lower()
     # Unrolled `in` tests: ~10x cheaper than a case-insensitive regex search on short strings.
     return (
-        "key" in low or "token" in low or "pass" in low or "secret" in low or "auth" in low or "://" in low
-        or "xox" in low or "xapp" in low or "gh" in low or "akia" in low or "aiza" in low or "ya29" in low
-        or "eyj" in low or "private" in low or "sk-" in low or "pwd" in low or "hooks.slack" in low
+        "key" in low
+        or "token" in low
+        or "pass" in low
+        or "secret" in low
+        or "auth" in low
+        or "://" in low
+        or "xox" in low
+        or "xapp" in low
+        or "gh" in low
+        or "akia" in low
+        or "aiza" in low
+        or "ya29" in low
+        or "eyj" in low
+        or "private" in low
+        or "sk-" in low
+        or "pwd" in low
+        or "hooks.slack" in low
     )
 
 

@@ -59,7 +59,9 @@ class DrillReport:
             "rto_met": self.rto_allowed is None or self.rto_achieved <= self.rto_allowed,
             "rpo_achieved": None if self.rpo_achieved is None else round(self.rpo_achieved, 3),
             "rpo_target": self.rpo_target,
-            "rpo_met": None if self.rpo_achieved is None or self.rpo_target is None else self.rpo_achieved <= self.rpo_target,
+            "rpo_met": None
+            if self.rpo_achieved is None or self.rpo_target is None
+            else self.rpo_achieved <= self.rpo_target,
             "steps": [{"id": s, "status": st, "duration": d} for s, st, d in self.steps],
             "problems": self.problems,
             "scenario_incident": self.scenario_incident,
@@ -96,7 +98,9 @@ def _synthetic(loaded: Loaded, key_steps: list[Any], suffix: str, directory: Pat
     return out
 
 
-def _run(journal: Journal, loaded: Loaded, params: dict[str, Any], env: Any, home: Path, quiet: bool, services: Services) -> S.IncidentState:
+def _run(
+    journal: Journal, loaded: Loaded, params: dict[str, Any], env: Any, home: Path, quiet: bool, services: Services
+) -> S.IncidentState:
     frontend = HeadlessFrontend(HeadlessAnswers(auto=True, quiet_output=quiet))
     engine = Engine(journal, frontend, home=home, environment=env, services=services)
     st = engine.open(loaded, params, mode="drill")
@@ -245,7 +249,9 @@ class Drill:
             shutil.rmtree(self.sandbox_dir, ignore_errors=True)
 
 
-def run_drill(journal: Journal, loaded: Loaded, *, home: Path, keep: bool = False, quiet: bool = True, echo: Any = print) -> DrillReport:
+def run_drill(
+    journal: Journal, loaded: Loaded, *, home: Path, keep: bool = False, quiet: bool = True, echo: Any = print
+) -> DrillReport:
     """Run one drill end to end (see the module docstring). Never touches the user's own sandbox."""
     drill = Drill(journal, loaded, home=home, quiet=quiet, echo=echo)
     pb, sc = drill.pb, drill.sc
@@ -273,7 +279,14 @@ def run_drill(journal: Journal, loaded: Loaded, *, home: Path, keep: bool = Fals
                 rto_allowed=allowed,
                 rpo_achieved=max(0.0, drill.break_time - drill.setup_end) if sc.setup else None,
                 rpo_target=pb.rpo_seconds,
-                steps=[(s.id, st.steps[s.id].status if s.id in st.steps else "pending", st.steps[s.id].duration if s.id in st.steps else None) for s in pb.steps],
+                steps=[
+                    (
+                        s.id,
+                        st.steps[s.id].status if s.id in st.steps else "pending",
+                        st.steps[s.id].duration if s.id in st.steps else None,
+                    )
+                    for s in pb.steps
+                ],
                 problems=problems,
                 scenario_incident=drill.scenario_incident,
                 verify_incident=drill.verify_incident,

@@ -54,16 +54,16 @@ class Attempt:
     timeout: float | None
 
 
+@dataclass(frozen=True)
 class AttemptRunner:
     """Runs attempts for one engine (its environment, services, redactor, front end and cancel flag)."""
 
-    def __init__(self, *, environment: Environment, services: Services, redactor: Redactor, frontend: Frontend, cancel: threading.Event, home: Path) -> None:
-        self.environment = environment
-        self.services = services
-        self.redactor = redactor
-        self.frontend = frontend
-        self.cancel = cancel
-        self.home = home
+    environment: Environment
+    services: Services
+    redactor: Redactor
+    frontend: Frontend
+    cancel: threading.Event  # cancel_current() reaches the running action through it
+    home: Path
 
     def run(self, attempt: Attempt) -> AttemptOutcome:
         log = StepLog(attempt.log_path)
@@ -110,13 +110,13 @@ class AttemptRunner:
         attempt.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.cancel.clear()
         return StepContext(
-            incident_id=incident,
-            step_id=step_id,
-            mode=attempt.mode,
-            environment=self.environment,
-            workdir=attempt.workdir,
-            log=emit_line,
-            cancelled=self.cancel,  # cancel_current() reaches the running action directly
+            incident,
+            step_id,
+            attempt.mode,
+            self.environment,
+            attempt.workdir,
+            emit_line,
+            cancelled=self.cancel,
             timeout=attempt.timeout,
             redact=redact,
             services=self.services,
@@ -125,8 +125,17 @@ class AttemptRunner:
     def _disk_full(self, exc: OSError) -> str:
         return f"the step's log could not be written ({exc.strerror}): free space under {self.home}, then resume"
 
-    def _outcome(self, attempt: Attempt, result: dict[str, Any], failure: list[BaseException], duration: float,
-                 timed_out: bool, stuck: bool, digest: str, lines: int) -> AttemptOutcome:
+    def _outcome(
+        self,
+        attempt: Attempt,
+        result: dict[str, Any],
+        failure: list[BaseException],
+        duration: float,
+        timed_out: bool,
+        stuck: bool,
+        digest: str,
+        lines: int,
+    ) -> AttemptOutcome:
         step = attempt.step
         timeout_error = f"it did not finish within its timeout of {step.timeout} and was stopped"
         error: str | None = None
@@ -149,7 +158,9 @@ class AttemptRunner:
             except ActionError as exc:
                 error = str(exc)
         if stuck:
-            error = f"{error or 'it failed'} It did not stop when told to and may still be running: check before retrying"
+            error = (
+                f"{error or 'it failed'} It did not stop when told to and may still be running: check before retrying"
+            )
         return AttemptOutcome(error, duration, digest, lines, outputs, timed_out, stuck)
 
 

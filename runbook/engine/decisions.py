@@ -48,15 +48,29 @@ class Decisions:
 
     def request(self, ask: Ask, step: Step, call: Call, **kw: Any) -> Request:
         st = self.rec.state
-        return Request(ask=ask, incident=st.id, step=step.id, title=step.label, description=step.description or "",
-                       action=call.describe, effect=call.effect, target=call.target, confirm=call.confirm,
-                       attempt=st.step(step.id).attempts, **kw)
+        return Request(
+            ask=ask,
+            incident=st.id,
+            step=step.id,
+            title=step.label,
+            description=step.description or "",
+            action=call.describe,
+            effect=call.effect,
+            target=call.target,
+            confirm=call.confirm,
+            attempt=st.step(step.id).attempts,
+            **kw,
+        )
 
     def skip(self, step: Step, reason: str | None) -> None:
         text = (reason or "").strip()
         if not text:
             raise NeedsHuman(f"Skipping step {step.id!r} needs a reason.")
-        self.rec.append(EventType.STEP_SKIPPED, {"reason": P.check_text("reason", text[:2000], allow_newlines=True), "by": "operator"}, step=step.id)
+        self.rec.append(
+            EventType.STEP_SKIPPED,
+            {"reason": P.check_text("reason", text[:2000], allow_newlines=True), "by": "operator"},
+            step=step.id,
+        )
 
     def confirm(self, step: Step, call: Call) -> bool:
         """True when confirmed; False when refused or skipped (the step's status tells which)."""
@@ -64,22 +78,47 @@ class Decisions:
             return True
         for _ in range(3):
             self.frontend.emit(StepChanged(self.rec.state.id, step.id, "needs-confirmation"))
-            d = self.frontend.decide(self.request(Ask.CONFIRM, step, call, expected=call.expected,
-                                                  choices=(Choice.CONFIRM, Choice.REFUSE, Choice.SKIP, Choice.QUIT)))
+            d = self.frontend.decide(
+                self.request(
+                    Ask.CONFIRM,
+                    step,
+                    call,
+                    expected=call.expected,
+                    choices=(Choice.CONFIRM, Choice.REFUSE, Choice.SKIP, Choice.QUIT),
+                )
+            )
             if d.choice == Choice.QUIT:
                 raise QuitRequested()
             if d.choice == Choice.SKIP:
                 self.skip(step, d.reason)
                 return False
             if d.choice == Choice.REFUSE:
-                self.rec.append(EventType.CONFIRMATION_REFUSED, {"level": call.confirm, "action": call.describe, "target": call.target}, step=step.id)
+                self.rec.append(
+                    EventType.CONFIRMATION_REFUSED,
+                    {"level": call.confirm, "action": call.describe, "target": call.target},
+                    step=step.id,
+                )
                 return False
-            given = {"level": call.confirm, "action": call.describe, "target": call.target, "effect": call.effect, "how": d.reason or "operator"}
+            given = {
+                "level": call.confirm,
+                "action": call.describe,
+                "target": call.target,
+                "effect": call.effect,
+                "how": d.reason or "operator",
+            }
             if call.confirm == "typed":
                 typed = _typed_text(d.typed)
                 if typed != call.expected:
-                    self.rec.append(EventType.CONFIRMATION_REFUSED, {"level": call.confirm, "typed": typed, "expected": call.expected,
-                                                                      "reason": "typed value does not match"}, step=step.id)
+                    self.rec.append(
+                        EventType.CONFIRMATION_REFUSED,
+                        {
+                            "level": call.confirm,
+                            "typed": typed,
+                            "expected": call.expected,
+                            "reason": "typed value does not match",
+                        },
+                        step=step.id,
+                    )
                     continue
                 given["typed"] = typed
             self.rec.append(EventType.CONFIRMATION_GIVEN, given, step=step.id)
@@ -89,10 +128,18 @@ class Decisions:
     def manual(self, step: Step, call: Call) -> None:
         ss = self.rec.state.step(step.id)
         if ss.status != S.StepStatus.RUNNING:
-            self.rec.append(EventType.STEP_STARTED, {"attempt": ss.attempts + 1, "action": "manual", "effect": "manual"}, step=step.id)
+            self.rec.append(
+                EventType.STEP_STARTED,
+                {"attempt": ss.attempts + 1, "action": "manual", "effect": "manual"},
+                step=step.id,
+            )
         d = self.frontend.decide(self.request(Ask.MANUAL, step, call, choices=(Choice.DONE, Choice.SKIP, Choice.QUIT)))
         if d.choice == Choice.DONE:
-            self.rec.append(EventType.STEP_FINISHED, {"manual": True, "note": d.reason, "outputs": {}, "duration": None}, step=step.id)
+            self.rec.append(
+                EventType.STEP_FINISHED,
+                {"manual": True, "note": d.reason, "outputs": {}, "duration": None},
+                step=step.id,
+            )
         elif d.choice == Choice.SKIP:
             self.skip(step, d.reason)
         else:
@@ -101,19 +148,33 @@ class Decisions:
     def interrupted(self, step: Step, ss: S.StepState, tail: Callable[[str | None, int], list[str]]) -> None:
         """Resolve a step that was running when its process died (never re-run by itself)."""
         st = self.rec.state
-        d = self.frontend.decide(Request(
-            Ask.INTERRUPTED, st.id, step.id, title=step.label, description=step.description or "",
-            effect=step_effect(step).value, attempt=ss.attempts, choices=(Choice.RETRY, Choice.DONE, Choice.SKIP, Choice.QUIT),
-            extra={"started_at": ss.started, "last_output": tail(ss.log, 20), "log": ss.log},
-        ))
+        d = self.frontend.decide(
+            Request(
+                Ask.INTERRUPTED,
+                st.id,
+                step.id,
+                title=step.label,
+                description=step.description or "",
+                effect=step_effect(step).value,
+                attempt=ss.attempts,
+                choices=(Choice.RETRY, Choice.DONE, Choice.SKIP, Choice.QUIT),
+                extra={"started_at": ss.started, "last_output": tail(ss.log, 20), "log": ss.log},
+            )
+        )
         reason = _reason(d.reason)
         if d.choice == Choice.QUIT:
             raise QuitRequested()
         if d.choice in (Choice.DONE, Choice.SKIP) and not reason:
             raise NeedsHuman(f"Step {step.id!r} was interrupted: a reason is needed to mark it done or skip it.")
-        self.rec.append(EventType.INTERRUPTED_RESOLVED, {"choice": d.choice.value, "reason": reason or None, "started_at": ss.started}, step=step.id)
+        self.rec.append(
+            EventType.INTERRUPTED_RESOLVED,
+            {"choice": d.choice.value, "reason": reason or None, "started_at": ss.started},
+            step=step.id,
+        )
         if d.choice == Choice.RETRY:
-            self.rec.append(EventType.STEP_RETRY_REQUESTED, {"reason": reason or "retry after interruption"}, step=step.id)
+            self.rec.append(
+                EventType.STEP_RETRY_REQUESTED, {"reason": reason or "retry after interruption"}, step=step.id
+            )
         elif d.choice == Choice.DONE:
             self.rec.append(EventType.STEP_MARKED_DONE, {"reason": reason}, step=step.id)
         elif d.choice == Choice.SKIP:

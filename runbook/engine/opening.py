@@ -51,7 +51,9 @@ def bind(pb: Playbook, given: dict[str, Any], environment: Environment) -> dict[
         raise UsageError(sentence(capitalized(str(exc)))) from None
 
 
-def opening_events(loaded: Loaded, pb: Playbook, environment: Environment, mode: str, bound: dict[str, Any]) -> list[Item]:
+def opening_events(
+    loaded: Loaded, pb: Playbook, environment: Environment, mode: str, bound: dict[str, Any]
+) -> list[Item]:
     """``incident_opened`` and one ``param_bound`` per parameter (a secret's value never)."""
     opened: IncidentOpened = {
         "playbook": pb.id,
@@ -71,7 +73,9 @@ def opening_events(loaded: Loaded, pb: Playbook, environment: Environment, mode:
     items: list[Item] = [(EventType.INCIDENT_OPENED, opened, None)]
     for name, value in bound.items():
         param: ParamBound = (
-            {"name": name, "secret": True, "provided": value is not None} if pb.params[name].secret else {"name": name, "value": value}
+            {"name": name, "secret": True, "provided": value is not None}
+            if pb.params[name].secret
+            else {"name": name, "value": value}
         )
         items.append((EventType.PARAM_BOUND, param, None))
     return items
@@ -87,17 +91,27 @@ def journaled_playbook(st: S.IncidentState) -> Playbook:
     return loaded.playbook
 
 
-def collect_secrets(frontend: Frontend, st: S.IncidentState, pb: Playbook, given: dict[str, str] | None) -> dict[str, Any]:
+def collect_secrets(
+    frontend: Frontend, st: S.IncidentState, pb: Playbook, given: dict[str, str] | None
+) -> dict[str, Any]:
     """Each secret parameter's value, from ``given`` or asked of the operator, checked."""
     values: dict[str, Any] = {}
     for name in st.secret_params:
         value: Any = (given or {}).get(name)
         if value is None:
-            request = Request(Ask.SECRET, st.id, None, title=f"Value of secret parameter {name!r}",
-                              choices=(Choice.VALUE, Choice.QUIT), extra={"param": name})
+            request = Request(
+                Ask.SECRET,
+                st.id,
+                None,
+                title=f"Value of secret parameter {name!r}",
+                choices=(Choice.VALUE, Choice.QUIT),
+                extra={"param": name},
+            )
             d = frontend.decide(request)
             if d.choice != Choice.VALUE or not d.value:
-                raise NeedsHuman(f"Incident {st.id} needs the secret parameter {name!r}: set RUNBOOK_PARAM_{name.upper()} and resume.")
+                raise NeedsHuman(
+                    f"Incident {st.id} needs the secret parameter {name!r}: set RUNBOOK_PARAM_{name.upper()} and resume."
+                )
             value = d.value
         spec = pb.params.get(name)
         if spec is not None:

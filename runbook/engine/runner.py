@@ -54,7 +54,13 @@ class RunStatus(StrEnum):
     TAKEN_OVER = "taken-over"  # someone else drives it now; a script must not read that as success
 
 
-_EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.PAUSED: 0, RunStatus.NEEDS_HUMAN: 3, RunStatus.TAKEN_OVER: 1}
+_EXIT_CODES = {
+    RunStatus.COMPLETED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.PAUSED: 0,
+    RunStatus.NEEDS_HUMAN: 3,
+    RunStatus.TAKEN_OVER: 1,
+}
 
 
 @dataclass
@@ -70,7 +76,6 @@ class Outcome:
         return _EXIT_CODES.get(self.status, 1)
 
 
-
 class Engine:
     """Runs incidents. Front ends call :meth:`open` or :meth:`resume`, then :meth:`run`.
 
@@ -83,7 +88,13 @@ class Engine:
     """
 
     def __init__(
-        self, journal: Journal, frontend: Frontend, *, home: Path, environment: Environment, services: Services | None = None
+        self,
+        journal: Journal,
+        frontend: Frontend,
+        *,
+        home: Path,
+        environment: Environment,
+        services: Services | None = None,
     ) -> None:
         self.journal = journal
         self.services = services or Services()
@@ -120,7 +131,9 @@ class Engine:
 
     # -- opening -----------------------------------------------------------------------------
 
-    def open(self, loaded: Loaded, given: dict[str, Any], *, mode: str = "live", drill: bool = False) -> S.IncidentState:
+    def open(
+        self, loaded: Loaded, given: dict[str, Any], *, mode: str = "live", drill: bool = False
+    ) -> S.IncidentState:
         """Bind params and open a new incident (journaled), locked to this process.
 
         Raises:
@@ -147,7 +160,9 @@ class Engine:
         self._secret_values = {n: v for n, v in bound.items() if pb.params[n].secret}
         return self.rec.state
 
-    def resume(self, incident: str, *, take_over: bool = False, secrets: dict[str, str] | None = None) -> S.IncidentState:
+    def resume(
+        self, incident: str, *, take_over: bool = False, secrets: dict[str, str] | None = None
+    ) -> S.IncidentState:
         """Load an incident from the journal and lock it to this process.
 
         Raises:
@@ -172,7 +187,9 @@ class Engine:
             raise
         self.rec = Recorder(self.journal, self.frontend, self.redactor, st)
         if previous is not None and previous.alive():
-            self._append(EventType.TAKE_OVER, {"from": previous.holder, "from_pid": previous.pid, "since": previous.since})
+            self._append(
+                EventType.TAKE_OVER, {"from": previous.holder, "from_pid": previous.pid, "since": previous.since}
+            )
         else:
             self._append(EventType.RESUMED, {"stale_lock": previous.holder if previous else None})
         if st.closed is not None:
@@ -191,7 +208,9 @@ class Engine:
             return self._close()
         except QuitRequested:
             self._pause("operator quit")
-            return Outcome(st.id, RunStatus.PAUSED, f"Incident {st.id} paused; resume it with `runbook resume {st.id}`.")
+            return Outcome(
+                st.id, RunStatus.PAUSED, f"Incident {st.id} paused; resume it with `runbook resume {st.id}`."
+            )
         except NeedsHuman as exc:
             self._pause(str(exc))
             return Outcome(st.id, RunStatus.NEEDS_HUMAN, str(exc))
@@ -300,29 +319,52 @@ class Engine:
             self._after_failure(step, str(exc))
             return False
         if isinstance(verdict, Unknown):
-            self._append(EventType.STEP_PLANNED, {"reason": f"depends on {verdict.ref}", "when": step.when}, step=step.id)
+            self._append(
+                EventType.STEP_PLANNED, {"reason": f"depends on {verdict.ref}", "when": step.when}, step=step.id
+            )
             return False
         if not verdict:
-            self._append(EventType.STEP_SKIPPED, {"reason": f"condition is false: {step.when}", "by": "engine"}, step=step.id)
+            self._append(
+                EventType.STEP_SKIPPED, {"reason": f"condition is false: {step.when}", "by": "engine"}, step=step.id
+            )
             return False
         return True
 
     def _plan_only(self, step: Step, call: Call) -> bool:
         """Dry-run: journal a mutating (or unresolvable) step as planned instead of running it."""
         if call.effect != Effect.READ_ONLY.value or step.kind == "manual":
-            self._append(EventType.STEP_PLANNED, {"action": call.describe, "run": call.action, "effect": call.effect,
-                                                  "target": call.target, "confirm": call.confirm}, step=step.id)
+            self._append(
+                EventType.STEP_PLANNED,
+                {
+                    "action": call.describe,
+                    "run": call.action,
+                    "effect": call.effect,
+                    "target": call.target,
+                    "confirm": call.confirm,
+                },
+                step=step.id,
+            )
             return True
         if not call.resolved:
-            self._append(EventType.STEP_PLANNED, {"action": call.describe, "run": call.action, "effect": call.effect,
-                                                  "reason": "needs outputs of steps that did not run"}, step=step.id)
+            self._append(
+                EventType.STEP_PLANNED,
+                {
+                    "action": call.describe,
+                    "run": call.action,
+                    "effect": call.effect,
+                    "reason": "needs outputs of steps that did not run",
+                },
+                step=step.id,
+            )
             return True
         return False
 
     def _ask_before(self, step: Step, call: Call) -> bool:
         """Run it now? False when the operator skipped it (journaled)."""
         decisions = self._decisions()
-        d = self.frontend.decide(decisions.request(Ask.BEFORE_STEP, step, call, choices=(Choice.RUN, Choice.SKIP, Choice.QUIT)))
+        d = self.frontend.decide(
+            decisions.request(Ask.BEFORE_STEP, step, call, choices=(Choice.RUN, Choice.SKIP, Choice.QUIT))
+        )
         if d.choice == Choice.QUIT:
             raise QuitRequested()
         if d.choice == Choice.SKIP:
@@ -358,7 +400,9 @@ class Engine:
             if attempts_left > 0:
                 if self._cancel.wait(parse_duration(step.retry_delay)):
                     self._cancel.clear()
-                    self._fail_step(step, ss.attempts, "the retries were stopped by the operator", 0.0, None, final=True)
+                    self._fail_step(
+                        step, ss.attempts, "the retries were stopped by the operator", 0.0, None, final=True
+                    )
                     break
                 try:
                     call = resolve_call(step, self._lookup(), self.redactor)
@@ -371,23 +415,62 @@ class Engine:
         st = self._recorder().state
         attempt = st.step(step.id).attempts + 1
         log_path = step_log_path(self.home, st.id, step.id, attempt)
-        self._append(EventType.STEP_STARTED, {"attempt": attempt, "action": call.describe, "effect": call.effect,
-                                              "target": call.target, "log": str(log_path)}, step=step.id)
-        runner = AttemptRunner(environment=self.environment, services=self.services, redactor=self.redactor,
-                               frontend=self.frontend, cancel=self._cancel, home=self.home)
+        self._append(
+            EventType.STEP_STARTED,
+            {
+                "attempt": attempt,
+                "action": call.describe,
+                "effect": call.effect,
+                "target": call.target,
+                "log": str(log_path),
+            },
+            step=step.id,
+        )
+        runner = AttemptRunner(self.environment, self.services, self.redactor, self.frontend, self._cancel, self.home)
         timeout = parse_duration(step.timeout) if step.timeout is not None else None
         outcome = runner.run(Attempt(st.id, st.mode, step, call, log_path, self.home / "incidents" / st.id, timeout))
         log = (str(log_path), outcome.digest, outcome.lines)
         if outcome.error is not None:
-            self._fail_step(step, attempt, outcome.error, outcome.duration, log, final=final or outcome.stuck, timed_out=outcome.timed_out)
+            self._fail_step(
+                step,
+                attempt,
+                outcome.error,
+                outcome.duration,
+                log,
+                final=final or outcome.stuck,
+                timed_out=outcome.timed_out,
+            )
         else:
-            self._append(EventType.STEP_FINISHED, {"outputs": _journal_outputs(outcome.outputs), "duration": round(outcome.duration, 3),
-                                                   "log": log[0], "log_sha256": log[1], "lines": log[2]}, step=step.id)
+            self._append(
+                EventType.STEP_FINISHED,
+                {
+                    "outputs": _journal_outputs(outcome.outputs),
+                    "duration": round(outcome.duration, 3),
+                    "log": log[0],
+                    "log_sha256": log[1],
+                    "lines": log[2],
+                },
+                step=step.id,
+            )
         return outcome
 
-    def _fail_step(self, step: Step, attempt: int, error: str, duration: float, log: tuple[str, str, int] | None,
-                   *, final: bool, timed_out: bool = False) -> None:
-        payload: StepFailed = {"attempt": attempt, "error": sentence(error), "duration": round(duration, 3), "will_retry": not final}
+    def _fail_step(
+        self,
+        step: Step,
+        attempt: int,
+        error: str,
+        duration: float,
+        log: tuple[str, str, int] | None,
+        *,
+        final: bool,
+        timed_out: bool = False,
+    ) -> None:
+        payload: StepFailed = {
+            "attempt": attempt,
+            "error": sentence(error),
+            "duration": round(duration, 3),
+            "will_retry": not final,
+        }
         if timed_out:
             payload["timed_out"] = True
         if log is not None:
@@ -399,14 +482,25 @@ class Engine:
         st = self._recorder().state
         ss = st.step(step.id)
         if policy == "continue":
-            self._append(EventType.STEP_FAILURE_ACCEPTED, {"policy": "continue", "error": sentence(error)}, step=step.id)
+            self._append(
+                EventType.STEP_FAILURE_ACCEPTED, {"policy": "continue", "error": sentence(error)}, step=step.id
+            )
             ss.continued = True
             return
         if policy == "stop":
             raise StopIncident(f"Step {step.id!r} failed: {sentence(error)}")
-        d = self.frontend.decide(Request(Ask.FAILURE, st.id, step.id, title=step.label, description=step.description or "",
-                                         error=sentence(error), attempt=ss.attempts,
-                                         choices=(Choice.RETRY, Choice.SKIP, Choice.STOP, Choice.QUIT)))
+        d = self.frontend.decide(
+            Request(
+                Ask.FAILURE,
+                st.id,
+                step.id,
+                title=step.label,
+                description=step.description or "",
+                error=sentence(error),
+                attempt=ss.attempts,
+                choices=(Choice.RETRY, Choice.SKIP, Choice.STOP, Choice.QUIT),
+            )
+        )
         if d.choice == Choice.RETRY:
             self._append(EventType.STEP_RETRY_REQUESTED, {"reason": d.reason or "operator chose retry"}, step=step.id)
             self._run_step(step)
@@ -419,7 +513,10 @@ class Engine:
 
 
 def _journal_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v[-OUTPUT_JOURNAL_LIMIT:] if isinstance(v, str) and len(v) > OUTPUT_JOURNAL_LIMIT else v for k, v in outputs.items()}
+    return {
+        k: v[-OUTPUT_JOURNAL_LIMIT:] if isinstance(v, str) and len(v) > OUTPUT_JOURNAL_LIMIT else v
+        for k, v in outputs.items()
+    }
 
 
 def _tail(path: str | None, n: int) -> list[str]:

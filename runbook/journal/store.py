@@ -100,8 +100,12 @@ def canonical(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def chain_hash(incident: str, n: int, ts: str, actor: str, step: str | None, type_: str, payload: str, prev: str) -> str:
-    material = json.dumps([incident, n, ts, actor, step, type_, payload, prev], separators=(",", ":"), ensure_ascii=False)
+def chain_hash(
+    incident: str, n: int, ts: str, actor: str, step: str | None, type_: str, payload: str, prev: str
+) -> str:
+    material = json.dumps(
+        [incident, n, ts, actor, step, type_, payload, prev], separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
@@ -164,7 +168,15 @@ class Journal:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def append(self, incident: str, type_: EventType | str, payload: Mapping[str, Any] | None = None, *, step: str | None = None, actor: str | None = None) -> Event:
+    def append(
+        self,
+        incident: str,
+        type_: EventType | str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        step: str | None = None,
+        actor: str | None = None,
+    ) -> Event:
         """Durably append one event and return it (committed to disk when this returns).
 
         Raises:
@@ -220,7 +232,9 @@ class Journal:
             try:
                 with self._write() as db:
                     self._check_token(db, incident)
-                    last = db.execute("SELECT n, hash FROM events WHERE incident=? ORDER BY n DESC LIMIT 1", (incident,)).fetchone()
+                    last = db.execute(
+                        "SELECT n, hash FROM events WHERE incident=? ORDER BY n DESC LIMIT 1", (incident,)
+                    ).fetchone()
                     n, prev = (last[0] + 1, last[1]) if last else (0, GENESIS)
                     for kind, payload, step in items:
                         type_ = str(kind)  # an EventType is stored as its value
@@ -365,7 +379,9 @@ class Journal:
         host = socket.gethostname()
         with self._lock:
             with self._write() as db:
-                row = db.execute("SELECT incident, holder, host, pid, since, token FROM locks WHERE incident=?", (incident,)).fetchone()
+                row = db.execute(
+                    "SELECT incident, holder, host, pid, since, token FROM locks WHERE incident=?", (incident,)
+                ).fetchone()
                 previous = LockInfo(*row) if row else None
                 mine = previous is not None and previous.token == self._tokens.get(incident)
                 if previous is not None and not mine and previous.alive() and not take_over:

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["Outbox", "SlackSettings", "attach", "cli_hook", "detach", "settings_from"]
 
 
-def attach(journal: Journal, config: Config | None, environment: Environment | None, *, transport: Any = None) -> Outbox | None:
+def attach(
+    journal: Journal, config: Config | None, environment: Environment | None, *, transport: Any = None
+) -> Outbox | None:
     """Attach a new Slack outbox to ``journal`` and start its sender.
 
     Settings come from the environment's ``slack`` store, falling back to ``[notify.slack]``.

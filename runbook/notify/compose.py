@@ -20,7 +20,13 @@ from runbook.playbook.catalog import step_headings
 Reply = tuple[str, str, str]  # (emoji, headline, detail)
 
 # Events after which the parent message's status line is rewritten.
-UPDATES_PARENT = STEP_OUTCOMES | {EventType.PAUSED, EventType.RESUMED, EventType.TAKE_OVER, EventType.REOPENED, EventType.INCIDENT_CLOSED}
+UPDATES_PARENT = STEP_OUTCOMES | {
+    EventType.PAUSED,
+    EventType.RESUMED,
+    EventType.TAKE_OVER,
+    EventType.REOPENED,
+    EventType.INCIDENT_CLOSED,
+}
 _STATUS_WORDS = {S.IncidentStatus.OPEN: "running", S.IncidentStatus.PAUSED: "paused"}
 
 
@@ -39,7 +45,9 @@ class IncidentContext:
         self.last_n = ev.n
         S.apply(self.state, ev)
         if ev.kind == EventType.INCIDENT_OPENED:
-            self.steps = {sid: (title or sid, notify) for sid, (title, notify) in step_headings(self.state.playbook_text).items()}
+            self.steps = {
+                sid: (title or sid, notify) for sid, (title, notify) in step_headings(self.state.playbook_text).items()
+            }
         elif ev.kind == EventType.NOTIFICATION_QUEUED and ev.payload.get("kind") == "parent":
             self.parent_id = ev.payload.get("id")
 
@@ -48,11 +56,24 @@ class IncidentContext:
         st = self.state
         closing = st.closing or {}
         return IncidentInfo(
-            incident=st.id, title=st.title, playbook=st.playbook_id, tier=st.tier, level=st.level, env=st.env,
-            mode=st.mode, operator=st.driver, rto=st.rto, rpo=st.rpo, opened=st.opened,
+            incident=st.id,
+            title=st.title,
+            playbook=st.playbook_id,
+            tier=st.tier,
+            level=st.level,
+            env=st.env,
+            mode=st.mode,
+            operator=st.driver,
+            rto=st.rto,
+            rpo=st.rpo,
+            opened=st.opened,
             status=_STATUS_WORDS.get(st.status, st.status.value),
-            done=st.count(S.StepStatus.DONE), failed=st.count(S.StepStatus.FAILED), skipped=st.count(S.StepStatus.SKIPPED),
-            total=len(self.steps), elapsed=closing.get("elapsed"), rto_met=closing.get("rto_met"),
+            done=st.count(S.StepStatus.DONE),
+            failed=st.count(S.StepStatus.FAILED),
+            skipped=st.count(S.StepStatus.SKIPPED),
+            total=len(self.steps),
+            elapsed=closing.get("elapsed"),
+            rto_met=closing.get("rto_met"),
         )
 
 
@@ -75,7 +96,11 @@ def _done(ctx: IncidentContext, ev: Event) -> list[Reply]:
     p = ev.payload
     dur = _dur(p.get("duration"))
     headline = notify if isinstance(notify, str) else f"Step {title} done"
-    detail = f"Step {title} done" + (f" in {dur}" if dur else "") if isinstance(notify, str) else (f"Took {dur}." if dur else "")
+    detail = (
+        f"Step {title} done" + (f" in {dur}" if dur else "")
+        if isinstance(notify, str)
+        else (f"Took {dur}." if dur else "")
+    )
     if ev.kind == EventType.STEP_MARKED_DONE:
         detail = f"Marked done by {ev.actor}: {p.get('reason')}"
     last = _last_line(p.get("outputs"))
@@ -109,7 +134,9 @@ def _confirmed(ctx: IncidentContext, ev: Event) -> list[Reply]:
 
 def _closed(ctx: IncidentContext, ev: Event) -> list[Reply]:
     p = ev.payload
-    return [("🏁" if p.get("status") == "completed" else "🛑", f"Incident {p.get('status')}", _close_detail(ctx.info(), p))]
+    return [
+        ("🏁" if p.get("status") == "completed" else "🛑", f"Incident {p.get('status')}", _close_detail(ctx.info(), p))
+    ]
 
 
 _REPLIES: dict[EventType, Callable[[IncidentContext, Event], list[Reply]]] = {
@@ -118,7 +145,13 @@ _REPLIES: dict[EventType, Callable[[IncidentContext, Event], list[Reply]]] = {
     EventType.STEP_FAILED: _failed,
     EventType.STEP_SKIPPED: _skipped,
     EventType.CONFIRMATION_GIVEN: _confirmed,
-    EventType.TAKE_OVER: lambda ctx, ev: [("🔁", f"Incident taken over by {ev.actor}", f"From {ev.payload.get('from')} (pid {ev.payload.get('from_pid')}).")],
+    EventType.TAKE_OVER: lambda ctx, ev: [
+        (
+            "🔁",
+            f"Incident taken over by {ev.actor}",
+            f"From {ev.payload.get('from')} (pid {ev.payload.get('from_pid')}).",
+        )
+    ],
     EventType.PAUSED: lambda ctx, ev: [("⏸️", "Incident paused", str(ev.payload.get("reason") or ""))],
     EventType.INCIDENT_CLOSED: _closed,
     EventType.DRILL_RESULT: lambda ctx, ev: [("🧪", "Drill result", _drill_detail(ev.payload))],
@@ -145,7 +178,14 @@ def _close_detail(info: IncidentInfo, p: dict[str, Any]) -> str:
     else:
         lines.append(f"Elapsed {_dur(elapsed)} (no RTO target)")
     if info.rpo is not None:
-        lines.append(f"RPO target {_dur(info.rpo)}" + (" (achieved RPO follows in the drill result)" if info.drill else " (data loss is assessed in the review)"))
+        lines.append(
+            f"RPO target {_dur(info.rpo)}"
+            + (
+                " (achieved RPO follows in the drill result)"
+                if info.drill
+                else " (data loss is assessed in the review)"
+            )
+        )
     lines.append(f"Steps: {info.done} done, {info.failed} failed, {info.skipped} skipped of {info.total}")
     if p.get("message"):
         lines.append(str(p["message"]))
@@ -157,7 +197,9 @@ def _drill_detail(p: dict[str, Any]) -> str:
     for key, value in p.items():
         if isinstance(value, dict | list):
             continue
-        if key in ("rto", "rpo", "rto_target", "rpo_target", "rto_achieved", "rpo_achieved", "elapsed") and isinstance(value, int | float):
+        if key in ("rto", "rpo", "rto_target", "rpo_target", "rto_achieved", "rpo_achieved", "elapsed") and isinstance(
+            value, int | float
+        ):
             value = _dur(value)
         lines.append(f"{key}: {value}")
     return "\n".join(lines[:30])

@@ -19,6 +19,7 @@ MAX_FIELD = 2_000
 TEXT_CHUNK = 39_000
 MAX_PARTS = 5  # beyond this a long message is truncated: the full text stays in the journal
 
+
 def mrkdwn_escape(text: str) -> str:
     """Escape the three characters Slack's mrkdwn reserves (also defuses ``<!channel>`` pings)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -127,7 +128,9 @@ def parent_message(info: IncidentInfo, *, via: str = "api") -> tuple[str, list[d
     return text, blocks
 
 
-def reply_message(info: IncidentInfo, emoji: str, headline: str, detail: str = "", *, via: str = "api") -> tuple[str, list[dict[str, Any]]]:
+def reply_message(
+    info: IncidentInfo, emoji: str, headline: str, detail: str = "", *, via: str = "api"
+) -> tuple[str, list[dict[str, Any]]]:
     """A thread reply (or, in webhook mode, a separate message tagged with the incident id)."""
     tag = "" if via == "api" else f"[{info.incident}] "
     head = f"{info.prefix()}{tag}{headline}"
@@ -156,13 +159,20 @@ def fit_message(text: str, blocks: list[dict[str, Any]] | None) -> list[tuple[st
             if isinstance(t, dict) and len(t.get("text", "")) > MAX_SECTION:
                 body = t["text"]
                 for i in range(0, len(body), MAX_SECTION):
-                    out_blocks.append({"type": "section", "text": {"type": t.get("type", "mrkdwn"), "text": body[i : i + MAX_SECTION]}})
+                    out_blocks.append(
+                        {
+                            "type": "section",
+                            "text": {"type": t.get("type", "mrkdwn"), "text": body[i : i + MAX_SECTION]},
+                        }
+                    )
             else:
                 out_blocks.append(b)
         if len(out_blocks) > MAX_BLOCKS:
             dropped = len(out_blocks) - (MAX_BLOCKS - 1)
             out_blocks = out_blocks[: MAX_BLOCKS - 1] + [
-                context_block(f"… {dropped} more blocks not shown (Slack allows {MAX_BLOCKS}); the full message is in the incident journal.")
+                context_block(
+                    f"… {dropped} more blocks not shown (Slack allows {MAX_BLOCKS}); the full message is in the incident journal."
+                )
             ]
     if len(text) <= MAX_TEXT:
         return [(text, out_blocks)]
@@ -176,7 +186,9 @@ def fit_message(text: str, blocks: list[dict[str, Any]] | None) -> list[tuple[st
     for i, chunk in enumerate(chunks, 1):
         note = f"\n(part {i}/{n})"
         if i == n and truncated:
-            note += f" … {truncated} more characters not sent (Slack's limit); the full text is in the incident journal."
+            note += (
+                f" … {truncated} more characters not sent (Slack's limit); the full text is in the incident journal."
+            )
         # Blocks (if any) carry a summary on the first part only; later parts are plain text.
         parts.append((chunk + note, (out_blocks if i == 1 else None)))
     if out_blocks is not None:

@@ -41,7 +41,6 @@ QUEUED, SENT, FAILED = EventType.NOTIFICATION_QUEUED, EventType.NOTIFICATION_SEN
 RECENT = timedelta(days=7)  # resume delivers what was queued within this window
 
 
-
 class Outbox(Delivery):
     """Journal-backed Slack outbox with a background sender.
 
@@ -52,7 +51,9 @@ class Outbox(Delivery):
         secrets: Values to scrub from every message (environment secrets, the token).
     """
 
-    def __init__(self, journal: Journal, settings: SlackSettings, *, transport: Any = None, secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self, journal: Journal, settings: SlackSettings, *, transport: Any = None, secrets: Iterable[str] = ()
+    ) -> None:
         self.journal = journal
         self.settings = settings
         self.transport = transport or SlackTransport(settings)
@@ -127,7 +128,9 @@ class Outbox(Delivery):
         except Exception as exc:  # noqa: BLE001 - the operator's append already succeeded; never fail it
             self._journal_error = f"{type(exc).__name__}: {exc}"
 
-    def enqueue_message(self, incident: str, text: str, *, channel: str | None = None, step: str | None = None, thread: bool = True) -> str:
+    def enqueue_message(
+        self, incident: str, text: str, *, channel: str | None = None, step: str | None = None, thread: bool = True
+    ) -> str:
         """Queue a playbook's own message (``notify.slack``); returns its notification id.
 
         Args:
@@ -153,7 +156,17 @@ class Outbox(Delivery):
                 head += f"(for {dest}) "
             body = head + text
             blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn_escape(body)}}]
-            ids = self._enqueue(incident, dest, "message", body, blocks, thread=parent, step=step, prefix="a" + uuid.uuid4().hex[:10], role=role)
+            ids = self._enqueue(
+                incident,
+                dest,
+                "message",
+                body,
+                blocks,
+                thread=parent,
+                step=step,
+                prefix="a" + uuid.uuid4().hex[:10],
+                role=role,
+            )
             return ids[0]
 
     def _enqueue(
@@ -180,8 +193,20 @@ class Outbox(Delivery):
             nid = f"{incident}#{prefix}" + (f".{i + 1}" if len(parts) > 1 else "")
             if nid in self._known:
                 continue
-            item = Pending(incident, {"id": nid, "channel": channel if via == "api" else "webhook", "kind": kind, "via": via, "text": part_text,
-                                      "blocks": part_blocks, "thread": thread, "update_of": update_of, "role": role})
+            item = Pending(
+                incident,
+                {
+                    "id": nid,
+                    "channel": channel if via == "api" else "webhook",
+                    "kind": kind,
+                    "via": via,
+                    "text": part_text,
+                    "blocks": part_blocks,
+                    "thread": thread,
+                    "update_of": update_of,
+                    "role": role,
+                },
+            )
             try:
                 self.journal.append(incident, QUEUED, item.msg, step=step)
             except LostLockError:
@@ -250,11 +275,21 @@ class Outbox(Delivery):
         via, info = self.settings.via, ctx.info()
         for i, (emoji, headline, detail) in enumerate(replies):
             text, blocks = reply_message(info, emoji, headline, detail, via=via)
-            self._enqueue(ev.incident, self.settings.channel, "reply", text, blocks, thread=parent if via == "api" else None,
-                          step=ev.step, prefix=f"{ev.n}" + (f"r{i}" if i else ""))
+            self._enqueue(
+                ev.incident,
+                self.settings.channel,
+                "reply",
+                text,
+                blocks,
+                thread=parent if via == "api" else None,
+                step=ev.step,
+                prefix=f"{ev.n}" + (f"r{i}" if i else ""),
+            )
         if via == "api" and updates:
             text, blocks = parent_message(info, via=via)
-            self._enqueue(ev.incident, self.settings.channel, "update", text, blocks, update_of=parent, prefix=f"{ev.n}u")
+            self._enqueue(
+                ev.incident, self.settings.channel, "update", text, blocks, update_of=parent, prefix=f"{ev.n}u"
+            )
 
     # -- scrubbing -----------------------------------------------------------------------------
 

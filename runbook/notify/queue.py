@@ -57,7 +57,14 @@ def pending_from(incident: str, p: dict[str, Any], settings: SlackSettings) -> P
     elif role == "security" and settings.security_channel:
         channel = settings.security_channel
     msg: NotificationQueued = {
-        "id": str(p.get("id", "")), "channel": channel, "kind": str(p.get("kind") or "reply"), "via": str(p.get("via") or "api"),
-        "text": str(p.get("text") or ""), "blocks": p.get("blocks"), "thread": p.get("thread"), "update_of": p.get("update_of"), "role": role,
+        "id": str(p.get("id", "")),
+        "channel": channel,
+        "kind": str(p.get("kind") or "reply"),
+        "via": str(p.get("via") or "api"),
+        "text": str(p.get("text") or ""),
+        "blocks": p.get("blocks"),
+        "thread": p.get("thread"),
+        "update_of": p.get("update_of"),
+        "role": role,
     }
     return Pending(incident, msg)

@@ -85,7 +85,9 @@ class Delivery:
     def _deliver(self, q: Queue, item: Pending) -> None:
         if item.is_update:
             with self._lock:
-                later = next((x for x in list(q.items)[1:] if x.is_update and x.msg["update_of"] == item.msg["update_of"]), None)
+                later = next(
+                    (x for x in list(q.items)[1:] if x.is_update and x.msg["update_of"] == item.msg["update_of"]), None
+                )
             if later is not None:
                 # Only the latest status matters: skip an update a newer one replaces.
                 self._finish(q, item, {"id": item.id, "superseded_by": later.id})
@@ -181,4 +183,3 @@ class Delivery:
                 self.journal.append(incident, type_, payload)  # the token is dropped now: append unlocked
         except Exception as exc:  # noqa: BLE001 - delivery happened; the status tells the journal failed
             self._journal_error = str(exc)
-

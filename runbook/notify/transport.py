@@ -50,6 +50,7 @@ CONTENT = frozenset(
     }
 )
 
+
 class DeliveryError(Exception):
     """One failed Slack call, classified for the retry policy.
 
@@ -92,7 +93,10 @@ class SlackTransport:
     def _client(self) -> Any:
         token = self.settings.token()
         if not token:
-            raise DeliveryError("permanent", f"not_configured: the environment variable {self.settings.token_env} (token_env) is not set")
+            raise DeliveryError(
+                "permanent",
+                f"not_configured: the environment variable {self.settings.token_env} (token_env) is not set",
+            )
         if self._web is None or token != self._web_token:
             from slack_sdk import WebClient
 
@@ -105,14 +109,22 @@ class SlackTransport:
     def _webhook(self) -> Any:
         url = self.settings.webhook_url()
         if not url:
-            raise DeliveryError("permanent", f"not_configured: the environment variable {self.settings.webhook_url_env} (webhook_url_env) is not set")
+            raise DeliveryError(
+                "permanent",
+                f"not_configured: the environment variable {self.settings.webhook_url_env} (webhook_url_env) is not set",
+            )
         if self._hook is None or url != self._hook_url:
             from slack_sdk.webhook import WebhookClient
 
-            self._hook, self._hook_url = WebhookClient(url, timeout=int(max(1, self.settings.timeout)), retry_handlers=[]), url
+            self._hook, self._hook_url = (
+                WebhookClient(url, timeout=int(max(1, self.settings.timeout)), retry_handlers=[]),
+                url,
+            )
         return self._hook
 
-    def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None = None) -> Posted:
+    def post(
+        self, channel: str, text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None = None
+    ) -> Posted:
         """Post one message (a thread reply when ``thread_ts`` is given).
 
         Raises:
@@ -196,7 +208,9 @@ def _classify(status: int, code: str, retry_after: float | None) -> DeliveryErro
     if status == 429 or code in ("ratelimited", "rate_limited"):
         return DeliveryError("rate_limited", "ratelimited", retry_after if retry_after is not None else 1.0)
     if status >= 500 or code in ("internal_error", "fatal_error", "service_unavailable", "request_timeout"):
-        return DeliveryError("transient", f"{code} (HTTP {status})" if not code.startswith("http_") else f"HTTP {status}")
+        return DeliveryError(
+            "transient", f"{code} (HTTP {status})" if not code.startswith("http_") else f"HTTP {status}"
+        )
     if code in CONTENT:
         return DeliveryError("content", code)
     if code in PERMANENT or 400 <= status < 500:

@@ -124,7 +124,9 @@ def normalize_timestamp(name: str, value: str) -> str:
     try:
         parsed = parse_utc(value)
     except ValueError:
-        raise ParamError(f"parameter {name!r} must be a timestamp like 2025-11-23T10:30:00Z, not {_show(value)}") from None
+        raise ParamError(
+            f"parameter {name!r} must be a timestamp like 2025-11-23T10:30:00Z, not {_show(value)}"
+        ) from None
     return iso_z(parsed)
 
 

@@ -139,9 +139,16 @@ def validate_raw(raw: Any, path: Path) -> Loaded:
             loc = _yaml_loc(tuple(err["loc"]))
             where = ".".join(str(p) for p in loc) or "playbook"
             if err["type"] == "extra_forbidden":
-                add(line_of(raw, loc, key=True), f"unknown key {loc[-1]!r}" + (f" in {'.'.join(map(str, loc[:-1]))}" if len(loc) > 1 else ""))
+                add(
+                    line_of(raw, loc, key=True),
+                    f"unknown key {loc[-1]!r}" + (f" in {'.'.join(map(str, loc[:-1]))}" if len(loc) > 1 else ""),
+                )
             elif err["type"] == "missing":
-                add(line_of(raw, loc[:-1]), f"missing required key {loc[-1]!r}" + (f" in {'.'.join(map(str, loc[:-1]))}" if len(loc) > 1 else ""))
+                add(
+                    line_of(raw, loc[:-1]),
+                    f"missing required key {loc[-1]!r}"
+                    + (f" in {'.'.join(map(str, loc[:-1]))}" if len(loc) > 1 else ""),
+                )
             else:
                 msg = err["msg"]
                 if msg.startswith("Value error, "):
@@ -197,9 +204,15 @@ def _check_meaning(pb: Playbook, raw: Any, path: Path, add: Any) -> None:
                 for ref in refs_in(value):
                     # A drill may hand the playbook a value its setup/break produced.
                     if ref.root == "steps" and ref.parts[1] not in scenario_ids:
-                        add(line, f"scenario parameter {name!r} refers to {ref.parts[1]!r}, which is not a setup or break step")
+                        add(
+                            line,
+                            f"scenario parameter {name!r} refers to {ref.parts[1]!r}, which is not a setup or break step",
+                        )
                     elif ref.root not in ("steps", "env"):
-                        add(line, f"scenario parameter {name!r} may refer to setup/break step outputs or env.*, not {ref.text!r}")
+                        add(
+                            line,
+                            f"scenario parameter {name!r} may refer to setup/break step outputs or env.*, not {ref.text!r}",
+                        )
             except RefError as exc:
                 add(line, f"scenario parameter {name!r}: {exc}")
     if pb.scenario is None and not pb.not_drillable:
@@ -284,12 +297,19 @@ def _check_kind(step: Step, loc: tuple[Any, ...], sline: int, w: _Where) -> bool
     """Exactly one of run/shell/manual, and only the keys that kind takes."""
     kinds = [k for k, v in (("run", step.run), ("shell", step.shell), ("manual", step.manual or None)) if v]
     if len(kinds) != 1:
-        w.add(sline, f"step {step.id!r} needs exactly one of run, shell or manual" + (f" (has {', '.join(kinds)})" if kinds else ""))
+        w.add(
+            sline,
+            f"step {step.id!r} needs exactly one of run, shell or manual"
+            + (f" (has {', '.join(kinds)})" if kinds else ""),
+        )
         return False
     if step.with_ and not step.run:
         w.add(line_of(w.raw, (*loc, "with"), key=True), f"step {step.id!r}: 'with' only applies to run steps")
     if step.effect is not None and step.kind != "shell":
-        w.add(line_of(w.raw, (*loc, "effect"), key=True), f"step {step.id!r}: 'effect' only applies to shell steps (actions declare their own)")
+        w.add(
+            line_of(w.raw, (*loc, "effect"), key=True),
+            f"step {step.id!r}: 'effect' only applies to shell steps (actions declare their own)",
+        )
     if (step.cwd or step.env) and step.kind != "shell":
         w.add(sline, f"step {step.id!r}: 'cwd' and 'env' only apply to shell steps")
     return True
@@ -303,13 +323,19 @@ def _check_action(step: Step, action: Any, loc: tuple[Any, ...], w: _Where) -> N
     for out_name, spec in step.outputs.items():
         src = spec.source if isinstance(spec, OutputSpec) else spec
         if src not in ("stdout", "last_line", "exit_code") and src not in action.outputs:
-            w.add(line_of(w.raw, (*loc, "outputs", out_name)), f"step {step.id!r}: action {step.run!r} has no output {src!r}")
+            w.add(
+                line_of(w.raw, (*loc, "outputs", out_name)),
+                f"step {step.id!r}: action {step.run!r} has no output {src!r}",
+            )
 
 
 def _check_output_names(step: Step, loc: tuple[Any, ...], w: _Where) -> None:
     for out_name, spec in step.outputs.items():
         if not _IDENT.match(out_name):
-            w.add(line_of(w.raw, (*loc, "outputs", out_name), key=True), f"output name {out_name!r} must be lower-case letters, digits and '_'")
+            w.add(
+                line_of(w.raw, (*loc, "outputs", out_name), key=True),
+                f"output name {out_name!r} must be lower-case letters, digits and '_'",
+            )
         if isinstance(spec, OutputSpec) and spec.regex:
             try:
                 re.compile(spec.regex)
@@ -320,14 +346,19 @@ def _check_output_names(step: Step, loc: tuple[Any, ...], w: _Where) -> None:
 def _check_confirmation(step: Step, loc: tuple[Any, ...], w: _Where) -> None:
     if step.kind == "shell" and step_effect(step) == Effect.DESTRUCTIVE and not isinstance(step.confirm, ConfirmTyped):
         # For a command the target is only argv[0] ("rm"): the playbook must say what to type.
-        w.add(line_of(w.raw, (*loc, "effect")), f"step {step.id!r}: a destructive shell step needs confirm: {{typed: …}} naming what it destroys")
+        w.add(
+            line_of(w.raw, (*loc, "effect")),
+            f"step {step.id!r}: a destructive shell step needs confirm: {{typed: …}} naming what it destroys",
+        )
     # Confirmation may be raised, never lowered.
     declared = confirm_level(step)
     if declared is not None and step.kind != "manual":
         default = _effect_default_confirm(step_effect(step))
         if CONFIRM_RANK[declared] < CONFIRM_RANK[default]:
-            w.add(line_of(w.raw, (*loc, "confirm")),
-                  f"step {step.id!r}: confirm {declared!r} is lower than the {default!r} that a {step_effect(step).value} action requires")
+            w.add(
+                line_of(w.raw, (*loc, "confirm")),
+                f"step {step.id!r}: confirm {declared!r} is lower than the {default!r} that a {step_effect(step).value} action requires",
+            )
 
 
 def _check_step_refs(step: Step, index: int, loc: tuple[Any, ...], w: _Where) -> None:
@@ -347,7 +378,18 @@ def _check_step_refs(step: Step, index: int, loc: tuple[Any, ...], w: _Where) ->
             from runbook.playbook.refs import condition_refs
 
             for text in condition_refs(parse_condition(step.when)):
-                _check_ref(tuple(text.split(".")), step, index, w.pb, w.ids, w.later_ok, w.scenario, w.raw, (*loc, "when"), w.add)
+                _check_ref(
+                    tuple(text.split(".")),
+                    step,
+                    index,
+                    w.pb,
+                    w.ids,
+                    w.later_ok,
+                    w.scenario,
+                    w.raw,
+                    (*loc, "when"),
+                    w.add,
+                )
         except RefError as exc:
             w.add(line_of(w.raw, (*loc, "when")), f"step {step.id!r}: {exc}")
 
@@ -358,7 +400,10 @@ def _check_with(step: Step, action: Any, loc: tuple[Any, ...], raw: Any, add: An
     for key in step.with_:
         if key not in aliases:
             known = ", ".join(sorted(aliases)) or "none"
-            add(line_of(raw, (*loc, "with", key), key=True), f"step {step.id!r}: action {step.run!r} has no parameter {key!r} (it takes: {known})")
+            add(
+                line_of(raw, (*loc, "with", key), key=True),
+                f"step {step.id!r}: action {step.run!r} has no parameter {key!r} (it takes: {known})",
+            )
     # Type-check literal values now; templated ones are checked when they are resolved.
     literal = {k: v for k, v in step.with_.items() if k in aliases and not has_template(v)}
     templated = {k for k, v in step.with_.items() if has_template(v)}

@@ -35,7 +35,10 @@ def verify_export(doc: dict[str, Any]) -> tuple[int, int | None]:
         body = canonical(ev["payload"])
         if ev["n"] != i or ev["prev"] != prev:
             return i, ev.get("n", i)
-        if chain_hash(ev["incident"], ev["n"], ev["ts"], ev["actor"], ev["step"], ev["type"], body, ev["prev"]) != ev["hash"]:
+        if (
+            chain_hash(ev["incident"], ev["n"], ev["ts"], ev["actor"], ev["step"], ev["type"], body, ev["prev"])
+            != ev["hash"]
+        ):
             return i, ev["n"]
         prev = ev["hash"]
     return len(doc.get("events", [])), None

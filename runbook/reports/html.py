@@ -37,7 +37,7 @@ def _chart(r: Report) -> str:
     """Gantt-like SVG: each step's attempts from incident start, with the RTO target as a line."""
     if not r.opened_ts:
         return ""
-    steps = [s for s in r.steps.values() if s.spans][:rep.CHART_MAX_STEPS]
+    steps = [s for s in r.steps.values() if s.spans][: rep.CHART_MAX_STEPS]
     if not steps:
         return "<p>No step ran, so there is no duration chart.</p>"
     rto = r.opened.get("rto")
@@ -46,23 +46,33 @@ def _chart(r: Report) -> str:
     label_w, width, row_h = 220, 900, 18
     plot_w = width - label_w - 80
     height = row_h * len(steps) + 50
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="step durations against the RTO target">']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="step durations against the RTO target">'
+    ]
     for i, s in enumerate(steps):
         y = 20 + i * row_h
         name = (s.title or s.id)[:32]
         out.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">{_e(name)}</text>')
-        colour = "#17723a" if s.status in ("done", "marked done") else ("#b42318" if s.status == "failed" else "#8a6100")
+        colour = (
+            "#17723a" if s.status in ("done", "marked done") else ("#b42318" if s.status == "failed" else "#8a6100")
+        )
         for a, b in s.spans:
             x0 = label_w + plot_w * rep.seconds_between(r.opened_ts, a) / scale_max
             w = max(1.5, plot_w * rep.seconds_between(a, b) / scale_max)
-            out.append(f'<rect x="{x0:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}"><title>{_e(s.id)}: {_e(rep.dur(rep.seconds_between(a, b)))}</title></rect>')
+            out.append(
+                f'<rect x="{x0:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}"><title>{_e(s.id)}: {_e(rep.dur(rep.seconds_between(a, b)))}</title></rect>'
+            )
         out.append(f'<text x="{label_w + plot_w + 6}" y="{y + 12}">{_e(rep.dur(s.duration))}</text>')
     axis_y = 20 + len(steps) * row_h + 4
     out.append(f'<line x1="{label_w}" y1="{axis_y}" x2="{label_w + plot_w}" y2="{axis_y}" stroke="#5b6670"/>')
-    out.append(f'<text x="{label_w}" y="{axis_y + 16}">0</text><text x="{label_w + plot_w}" y="{axis_y + 16}" text-anchor="end">{_e(rep.dur(scale_max))}</text>')
+    out.append(
+        f'<text x="{label_w}" y="{axis_y + 16}">0</text><text x="{label_w + plot_w}" y="{axis_y + 16}" text-anchor="end">{_e(rep.dur(scale_max))}</text>'
+    )
     if rto:
         x = label_w + plot_w * float(rto) / scale_max
-        out.append(f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{axis_y}" stroke="#b42318" stroke-dasharray="5,4" stroke-width="2"/>')
+        out.append(
+            f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{axis_y}" stroke="#b42318" stroke-dasharray="5,4" stroke-width="2"/>'
+        )
         out.append(f'<text x="{x:.1f}" y="10" text-anchor="middle" fill="#b42318">RTO {_e(rep.dur(rto))}</text>')
     out.append("</svg>")
     more = len([s for s in r.steps.values() if s.spans]) - len(steps)
@@ -87,8 +97,17 @@ def _steps(r: Report) -> list[list[str]]:
     rows = []
     for i, s in enumerate(r.steps.values(), 1):
         cls = s.status.split()[0]
-        rows.append([str(i), f"{_e(rep.clean(s.title or s.id))}<br><code>{_e(s.id)}</code>", f"<span class={_e(cls)}>{_e(rep.clean(rep.step_status_text(s)))}</span>",
-                     str(s.attempts), _e(rep.dur(s.duration)) if s.timed else "—", _e(rep.utc(s.started)) if s.started else "—", _e(rep.utc(s.finished)) if s.finished else "—"])
+        rows.append(
+            [
+                str(i),
+                f"{_e(rep.clean(s.title or s.id))}<br><code>{_e(s.id)}</code>",
+                f"<span class={_e(cls)}>{_e(rep.clean(rep.step_status_text(s)))}</span>",
+                str(s.attempts),
+                _e(rep.dur(s.duration)) if s.timed else "—",
+                _e(rep.utc(s.started)) if s.started else "—",
+                _e(rep.utc(s.finished)) if s.finished else "—",
+            ]
+        )
     return rows
 
 
@@ -96,13 +115,30 @@ def _confirmations(r: Report) -> list[list[str]]:
     rows = []
     for c in r.confirmations:
         what, typed = rep.confirm_what(c)
-        rows.append([_e(rep.utc(c["ts"])), _e(rep.local_time(c["ts"])), _e(c["step"]), _e(c["who"]), _e(c.get("level", "")),
-                     _e(rep.clean(rep.confirmation_text(c))), f"<code>{_e(what)}</code>", _e(typed)])
+        rows.append(
+            [
+                _e(rep.utc(c["ts"])),
+                _e(rep.local_time(c["ts"])),
+                _e(c["step"]),
+                _e(c["who"]),
+                _e(c.get("level", "")),
+                _e(rep.clean(rep.confirmation_text(c))),
+                f"<code>{_e(what)}</code>",
+                _e(typed),
+            ]
+        )
     return rows
 
 
 def _items(rows: list[tuple[str, str, str]]) -> str:
-    return "<ul>" + "".join(f"<li>{_e(rep.utc(ts))} UTC ({_e(rep.local_time(ts))} local), {_e(who)}: {_e(text)}</li>" for ts, who, text in rows) + "</ul>"
+    return (
+        "<ul>"
+        + "".join(
+            f"<li>{_e(rep.utc(ts))} UTC ({_e(rep.local_time(ts))} local), {_e(who)}: {_e(text)}</li>"
+            for ts, who, text in rows
+        )
+        + "</ul>"
+    )
 
 
 def _drill(r: Report) -> str:
@@ -117,16 +153,34 @@ def _notifications(r: Report) -> str:
     out = f"<h2>Notifications (outbox delivery)</h2><p>{_e(rep.outbox_summary(r))}</p>"
     if not r.notifications:
         return out
-    rows = [[_e(n.id.rsplit("#", 1)[-1]), _e(n.kind), _e(n.channel), _e(rep.utc(n.queued)), _e(n.outcome), _e(rep.utc(n.sent)) if n.sent else "—",
-             str(n.attempts), _e(rep.clean(n.error or ""))] for n in r.notifications.values()]
-    return out + _table(["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"], rows)
+    rows = [
+        [
+            _e(n.id.rsplit("#", 1)[-1]),
+            _e(n.kind),
+            _e(n.channel),
+            _e(rep.utc(n.queued)),
+            _e(n.outcome),
+            _e(rep.utc(n.sent)) if n.sent else "—",
+            str(n.attempts),
+            _e(rep.clean(n.error or "")),
+        ]
+        for n in r.notifications.values()
+    ]
+    return out + _table(
+        ["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"], rows
+    )
 
 
 def _timeline(r: Report) -> list[str]:
     esc = html.escape  # the long part: kept lean
-    return ["<h2>Timeline</h2><table><thead><tr><th>UTC</th><th>local</th><th>actor</th><th>step</th><th>event</th></tr></thead><tbody>",
-            *(f"<tr><td>{u}</td><td>{lo}</td><td>{esc(a)}</td><td>{esc(s)}</td><td>{esc(w)}</td></tr>" for u, lo, a, s, w in r.timeline),
-            "</tbody></table></body></html>\n"]
+    return [
+        "<h2>Timeline</h2><table><thead><tr><th>UTC</th><th>local</th><th>actor</th><th>step</th><th>event</th></tr></thead><tbody>",
+        *(
+            f"<tr><td>{u}</td><td>{lo}</td><td>{esc(a)}</td><td>{esc(s)}</td><td>{esc(w)}</td></tr>"
+            for u, lo, a, s, w in r.timeline
+        ),
+        "</tbody></table></body></html>\n",
+    ]
 
 
 def render_html(r: Report) -> str:
@@ -141,15 +195,43 @@ def render_html(r: Report) -> str:
     ]
     if r.is_drill:
         out.append('<p class="drill">DRILL — not a real incident</p>')
-    out.append(f"<p class=meta>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the journal of <code>{_e(r.incident)}</code> ({r.events} events). "
-               f"Check its integrity with <code>runbook verify {_e(r.incident)}</code>.</p>")
+    out.append(
+        f"<p class=meta>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the journal of <code>{_e(r.incident)}</code> ({r.events} events). "
+        f"Check its integrity with <code>runbook verify {_e(r.incident)}</code>.</p>"
+    )
     out += [_summary(r), "<h2>Step durations against the RTO target</h2>", _chart(r)]
-    out.append(_section("Parameters", ["name", "value"], [[_e(n), _e(rep.param_value(v, sec))] for n, v, sec in r.params]))
-    out.append("<h2>Steps</h2>" + _table(["#", "step", "status", "attempts", "duration", "started (UTC)", "finished (UTC)"], _steps(r)))
-    out.append(_section("Confirmations", ["UTC", "local", "step", "who", "level", "given", "what", "typed"], _confirmations(r), "<p>None were needed.</p>"))
-    out.append(_section("Skipped steps", ["UTC", "step", "by", "reason"], [[_e(rep.utc(ts)), _e(sid), _e(by), _e(reason)] for ts, sid, reason, by in r.skips]))
-    out.append(_section("Failures", ["UTC", "step", "attempt", "error", "retried"],
-                        [[_e(rep.utc(ts)), _e(sid), _e(a or ""), _e(err), "yes" if retry else "no"] for ts, sid, err, a, retry in r.failures]))
+    out.append(
+        _section("Parameters", ["name", "value"], [[_e(n), _e(rep.param_value(v, sec))] for n, v, sec in r.params])
+    )
+    out.append(
+        "<h2>Steps</h2>"
+        + _table(["#", "step", "status", "attempts", "duration", "started (UTC)", "finished (UTC)"], _steps(r))
+    )
+    out.append(
+        _section(
+            "Confirmations",
+            ["UTC", "local", "step", "who", "level", "given", "what", "typed"],
+            _confirmations(r),
+            "<p>None were needed.</p>",
+        )
+    )
+    out.append(
+        _section(
+            "Skipped steps",
+            ["UTC", "step", "by", "reason"],
+            [[_e(rep.utc(ts)), _e(sid), _e(by), _e(reason)] for ts, sid, reason, by in r.skips],
+        )
+    )
+    out.append(
+        _section(
+            "Failures",
+            ["UTC", "step", "attempt", "error", "retried"],
+            [
+                [_e(rep.utc(ts)), _e(sid), _e(a or ""), _e(err), "yes" if retry else "no"]
+                for ts, sid, err, a, retry in r.failures
+            ],
+        )
+    )
     out.append("<h2>Notes</h2>" + (_items(r.notes) if r.notes else "<p>None.</p>"))
     if r.handovers:
         out.append("<h2>Pauses, resumes and take-overs</h2>" + _items(r.handovers))

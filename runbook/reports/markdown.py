@@ -33,8 +33,17 @@ def _steps(r: Report) -> list[list[Any]]:
     rows = []
     for i, s in enumerate(r.steps.values(), 1):
         label = f"{s.title} (`{s.id}`)" if s.title and s.title != s.id else f"`{s.id}`"
-        rows.append([i, rep.clean(label), rep.clean(rep.step_status_text(s)), s.attempts, rep.dur(s.duration) if s.timed else "—",
-                     rep.utc(s.started) if s.started else "—", rep.utc(s.finished) if s.finished else "—"])
+        rows.append(
+            [
+                i,
+                rep.clean(label),
+                rep.clean(rep.step_status_text(s)),
+                s.attempts,
+                rep.dur(s.duration) if s.timed else "—",
+                rep.utc(s.started) if s.started else "—",
+                rep.utc(s.finished) if s.finished else "—",
+            ]
+        )
     return rows
 
 
@@ -42,24 +51,56 @@ def _confirmations(r: Report) -> list[list[Any]]:
     rows = []
     for c in r.confirmations:
         what, typed = rep.confirm_what(c)
-        rows.append([rep.utc(c["ts"]), rep.local_time(c["ts"]), c["step"], c["who"], c.get("level", ""), rep.clean(rep.confirmation_text(c)), what, typed])
+        rows.append(
+            [
+                rep.utc(c["ts"]),
+                rep.local_time(c["ts"]),
+                c["step"],
+                c["who"],
+                c.get("level", ""),
+                rep.clean(rep.confirmation_text(c)),
+                what,
+                typed,
+            ]
+        )
     return rows
 
 
 def _notifications(r: Report) -> list[list[Any]]:
-    return [[n.id.rsplit("#", 1)[-1], n.kind, n.channel, rep.utc(n.queued), n.outcome, rep.utc(n.sent) if n.sent else "—", n.attempts, rep.clean(n.error or "")]
-            for n in r.notifications.values()]
+    return [
+        [
+            n.id.rsplit("#", 1)[-1],
+            n.kind,
+            n.channel,
+            rep.utc(n.queued),
+            n.outcome,
+            rep.utc(n.sent) if n.sent else "—",
+            n.attempts,
+            rep.clean(n.error or ""),
+        ]
+        for n in r.notifications.values()
+    ]
 
 
 def _lines(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
-    return ["", f"## {title}", "", *[f"- {rep.utc(ts)} UTC ({rep.local_time(ts)} local), {_md(who)}: {_md(text)}" for ts, who, text in rows]]
+    return [
+        "",
+        f"## {title}",
+        "",
+        *[f"- {rep.utc(ts)} UTC ({rep.local_time(ts)} local), {_md(who)}: {_md(text)}" for ts, who, text in rows],
+    ]
 
 
 def _drill(r: Report) -> list[str]:
     if not (r.is_drill or r.drill):
         return []
     if not r.drill:
-        return ["", "## Drill result", "", "No drill result was journaled (`runbook drill` records one after its verification)."]
+        return [
+            "",
+            "## Drill result",
+            "",
+            "No drill result was journaled (`runbook drill` records one after its verification).",
+        ]
     return _table("Drill result", ["", ""], [[k, rep.clean(rep.fmt_value(k, v))] for k, v in r.drill.items()])
 
 
@@ -67,23 +108,45 @@ def render_markdown(r: Report) -> str:
     o = r.opened
     kind = "Drill report" if r.is_drill else "Incident review draft"
     out: list[str] = [f"# {kind}: {_md(rep.clean(o.get('title') or o.get('playbook') or r.incident))}", ""]
-    out.append(f"_Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by runbook from the journal of `{r.incident}` ({r.events} events). "
-               f"Check its integrity with `runbook verify {r.incident}`._")
+    out.append(
+        f"_Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by runbook from the journal of `{r.incident}` ({r.events} events). "
+        f"Check its integrity with `runbook verify {r.incident}`._"
+    )
     out += _table("Summary", ["", ""], [list(row) for row in rep.summary_rows(r)])
     out += _table("Parameters", ["name", "value"], [[n, rep.param_value(v, sec)] for n, v, sec in r.params])
-    out += _table("Steps", ["#", "step", "status", "attempts", "duration", "started (UTC)", "finished (UTC)"], _steps(r), None)
-    out += _table("Confirmations", ["UTC", "local", "step", "who", "level", "given", "what", "typed"], _confirmations(r), "None were needed.")
-    out += _table("Skipped steps", ["UTC", "step", "by", "reason"], [[rep.utc(ts), sid, by, reason] for ts, sid, reason, by in r.skips])
-    out += _table("Failures", ["UTC", "step", "attempt", "error", "retried"],
-                  [[rep.utc(ts), sid, a or "", err, "yes" if retry else "no"] for ts, sid, err, a, retry in r.failures])
+    out += _table(
+        "Steps", ["#", "step", "status", "attempts", "duration", "started (UTC)", "finished (UTC)"], _steps(r), None
+    )
+    out += _table(
+        "Confirmations",
+        ["UTC", "local", "step", "who", "level", "given", "what", "typed"],
+        _confirmations(r),
+        "None were needed.",
+    )
+    out += _table(
+        "Skipped steps",
+        ["UTC", "step", "by", "reason"],
+        [[rep.utc(ts), sid, by, reason] for ts, sid, reason, by in r.skips],
+    )
+    out += _table(
+        "Failures",
+        ["UTC", "step", "attempt", "error", "retried"],
+        [[rep.utc(ts), sid, a or "", err, "yes" if retry else "no"] for ts, sid, err, a, retry in r.failures],
+    )
     out += _lines("Notes", r.notes) if r.notes else ["", "## Notes", "", "None."]
     if r.handovers:
         out += _lines("Pauses, resumes and take-overs", r.handovers)
     out += _drill(r)
     out += ["", "## Notifications (outbox delivery)", "", rep.outbox_summary(r)]
     if r.notifications:
-        out += _table(None, ["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"], _notifications(r))
+        out += _table(
+            None,
+            ["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"],
+            _notifications(r),
+        )
     out += ["", "## Timeline", "", "| UTC | local | actor | step | event |", "|---|---|---|---|---|"]
-    out += [f"| {u} | {lo} | {_md(a)} | {_md(s)} | {_md(w)} |" for u, lo, a, s, w in r.timeline]  # the long part: kept lean
+    out += [
+        f"| {u} | {lo} | {_md(a)} | {_md(s)} | {_md(w)} |" for u, lo, a, s, w in r.timeline
+    ]  # the long part: kept lean
     out.append("")
     return "\n".join(out)

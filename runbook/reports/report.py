@@ -27,6 +27,7 @@ from runbook.reports.timeline import describe_event
 
 CHART_MAX_STEPS = 200  # the chart stays readable; the steps table lists them all
 
+
 def clean(text: Any) -> str:
     return scrub(text if isinstance(text, str) else str(text))
 
@@ -53,8 +54,16 @@ class Report:
     @property
     def opened(self) -> dict[str, Any]:
         st = self.state
-        return {"playbook": st.playbook_id, "title": st.title, "tier": st.tier, "level": st.level, "env": st.env,
-                "mode": st.mode, "rto": st.rto, "rpo": st.rpo}
+        return {
+            "playbook": st.playbook_id,
+            "title": st.title,
+            "tier": st.tier,
+            "level": st.level,
+            "env": st.env,
+            "mode": st.mode,
+            "rto": st.rto,
+            "rpo": st.rpo,
+        }
 
     @property
     def opened_ts(self) -> str:
@@ -97,8 +106,16 @@ class Report:
 
     @property
     def confirmations(self) -> list[dict[str, Any]]:
-        return [{"ts": ev.ts, "step": ev.step or "", "who": ev.actor, "given": ev.kind == EventType.CONFIRMATION_GIVEN, **ev.payload}
-                for ev in self.state.confirmations]
+        return [
+            {
+                "ts": ev.ts,
+                "step": ev.step or "",
+                "who": ev.actor,
+                "given": ev.kind == EventType.CONFIRMATION_GIVEN,
+                **ev.payload,
+            }
+            for ev in self.state.confirmations
+        ]
 
     @property
     def notes(self) -> list[tuple[str, str, str]]:
@@ -106,13 +123,28 @@ class Report:
 
     @property
     def skips(self) -> list[tuple[str, str, str, str]]:
-        return [(ev.ts, ev.step or "", clean(str(ev.payload.get("reason") or "")), "engine" if ev.payload.get("by") == "engine" else ev.actor)
-                for ev in self.state.skips]
+        return [
+            (
+                ev.ts,
+                ev.step or "",
+                clean(str(ev.payload.get("reason") or "")),
+                "engine" if ev.payload.get("by") == "engine" else ev.actor,
+            )
+            for ev in self.state.skips
+        ]
 
     @property
     def failures(self) -> list[tuple[str, str, str, Any, bool]]:
-        return [(ev.ts, ev.step or "", clean(str(ev.payload.get("error") or "")), ev.payload.get("attempt"), bool(ev.payload.get("will_retry")))
-                for ev in self.state.failures]
+        return [
+            (
+                ev.ts,
+                ev.step or "",
+                clean(str(ev.payload.get("error") or "")),
+                ev.payload.get("attempt"),
+                bool(ev.payload.get("will_retry")),
+            )
+            for ev in self.state.failures
+        ]
 
     @property
     def handovers(self) -> list[tuple[str, str, str]]:
@@ -141,7 +173,19 @@ class _StepView:
 
     @classmethod
     def of(cls, s: S.StepState, title: str) -> _StepView:
-        return cls(s.id, title, s.label, s.attempts, s.first_started, s.finished, s.total_duration, s.timed, s.error, s.reason, s.spans)
+        return cls(
+            s.id,
+            title,
+            s.label,
+            s.attempts,
+            s.first_started,
+            s.finished,
+            s.total_duration,
+            s.timed,
+            s.error,
+            s.reason,
+            s.spans,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,7 +202,9 @@ class _NotificationView:
     @classmethod
     def of(cls, n: S.NotificationState) -> _NotificationView:
         q = n.queued
-        return cls(n.id, str(q.get("kind", "")), str(q.get("channel", "")), n.queued_at, n.sent, n.attempts, n.error, n.outcome)
+        return cls(
+            n.id, str(q.get("kind", "")), str(q.get("channel", "")), n.queued_at, n.sent, n.attempts, n.error, n.outcome
+        )
 
 
 def local_time(ts: str) -> str:
@@ -208,7 +254,9 @@ def summary_rows(r: Report) -> list[tuple[str, str]]:
     rto = o.get("rto")
     if rto:
         met = elapsed is not None and float(elapsed) <= float(rto)
-        rto_line = f"target {dur(rto)}, achieved {dur(elapsed)} — {'met' if met else 'MISSED'}" + ("" if r.closed else " (still open)")
+        rto_line = f"target {dur(rto)}, achieved {dur(elapsed)} — {'met' if met else 'MISSED'}" + (
+            "" if r.closed else " (still open)"
+        )
     else:
         rto_line = f"no target; elapsed {dur(elapsed)}"
     counts: dict[str, int] = {}
@@ -282,7 +330,11 @@ def confirm_what(c: dict[str, Any]) -> tuple[str, str]:
 
 
 def fmt_value(key: str, value: Any) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool) and any(x in key for x in ("rto", "rpo", "elapsed", "seconds", "duration")):
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and any(x in key for x in ("rto", "rpo", "elapsed", "seconds", "duration"))
+    ):
         return f"{dur(value)} ({value})"
     if isinstance(value, dict | list):
         import json

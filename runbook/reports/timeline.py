@@ -27,7 +27,9 @@ def _param(p: dict[str, Any]) -> str:
 
 def _finished(p: dict[str, Any]) -> str:
     dur = p.get("duration")
-    return "done" + (f" in {format_duration(dur)}" if dur is not None else "") + (" (manual)" if p.get("manual") else "")
+    return (
+        "done" + (f" in {format_duration(dur)}" if dur is not None else "") + (" (manual)" if p.get("manual") else "")
+    )
 
 
 def _confirmed(p: dict[str, Any]) -> str:
@@ -54,7 +56,9 @@ _DESCRIBE: dict[EventType, Callable[[dict[str, Any]], str]] = {
     EventType.STEP_FAILURE_ACCEPTED: lambda p: "failure accepted (on_failure: continue)",
     EventType.CONFIRMATION_GIVEN: _confirmed,
     EventType.CONFIRMATION_REFUSED: lambda p: f"confirmation refused: {p.get('reason', 'operator said no')}",
-    EventType.INTERRUPTED_RESOLVED: lambda p: f"interrupted step resolved: {p.get('choice')}" + (f" ({p.get('reason')})" if p.get("reason") else ""),
+    EventType.INTERRUPTED_RESOLVED: lambda p: (
+        f"interrupted step resolved: {p.get('choice')}" + (f" ({p.get('reason')})" if p.get("reason") else "")
+    ),
     EventType.NOTE: lambda p: f"note: {p.get('text')}",
     EventType.PAUSED: lambda p: f"paused: {p.get('reason')}",
     EventType.RESUMED: lambda p: "resumed" + (f" (stale lock of {p.get('stale_lock')})" if p.get("stale_lock") else ""),

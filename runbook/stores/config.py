@@ -132,7 +132,9 @@ def load_config(explicit: str | None = None, *, local: Mapping[str, LocalEnviron
     return Config(
         path=path,
         default_env=model.default_env,
-        playbook_dirs=[d if Path(d).expanduser().is_absolute() else str((base / d).expanduser()) for d in model.playbook_dirs],
+        playbook_dirs=[
+            d if Path(d).expanduser().is_absolute() else str((base / d).expanduser()) for d in model.playbook_dirs
+        ],
         environments={name: _environment_data(env) for name, env in model.environments.items()},
         notify={"slack": model.notify.slack.model_dump(exclude_unset=True)} if model.notify.slack else {},
         drill_days=dict(model.drill_days),
@@ -163,7 +165,7 @@ def _check(data: dict[str, Any], path: Path, text: str) -> Any:
         if err["type"] == "extra_forbidden" and loc and looks_secret(loc[-1]):
             raise UsageError(
                 f"{where}: {dotted} looks like a secret: put it in an environment variable and write "
-                f"{loc[-1]}_env = \"VARIABLE_NAME\" instead."
+                f'{loc[-1]}_env = "VARIABLE_NAME" instead.'
             ) from None
         if err["type"] == "extra_forbidden":
             raise UsageError(f"{where}: unknown setting {dotted}.") from None

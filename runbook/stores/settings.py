@@ -122,7 +122,9 @@ class GcpStore(Strict):
         for key, value in (self.model_extra or {}).items():
             base = next((k for k in _GCP_KEYS for r in regions if key == f"{k}_{r}"), None)
             if base is None:
-                raise ValueError(f"unknown setting {key!r} (a per-region setting is <setting>_<region>, e.g. dataset_{regions[0]})")
+                raise ValueError(
+                    f"unknown setting {key!r} (a per-region setting is <setting>_<region>, e.g. dataset_{regions[0]})"
+                )
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise ValueError(f"{key} must be a string or a number")
         return self
@@ -193,9 +195,10 @@ class ConfigFile(Strict):
     playbook_dirs: list[str] = Field(default_factory=list)
     environments: dict[str, EnvironmentSettings] = Field(default_factory=dict)
     notify: NotifySettings = Field(default_factory=NotifySettings)
-    drill_days: dict[Literal["level1", "level2", "level3", "default"], Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    drill_days: dict[Literal["level1", "level2", "level3", "default"], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
 
 
 def looks_secret(key: str) -> bool:
     return any(word in key.lower() for word in SECRET_WORDS) and not key.endswith("_env")
-

@@ -15,8 +15,13 @@ def test_drill_restores_and_is_recorded(rb_home: Path) -> None:
     incident = next(line.split()[1] for line in r.stdout.splitlines() if line.startswith("incident: "))
     rows = {row["id"]: row for row in json.loads(runbook(rb_home, "list", "--json").stdout)}
     assert rows["storage-restore-tenant"]["last_drilled"] is not None
-    assert rows["storage-restore-tenant"]["drill_overdue"] is False and rows["storage-restore-tenant"]["drill_every_days"] == 30
-    assert all(row["drill_overdue"] for pid, row in rows.items() if pid != "storage-restore-tenant" and row["drillable"])
+    assert (
+        rows["storage-restore-tenant"]["drill_overdue"] is False
+        and rows["storage-restore-tenant"]["drill_every_days"] == 30
+    )
+    assert all(
+        row["drill_overdue"] for pid, row in rows.items() if pid != "storage-restore-tenant" and row["drillable"]
+    )
     table = runbook(rb_home, "list").stdout
     assert "never ⚠ due" in table
     assert runbook(rb_home, "verify", incident).returncode == 0
@@ -28,7 +33,7 @@ def test_drill_restores_and_is_recorded(rb_home: Path) -> None:
 def test_drill_fails_when_the_data_does_not_come_back(rb_home: Path, tmp_path: Path) -> None:
     text = (REPO / "playbooks" / "storage-restore-tenant.yaml").read_text()
     # Sabotage: restore a different tenant than the one the scenario deleted.
-    text = text.replace('tenant: "{{ params.tenant }}"\n    notify: true', 'tenant: tenant-abc\n    notify: true')
+    text = text.replace('tenant: "{{ params.tenant }}"\n    notify: true', "tenant: tenant-abc\n    notify: true")
     assert "tenant: tenant-abc" in text
     pb = tmp_path / "pbs" / "storage-restore-tenant.yaml"
     pb.parent.mkdir()
@@ -41,7 +46,9 @@ def test_drill_fails_when_the_data_does_not_come_back(rb_home: Path, tmp_path: P
 
 def test_playbook_without_scenario_is_not_drillable(rb_home: Path, tmp_path: Path) -> None:
     pb = tmp_path / "manual-only.yaml"
-    pb.write_text("id: manual-only\ntitle: M\ntier: maintenance\nnot_drillable: needs a human on site\nsteps:\n  - id: a\n    manual: true\n")
+    pb.write_text(
+        "id: manual-only\ntitle: M\ntier: maintenance\nnot_drillable: needs a human on site\nsteps:\n  - id: a\n    manual: true\n"
+    )
     r = runbook(rb_home, "drill", str(pb))
     assert r.returncode == 2 and "cannot be drilled: needs a human on site" in r.stderr
 

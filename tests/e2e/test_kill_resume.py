@@ -96,7 +96,11 @@ steps:
     assert r.returncode == 0, r.stderr
     evs = events(rb_home, incident)
     resolved = [e for e in evs if e.type == "interrupted_resolved"]
-    assert resolved and resolved[0].payload["choice"] == "skip" and resolved[0].payload["reason"] == "checked by hand: data is there"
+    assert (
+        resolved
+        and resolved[0].payload["choice"] == "skip"
+        and resolved[0].payload["reason"] == "checked by hand: data is there"
+    )
     assert any(e.type == "step_finished" and e.step == "after" for e in evs)
     assert counter.read_text().count("run") == 1
     assert runbook(rb_home, "verify", incident).returncode == 0
@@ -165,7 +169,7 @@ steps:
 
 def test_random_kills_never_lose_acknowledged_events(rb_home: Path, tmp_path: Path) -> None:
     steps = "\n".join(
-        f"  - id: s{i}\n    shell: [sh, -c, 'echo {i} >> \"$0\"; sleep 0.0{i % 5}', \"{tmp_path / 'ran'}\"]\n    effect: read-only"
+        f'  - id: s{i}\n    shell: [sh, -c, \'echo {i} >> "$0"; sleep 0.0{i % 5}\', "{tmp_path / "ran"}"]\n    effect: read-only'
         for i in range(30)
     )
     pb = write_playbook(tmp_path / "pbs", f"id: many\ntitle: Many\ntier: maintenance\nsteps:\n{steps}\n")
@@ -192,7 +196,10 @@ def test_random_kills_never_lose_acknowledged_events(rb_home: Path, tmp_path: Pa
 
 
 def test_headless_json_outputs(rb_home: Path, tmp_path: Path) -> None:
-    pb = write_playbook(tmp_path / "pbs", "id: tiny\ntitle: Tiny\ntier: maintenance\nrto: 5m\nsteps:\n  - id: a\n    shell: [echo, hi]\n    effect: read-only\n")
+    pb = write_playbook(
+        tmp_path / "pbs",
+        "id: tiny\ntitle: Tiny\ntier: maintenance\nrto: 5m\nsteps:\n  - id: a\n    shell: [echo, hi]\n    effect: read-only\n",
+    )
     r = runbook(rb_home, "run", str(pb), "--headless")
     assert r.returncode == 0 and r.stdout.startswith("incident: ")
     incident = r.stdout.split()[1]
@@ -226,7 +233,9 @@ steps:
     r = runbook(rb_home, "resume", incident, "--headless")
     assert r.returncode == 1
     assert "is being driven by" in r.stderr and "--take-over" in r.stderr
-    r = runbook(rb_home, "resume", incident, "--headless", "--take-over", "--skip", "--reason", "original operator unreachable")
+    r = runbook(
+        rb_home, "resume", incident, "--headless", "--take-over", "--skip", "--reason", "original operator unreachable"
+    )
     assert r.returncode == 0, r.stderr
     proc.wait(timeout=30)
     evs = events(rb_home, incident)
@@ -295,7 +304,15 @@ steps:
     r = runbook(rb_home, "run", str(pb), "--headless", RUNBOOK_PARAM_PASSWORD="Rot4ted-Secret-99")
     assert r.returncode == 3 and "confirm_rotation=done" in r.stderr
     incident = r.stdout.split()[1]
-    r = runbook(rb_home, "resume", incident, "--headless", "--confirm", "confirm_rotation=done", RUNBOOK_PARAM_PASSWORD="Rot4ted-Secret-99")
+    r = runbook(
+        rb_home,
+        "resume",
+        incident,
+        "--headless",
+        "--confirm",
+        "confirm_rotation=done",
+        RUNBOOK_PARAM_PASSWORD="Rot4ted-Secret-99",
+    )
     assert r.returncode == 0, r.stderr
     assert S.fold(incident, events(rb_home, incident)).status == "completed"
     assert b"Rot4ted-Secret-99" not in (rb_home / "journal.sqlite3").read_bytes()

@@ -25,14 +25,23 @@ from runbook.playbook.validate import load
 from tests.conftest import REPO
 
 DRIVER = Path(__file__).with_name("drive.py")
-CANDIDATES = ["storage-restore-tenant", "db-restore-full", "storage-restore-full", "db-restore-tables", "storage-restore-dataset", "dr-accidental-deletion"]
+CANDIDATES = [
+    "storage-restore-tenant",
+    "db-restore-full",
+    "storage-restore-full",
+    "db-restore-tables",
+    "storage-restore-dataset",
+    "dr-accidental-deletion",
+]
 PLAYBOOKS = [p for p in CANDIDATES if (REPO / "playbooks" / f"{p}.yaml").exists()]
 TOTAL_KILLS = 50
 
 
 def driver(home: Path, sandbox: Path, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, RUNBOOK_HOME=str(home), RUNBOOK_SANDBOX_DIR=str(sandbox), NO_COLOR="1")
-    return subprocess.Popen([sys.executable, str(DRIVER), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def kills_for(playbook: str) -> int:
@@ -64,13 +73,21 @@ def test_random_kills_then_resume(playbook: str, rb_home: Path) -> None:
                 proc.send_signal(signal.SIGKILL)
                 out, _ = proc.communicate()
                 acknowledged = {line.split()[1] for line in out.splitlines() if line.startswith("✓ ")}
-                opened = [i for i in journal.incidents() if i not in known and S.fold(i, journal.events(i)).playbook_id == playbook]
+                opened = [
+                    i
+                    for i in journal.incidents()
+                    if i not in known and S.fold(i, journal.events(i)).playbook_id == playbook
+                ]
                 if not opened:
                     # Killed before the incident was even opened: nothing was journaled, start it again.
                     assert not acknowledged
                     r = driver(rb_home, drill.sandbox_dir, "run", playbook)
                     r.communicate(timeout=300)
-                    opened = [i for i in journal.incidents() if i not in known and S.fold(i, journal.events(i)).playbook_id == playbook]
+                    opened = [
+                        i
+                        for i in journal.incidents()
+                        if i not in known and S.fold(i, journal.events(i)).playbook_id == playbook
+                    ]
                 incident = opened[0]
                 finished = {e.step for e in journal.events(incident) if e.type == "step_finished"}
                 assert acknowledged <= finished
@@ -88,7 +105,9 @@ def test_random_kills_then_resume(playbook: str, rb_home: Path) -> None:
                 assert journal.verify(incident)[1] is None
                 events = journal.events(incident)
                 starts = Counter(e.step for e in events if e.type == "step_started")
-                chosen = Counter(e.step for e in events if e.type == "interrupted_resolved" and e.payload["choice"] == "retry")
+                chosen = Counter(
+                    e.step for e in events if e.type == "interrupted_resolved" and e.payload["choice"] == "retry"
+                )
                 automatic = Counter(e.step for e in events if e.type == "step_failed" and e.payload.get("will_retry"))
                 for step, n in starts.items():
                     assert n == 1 + chosen[step] + automatic[step], (step, n, chosen[step], automatic[step])

@@ -36,7 +36,11 @@ def expand(text: str, values: dict[str, str]) -> str:
 def test_hostile_case(case_file: Path, rb_home: Path, tmp_path: Path) -> None:
     case = yaml.safe_load(case_file.read_text())
     canary = tmp_path / "CANARY"
-    values = {"canary": str(canary), "playbook": str(tmp_path / "pbs" / "target.yaml"), "config": str(tmp_path / "runbook.toml")}
+    values = {
+        "canary": str(canary),
+        "playbook": str(tmp_path / "pbs" / "target.yaml"),
+        "config": str(tmp_path / "runbook.toml"),
+    }
     if "playbook" in case:
         (tmp_path / "pbs").mkdir()
         text = expand(case["playbook"], values)

@@ -111,7 +111,15 @@ def attach_outbox(journal: Journal) -> Iterator[Callable[..., notify.Outbox]]:
         notify.detach(outbox)
 
 
-def run_incident(journal: Journal, env: Environment, pb: Path, params: dict[str, Any] | None = None, *, mode: str = "drill", outbox: notify.Outbox | None = None) -> tuple[str, Engine]:
+def run_incident(
+    journal: Journal,
+    env: Environment,
+    pb: Path,
+    params: dict[str, Any] | None = None,
+    *,
+    mode: str = "drill",
+    outbox: notify.Outbox | None = None,
+) -> tuple[str, Engine]:
     """Open and run an incident with the real engine, auto-confirming like a drill."""
     loaded = load(pb)
     assert loaded.ok, loaded.diagnostics
@@ -137,7 +145,9 @@ def posts(server: SlackServer) -> list[dict[str, Any]]:
     return [r for r in (json.loads(line) for line in path.read_text().splitlines()) if r["event"] == "post"]
 
 
-def notification_events(journal: Journal, incident: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def notification_events(
+    journal: Journal, incident: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     evs = journal.events(incident)
     return (
         [e.payload for e in evs if e.type == "notification_queued"],

@@ -83,7 +83,19 @@ def test_kill_9_with_queued_messages_then_resume_delivers_all_once(rb_home: Path
         cfg = _config(tmp_path, server)
         env = cli_env(rb_home, **{TOKEN_ENV: TOKEN})
         proc = subprocess.Popen(
-            [sys.executable, str(DRIVER), "--config", str(cfg), "run", str(pb), "--headless", "--mode", "drill", "--confirm", "wipe=cache"],
+            [
+                sys.executable,
+                str(DRIVER),
+                "--config",
+                str(cfg),
+                "run",
+                str(pb),
+                "--headless",
+                "--mode",
+                "drill",
+                "--confirm",
+                "wipe=cache",
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -108,8 +120,23 @@ def test_kill_9_with_queued_messages_then_resume_delivers_all_once(rb_home: Path
         # `runbook resume` in a new process (with the cli.py wiring): the dead run's messages go
         # out first, then the resumed run's own, and at exit the outbox reports.
         out = subprocess.run(
-            [sys.executable, str(DRIVER), "--config", str(cfg), "resume", incident, "--headless", "--skip", "--reason", "killed in test"],
-            env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            [
+                sys.executable,
+                str(DRIVER),
+                "--config",
+                str(cfg),
+                "resume",
+                incident,
+                "--headless",
+                "--skip",
+                "--reason",
+                "killed in test",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
         )
         assert out.returncode == 0, out.stderr
         assert "slack: all sent" in out.stderr, out.stdout + out.stderr
@@ -128,7 +155,14 @@ def test_kill_9_with_queued_messages_then_resume_delivers_all_once(rb_home: Path
         assert any("typed “cache”" in t for t in texts)
 
         # Another process finds nothing left: nothing is ever sent twice.
-        again = subprocess.run([sys.executable, str(DRIVER), "deliver", str(cfg)], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        again = subprocess.run(
+            [sys.executable, str(DRIVER), "deliver", str(cfg)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
         assert "queued 0" in again.stdout and len(posts(server)) == delivered
         assert TOKEN not in json.dumps(_queued(rb_home))
 
@@ -139,8 +173,24 @@ def test_headless_cli_run_flushes_at_exit(rb_home: Path, tmp_path: Path) -> None
         cfg = _config(tmp_path, server)
         env = cli_env(rb_home, **{TOKEN_ENV: TOKEN})
         r = subprocess.run(
-            [sys.executable, str(DRIVER), "--config", str(cfg), "run", str(pb), "--headless", "--mode", "drill", "--confirm", "wipe=cache"],
-            env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            [
+                sys.executable,
+                str(DRIVER),
+                "--config",
+                str(cfg),
+                "run",
+                str(pb),
+                "--headless",
+                "--mode",
+                "drill",
+                "--confirm",
+                "wipe=cache",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
         )
         assert r.returncode == 0, r.stderr
         assert "slack: all sent" in r.stderr

@@ -99,7 +99,13 @@ def test_5xx_backs_off_and_recovers(slack: SlackServer, journal: Journal, attach
     [({"channel": "#no-such-channel"}, "channel_not_found"), ({"token_env": "RB_TEST_WRONG_TOKEN"}, "invalid_auth")],
 )
 def test_permanent_errors_show_a_clear_status_and_are_delivered_on_resume(
-    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: dict, error: str
+    slack: SlackServer,
+    journal: Journal,
+    attach_outbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict,
+    error: str,
 ) -> None:
     monkeypatch.setenv("RB_TEST_WRONG_TOKEN", "xoxb-0000-wrong-token-value")
     env = slack_env(slack, **overrides)
@@ -127,7 +133,9 @@ def test_permanent_errors_show_a_clear_status_and_are_delivered_on_resume(
     assert again.resume_pending() == 0
 
 
-def test_missing_token_variable_is_a_clear_permanent_failure(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_token_variable_is_a_clear_permanent_failure(
+    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(TOKEN_ENV)
     outbox = attach_outbox(slack_env(slack))
     incident, _ = run_incident(journal, slack_env(slack), drill_playbook(tmp_path), outbox=outbox)
@@ -137,7 +145,9 @@ def test_missing_token_variable_is_a_clear_permanent_failure(slack: SlackServer,
     assert notification_events(journal, incident)[0]
 
 
-def test_oversized_messages_are_split_to_fit_slack(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path) -> None:
+def test_oversized_messages_are_split_to_fit_slack(
+    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path
+) -> None:
     pb = drill_playbook(
         tmp_path,
         """
@@ -182,9 +192,15 @@ def test_fit_message_limits() -> None:
     assert out[0]["text"]["text"] == "y" * MAX_SECTION and len(out[2]["text"]["text"]) == 1000
 
 
-def test_webhook_mode_says_it_cannot_thread_or_update(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_webhook_mode_says_it_cannot_thread_or_update(
+    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RB_TEST_WEBHOOK", slack.webhook_url("incidents"))
-    env = Environment("sandbox", stores={"slack": {"webhook_url_env": "RB_TEST_WEBHOOK", "channel": "#incidents", "retry_cap": 0.2}}, sandbox=True)
+    env = Environment(
+        "sandbox",
+        stores={"slack": {"webhook_url_env": "RB_TEST_WEBHOOK", "channel": "#incidents", "retry_cap": 0.2}},
+        sandbox=True,
+    )
     outbox = attach_outbox(env)
     assert outbox.settings.via == "webhook"
     incident, _ = run_incident(journal, env, drill_playbook(tmp_path), outbox=outbox)
@@ -198,7 +214,9 @@ def test_webhook_mode_says_it_cannot_thread_or_update(slack: SlackServer, journa
     assert slack.webhook_url("incidents") not in json.dumps([e.payload for e in journal.events(incident)])
 
 
-def test_secret_in_step_output_never_reaches_slack(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path) -> None:
+def test_secret_in_step_output_never_reaches_slack(
+    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path
+) -> None:
     pb = drill_playbook(
         tmp_path,
         """
@@ -257,7 +275,9 @@ def test_enqueue_never_blocks_on_a_slow_slack(slack: SlackServer, journal: Journ
     slack.set_fault("slow", delay=2.0)
     outbox = attach_outbox(slack_env(slack, timeout=5))
     inc = "20250101-000000-abcd"
-    journal.append(inc, "incident_opened", {"playbook": "p", "title": "T", "mode": "live", "env": "sandbox", "playbook_text": ""})
+    journal.append(
+        inc, "incident_opened", {"playbook": "p", "title": "T", "mode": "live", "env": "sandbox", "playbook_text": ""}
+    )
     t0 = time.perf_counter()
     for i in range(20):
         outbox.enqueue_message(inc, f"message {i}")
@@ -268,7 +288,9 @@ def test_enqueue_never_blocks_on_a_slow_slack(slack: SlackServer, journal: Journ
     assert texts == [f"message {i}" for i in range(20)]
 
 
-def test_take_over_is_announced_and_the_parent_shows_the_new_operator(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path) -> None:
+def test_take_over_is_announced_and_the_parent_shows_the_new_operator(
+    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path
+) -> None:
     env = slack_env(slack)
     outbox = attach_outbox(env)
     incident, _ = run_incident(journal, env, drill_playbook(tmp_path), outbox=outbox)
@@ -277,7 +299,11 @@ def test_take_over_is_announced_and_the_parent_shows_the_new_operator(slack: Sla
     assert outbox.flush(10) == "all sent"
     texts = [m["text"] for m in slack.messages()]
     assert any("taken over by bob@host2" in t and "alice@host1" in t for t in texts)
-    parent = slack.messages()[0] if slack.messages()[0]["thread_ts"] is None else next(m for m in slack.messages() if m["channel_name"] == "incidents" and m["thread_ts"] is None)
+    parent = (
+        slack.messages()[0]
+        if slack.messages()[0]["thread_ts"] is None
+        else next(m for m in slack.messages() if m["channel_name"] == "incidents" and m["thread_ts"] is None)
+    )
     assert "bob@host2" in json.dumps(parent["blocks"])
     assert_delivered_once(slack, journal, incident)
 
@@ -290,7 +316,9 @@ def test_dry_run_posts_nothing(slack: SlackServer, journal: Journal, attach_outb
     assert notification_events(journal, incident)[0] == [] and slack.messages() == []
 
 
-def test_flush_leaves_undelivered_messages_for_resume(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path) -> None:
+def test_flush_leaves_undelivered_messages_for_resume(
+    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path
+) -> None:
     env = slack_env(slack)
     slack.stop()  # connection refused for the whole run
     outbox = attach_outbox(env)

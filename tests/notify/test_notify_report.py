@@ -24,12 +24,16 @@ def drilled(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path)
     outbox = attach_outbox(env)
     incident, engine = run_incident(journal, env, drill_playbook(tmp_path), outbox=outbox)
     engine.journal.append(incident, "note", {"text": "DB team says <b>ok</b> | pipes & all"})
-    journal.append(incident, "drill_result", {"playbook": "drillme", "rto_achieved": 12.5, "rpo_achieved": 30.0, "verified": True})
+    journal.append(
+        incident, "drill_result", {"playbook": "drillme", "rto_achieved": 12.5, "rpo_achieved": 30.0, "verified": True}
+    )
     assert outbox.flush(10) == "all sent"
     return incident
 
 
-def test_exports_round_trip_and_contain_every_step_and_confirmation(drilled: str, journal: Journal, slack: SlackServer) -> None:
+def test_exports_round_trip_and_contain_every_step_and_confirmation(
+    drilled: str, journal: Journal, slack: SlackServer
+) -> None:
     doc = json.loads(export_incident(journal, drilled, "json"))
     assert verify_export(doc) == (len(doc["events"]), None)
 
@@ -75,7 +79,9 @@ def test_html_is_self_contained_and_escaped(drilled: str, journal: Journal) -> N
     assert "<b>ok</b>" not in html and "&lt;b&gt;ok&lt;/b&gt;" in html
 
 
-def test_live_incident_is_a_review_draft_and_unknown_format_is_refused(slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path) -> None:
+def test_live_incident_is_a_review_draft_and_unknown_format_is_refused(
+    slack: SlackServer, journal: Journal, attach_outbox, tmp_path: Path
+) -> None:
     env = slack_env(slack)
     incident, _ = run_incident(journal, env, drill_playbook(tmp_path), mode="live", outbox=attach_outbox(env))
     md = render_report(journal, incident, "md")

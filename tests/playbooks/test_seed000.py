@@ -117,7 +117,9 @@ def test_level2_failover_secondary_serves_the_primary_row_counts(rb_home: Path) 
     from runbook.sandbox.seed_gcp import PRODUCTS, bigquery_rows
 
     journal = Journal(rb_home / "journal.sqlite3")
-    report = run_drill(journal, load(PLAYBOOKS / "level2-regional-outage.yaml"), home=rb_home, keep=True, echo=lambda _m: None)
+    report = run_drill(
+        journal, load(PLAYBOOKS / "level2-regional-outage.yaml"), home=rb_home, keep=True, echo=lambda _m: None
+    )
     box = Sandbox(Path(report.sandbox_dir))
     try:
         assert report.passed, report.problems
@@ -247,7 +249,15 @@ def test_emulator_stopped_mid_step_fails_clearly_and_a_retry_succeeds(rb_home: P
         up = runbook(rb_home, "sandbox", "up", "--only", "pubsub", timeout=180)
         assert up.returncode == 0, up.stderr
         resumed = runbook(
-            rb_home, "resume", incident, "--headless", "--yes", "--retry-interrupted", "--reason", "emulator is back", timeout=120
+            rb_home,
+            "resume",
+            incident,
+            "--headless",
+            "--yes",
+            "--retry-interrupted",
+            "--reason",
+            "emulator is back",
+            timeout=120,
         )
         assert resumed.returncode == 0, resumed.stderr
         j = Journal(rb_home / "journal.sqlite3")
@@ -279,7 +289,9 @@ def _modules_after_run(home: Path, playbook: Path) -> tuple[int, list[str]]:
         "    code = exc.code or 0\n"
         "print('MODULES ' + json.dumps({'code': code, 'modules': sorted(sys.modules)}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=cli_env(home), capture_output=True, text=True, timeout=180, cwd=home.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env(home), capture_output=True, text=True, timeout=180, cwd=home.parent
+    )
     line = next(ln for ln in reversed(done.stdout.splitlines()) if ln.startswith("MODULES "))
     data = json.loads(line[len("MODULES ") :])
     return data["code"], data["modules"]
@@ -351,7 +363,13 @@ steps:
         code, mods = _modules_after_run(rb_home, pb)
         assert code == 0
         assert "google.cloud.bigquery" in mods
-        unwanted = ("google.cloud.bigtable", "google.cloud.pubsub_v1", "google.cloud.dataflow_v1beta3", "psycopg", "slack_sdk")
+        unwanted = (
+            "google.cloud.bigtable",
+            "google.cloud.pubsub_v1",
+            "google.cloud.dataflow_v1beta3",
+            "psycopg",
+            "slack_sdk",
+        )
         assert _heavy(mods, unwanted) == []
     finally:
         runbook(rb_home, "sandbox", "down", timeout=60)

@@ -26,7 +26,9 @@ import pytest
 from runbook.journal.store import Journal
 from tests.conftest import cli_env, runbook
 
-pytestmark = pytest.mark.skipif(shutil.which("pg_dump") is None or shutil.which("rsync") is None, reason="needs PostgreSQL and rsync")
+pytestmark = pytest.mark.skipif(
+    shutil.which("pg_dump") is None or shutil.which("rsync") is None, reason="needs PostgreSQL and rsync"
+)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -98,10 +100,7 @@ def run_pb(home: Path, playbook: str, *args: str, timeout: float = 300, **env: s
 
 def write_setup_playbook(directory: Path, name: str, steps: str) -> Path:
     path = directory / f"{name}.yaml"
-    path.write_text(
-        f"id: {name}\ntitle: test setup\ntier: maintenance\nnot_drillable: test helper\n"
-        f"steps:\n{steps}"
-    )
+    path.write_text(f"id: {name}\ntitle: test setup\ntier: maintenance\nnot_drillable: test helper\nsteps:\n{steps}")
     return path
 
 
@@ -114,22 +113,34 @@ def test_pitr_keeps_rows_before_the_target_and_drops_rows_after(rb_home: Path, s
     assert r.returncode == 0, r.stdout + r.stderr
 
     with connect(sandbox) as conn:
-        conn.execute("INSERT INTO datasets (id, tenant_id, name, file_path, created_at, updated_at) "
-                     "VALUES (601, 'tenant-abc', 'before.csv', 'tenant-abc/601/data.csv', now(), now())")
+        conn.execute(
+            "INSERT INTO datasets (id, tenant_id, name, file_path, created_at, updated_at) "
+            "VALUES (601, 'tenant-abc', 'before.csv', 'tenant-abc/601/data.csv', now(), now())"
+        )
     time.sleep(1.2)  # target_time has whole seconds: leave a second between the commits and it
     target = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     time.sleep(1.2)
     with connect(sandbox) as conn:
-        conn.execute("INSERT INTO datasets (id, tenant_id, name, file_path, created_at, updated_at) "
-                     "VALUES (602, 'tenant-abc', 'after.csv', 'tenant-abc/602/data.csv', now(), now())")
+        conn.execute(
+            "INSERT INTO datasets (id, tenant_id, name, file_path, created_at, updated_at) "
+            "VALUES (602, 'tenant-abc', 'after.csv', 'tenant-abc/602/data.csv', now(), now())"
+        )
         conn.execute("DELETE FROM datasets WHERE tenant_id = 'tenant-umbrella'")
     assert scalar(sandbox, "SELECT count(*) FROM datasets") == 600 + 2 - 120
 
     expected_target = target.replace("Z", ".000000Z")
     r = run_pb(
-        rb_home, "db-pitr", "-p", f"target_time={target}",
-        "--yes", "--confirm", f"pitr={expected_target}", "--confirm", "inspect=done",
-        "--confirm", "replace_live_db=varlor",
+        rb_home,
+        "db-pitr",
+        "-p",
+        f"target_time={target}",
+        "--yes",
+        "--confirm",
+        f"pitr={expected_target}",
+        "--confirm",
+        "inspect=done",
+        "--confirm",
+        "replace_live_db=varlor",
     )
     assert r.returncode == 0, r.stdout + r.stderr
     incident = incident_of(r)
@@ -149,7 +160,9 @@ def test_pitr_keeps_rows_before_the_target_and_drops_rows_after(rb_home: Path, s
 # --- (b) a dump that fails its checksum ----------------------------------------------------
 
 
-def test_restore_stops_before_anything_destructive_when_the_dump_is_corrupted(rb_home: Path, sandbox: dict[str, Any]) -> None:
+def test_restore_stops_before_anything_destructive_when_the_dump_is_corrupted(
+    rb_home: Path, sandbox: dict[str, Any]
+) -> None:
     db_backups = sandbox["files"]["db_backups"]
     r = run_pb(rb_home, "db-backup", "--yes", "--confirm", f"prune_old={db_backups}")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -179,12 +192,15 @@ BIG_ROWS = 1_500_000
 
 def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: Path, sandbox: dict[str, Any]) -> None:
     with connect(sandbox) as conn:
-        conn.execute(f"CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
-                     f"FROM generate_series(1, {BIG_ROWS}) g")
+        conn.execute(
+            f"CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
+            f"FROM generate_series(1, {BIG_ROWS}) g"
+        )
         conn.execute("ALTER TABLE big ADD PRIMARY KEY (id)")
     tmp_path = rb_home.parent
     dump = write_setup_playbook(
-        tmp_path, "big-dump",
+        tmp_path,
+        "big-dump",
         f"  - id: dump\n    run: postgres.dump\n    with:\n      directory: {sandbox['files']['db_backups']}\n      compress: 1\n",
     )
     r = run_pb(rb_home, str(dump), "--yes")
@@ -192,8 +208,22 @@ def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: P
 
     out = (tmp_path / "run.out").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook", "run", "db-restore-full", "--headless", "--yes", "--confirm", "restore=varlor"],
-        env=cli_env(rb_home), stdout=out, stderr=subprocess.STDOUT, cwd=rb_home.parent, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "runbook",
+            "run",
+            "db-restore-full",
+            "--headless",
+            "--yes",
+            "--confirm",
+            "restore=varlor",
+        ],
+        env=cli_env(rb_home),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=rb_home.parent,
+        start_new_session=True,
     )
     journal = Journal(rb_home / "journal.sqlite3")
     incident = None
@@ -230,8 +260,19 @@ def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: P
     assert started_steps(rb_home, incident).count("restore") == 1
 
     # The operator chooses to retry it.
-    r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--confirm", "restore=varlor",
-                "--retry-interrupted", "--reason", "killed during pg_restore", timeout=300)
+    r = runbook(
+        rb_home,
+        "resume",
+        incident,
+        "--headless",
+        "--yes",
+        "--confirm",
+        "restore=varlor",
+        "--retry-interrupted",
+        "--reason",
+        "killed during pg_restore",
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     steps = started_steps(rb_home, incident)
     assert steps.count("restore") == 2 and steps.count("find_dump") == 1
@@ -256,7 +297,9 @@ def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: P
         ("storage-restore-full", ["owner=root;rm -rf /"], "owner"),
     ],
 )
-def test_path_like_inputs_are_refused_before_anything_runs(rb_home: Path, playbook: str, params: list[str], named: str) -> None:
+def test_path_like_inputs_are_refused_before_anything_runs(
+    rb_home: Path, playbook: str, params: list[str], named: str
+) -> None:
     args = [a for p in params for a in ("-p", p)]
     r = run_pb(rb_home, playbook, *args, "--yes")
     assert r.returncode == 2, r.stdout + r.stderr
@@ -267,7 +310,7 @@ def test_path_like_inputs_are_refused_before_anything_runs(rb_home: Path, playbo
 def test_database_names_with_quotes_and_spaces_are_quoted(rb_home: Path, sandbox: dict[str, Any]) -> None:
     from psycopg import sql
 
-    weird = 'we"ird \'db\' name'
+    weird = "we\"ird 'db' name"
     with connect(sandbox, "postgres") as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(weird)))
     with connect(sandbox, weird) as conn:
@@ -282,8 +325,17 @@ def test_database_names_with_quotes_and_spaces_are_quoted(rb_home: Path, sandbox
 
     # An injection attempt is just a (missing) database name: refused, nothing dropped.
     hostile = 'varlor"; DROP DATABASE varlor; --'
-    r = run_pb(rb_home, "db-restore-tables", "-p", f"database={hostile}", "-p", f"dump={dump.name}",
-               "--yes", "--confirm", f"restore_tables={hostile}")
+    r = run_pb(
+        rb_home,
+        "db-restore-tables",
+        "-p",
+        f"database={hostile}",
+        "-p",
+        f"dump={dump.name}",
+        "--yes",
+        "--confirm",
+        f"restore_tables={hostile}",
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert "restore_tables" not in started_steps(rb_home, incident_of(r))
@@ -302,15 +354,23 @@ def test_dsn_password_never_reaches_journal_logs_or_exports(rb_home: Path, sandb
     hba = Path(pg["data_dir"]) / "pg_hba.conf"
     with connect(sandbox, "postgres") as conn:
         conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(PASSWORD)))
-        hba.write_text(hba.read_text().replace("host    all             all             127.0.0.1/32            trust",
-                                                "host    all             all             127.0.0.1/32            scram-sha-256"))
+        hba.write_text(
+            hba.read_text().replace(
+                "host    all             all             127.0.0.1/32            trust",
+                "host    all             all             127.0.0.1/32            scram-sha-256",
+            )
+        )
         conn.execute("SELECT pg_reload_conf()")
     with pytest.raises(psycopg.OperationalError):
         connect(sandbox, "varlor").close()  # password authentication is really on
     connect(sandbox, "varlor", password=PASSWORD).close()
 
     stores = {k: v for k, v in pg.items() if k != "run_as"}
-    lines = ["[environments.pwtest]", 'description = "sandbox cluster with a password"', "[environments.pwtest.postgres]"]
+    lines = [
+        "[environments.pwtest]",
+        'description = "sandbox cluster with a password"',
+        "[environments.pwtest.postgres]",
+    ]
     lines += [f"{k} = {json.dumps(v)}" for k, v in stores.items()]
     lines += ['password_env = "RB_TEST_PGPW"', "[environments.pwtest.storage]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in sandbox["storage"].items()]
@@ -318,10 +378,20 @@ def test_dsn_password_never_reaches_journal_logs_or_exports(rb_home: Path, sandb
     (rb_home.parent / "runbook.toml").write_text("\n".join(lines) + "\n")
 
     db_backups = sandbox["files"]["db_backups"]
-    ok = run_pb(rb_home, "db-backup", "--env", "pwtest", "--yes", "--confirm", f"prune_old={db_backups}", RB_TEST_PGPW=PASSWORD)
+    ok = run_pb(
+        rb_home, "db-backup", "--env", "pwtest", "--yes", "--confirm", f"prune_old={db_backups}", RB_TEST_PGPW=PASSWORD
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    test = run_pb(rb_home, "db-test-restore-staging", "--env", "pwtest", "--yes", "--confirm", "restore_staging=varlor_staging",
-                  RB_TEST_PGPW=PASSWORD)
+    test = run_pb(
+        rb_home,
+        "db-test-restore-staging",
+        "--env",
+        "pwtest",
+        "--yes",
+        "--confirm",
+        "restore_staging=varlor_staging",
+        RB_TEST_PGPW=PASSWORD,
+    )
     assert test.returncode == 0, test.stdout + test.stderr
     wrong = run_pb(rb_home, "db-backup", "--env", "pwtest", "-p", "database=missing db", "--yes", RB_TEST_PGPW=PASSWORD)
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr

@@ -132,10 +132,16 @@ def test_effects_targets_and_descriptions() -> None:
     backup = reg["bigquery.backup_dataset"]
     d = backup.describe(backup.Params(dataset="ecommerce"))
     assert "ecommerce_backup_<YYYYmmdd_HHMMSS>" in d and "bigquery.copy_table(ecommerce.<table>" in d
-    assert reg["bigquery.prune_backups"].target(reg["bigquery.prune_backups"].Params(dataset="ecommerce")) == "ecommerce_backup_*"
-    assert reg["bigquery.restore_dataset"].target(
-        reg["bigquery.restore_dataset"].Params(from_dataset="ecommerce_backup_20250101_020000", dataset="ecommerce")
-    ) == "ecommerce"
+    assert (
+        reg["bigquery.prune_backups"].target(reg["bigquery.prune_backups"].Params(dataset="ecommerce"))
+        == "ecommerce_backup_*"
+    )
+    assert (
+        reg["bigquery.restore_dataset"].target(
+            reg["bigquery.restore_dataset"].Params(from_dataset="ecommerce_backup_20250101_020000", dataset="ecommerce")
+        )
+        == "ecommerce"
+    )
 
 
 def test_params_are_checked_before_anything_runs() -> None:
@@ -160,7 +166,9 @@ def test_params_are_checked_before_anything_runs() -> None:
 
 
 def test_light_import_and_cached_clients(env: Environment) -> None:
-    code = "import sys, runbook.actions.bigquery, runbook.stores.bigquery; print('google.cloud.bigquery' in sys.modules)"
+    code = (
+        "import sys, runbook.actions.bigquery, runbook.stores.bigquery; print('google.cloud.bigquery' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     c1 = bqstore.client(env)
@@ -190,7 +198,17 @@ def test_backup_dataset_then_restore_deleted_table(env: Environment, client: Any
 
     assert act(env, tmp_path, "bigquery.compare_counts", a="shop", b=backup)["equal"] is True
     for method in ("random", "first"):
-        v = act(env, tmp_path, "bigquery.verify_rows", dataset="shop", table="sales", reference_dataset=backup, key="id", sample=50, method=method)
+        v = act(
+            env,
+            tmp_path,
+            "bigquery.verify_rows",
+            dataset="shop",
+            table="sales",
+            reference_dataset=backup,
+            key="id",
+            sample=50,
+            method=method,
+        )
         assert v == {"sampled": 50, "mismatches": 0, "mismatched_keys": []}
 
     # The seed's `bq cp BACKUP.* DATASET`: two tables lost, every table back.
@@ -198,7 +216,11 @@ def test_backup_dataset_then_restore_deleted_table(env: Environment, client: Any
     client.query(f"DELETE FROM `{PROJECT}.shop.inventory` WHERE id < 30").result()
     out = act(env, tmp_path, "bigquery.restore_dataset", from_dataset=backup, dataset="shop")
     assert out["rows"] == {"inventory": 40, "sales": 300, "views": 120}
-    assert act(env, tmp_path, "bigquery.row_counts", dataset="shop")["counts"] == {"inventory": 40, "sales": 300, "views": 120}
+    assert act(env, tmp_path, "bigquery.row_counts", dataset="shop")["counts"] == {
+        "inventory": 40,
+        "sales": 300,
+        "views": 120,
+    }
     # Into a dataset that is gone: created in the backup's location first.
     out = act(env, tmp_path, "bigquery.restore_dataset", from_dataset=backup, dataset="shop_rebuilt", tables=["sales"])
     assert out == {"tables": ["sales"], "rows": {"sales": 300}, "total": 300}
@@ -221,7 +243,15 @@ def test_snapshot_then_restore(env: Environment, client: Any, tmp_path: Path) ->
     client.query(f"DELETE FROM `{PROJECT}.snapds.orders` WHERE id >= 50").result()
     client.query(f"UPDATE `{PROJECT}.snapds.orders` SET name = 'corrupt' WHERE id < 10").result()
     snap_table = snap.rsplit(".", 1)[1]
-    restored = act(env, tmp_path, "bigquery.restore_table", dataset="snapds", table="orders", from_dataset="snapds", from_table=snap_table)
+    restored = act(
+        env,
+        tmp_path,
+        "bigquery.restore_table",
+        dataset="snapds",
+        table="orders",
+        from_dataset="snapds",
+        from_table=snap_table,
+    )
     assert restored["kind"] == "snapshot" and restored["rows"] == 200
     names = {r["name"] for r in client.query(f"SELECT name FROM `{PROJECT}.snapds.orders`").result()}
     assert "corrupt" not in names and len(names) == 200
@@ -257,7 +287,9 @@ def test_list_and_prune_backups_by_name_timestamp(env: Environment, client: Any,
     bystanders = ["prunesrc_backup_notes", f"other_backup_{(now - timedelta(days=400)).strftime('%Y%m%d_%H%M%S')}"]
     for name in names + bystanders:
         client.create_dataset(bigquery.Dataset(f"{PROJECT}.{name}"), exists_ok=True)
-        client.create_table(bigquery.Table(f"{PROJECT}.{name}.t", schema=[bigquery.SchemaField("id", "INT64")]), exists_ok=True)
+        client.create_table(
+            bigquery.Table(f"{PROJECT}.{name}.t", schema=[bigquery.SchemaField("id", "INT64")]), exists_ok=True
+        )
 
     listed = act(env, tmp_path, "bigquery.list_backups", dataset="prunesrc")
     assert listed["names"] == names and listed["latest"] == names[-1] and listed["count"] == 5
@@ -269,7 +301,9 @@ def test_list_and_prune_backups_by_name_timestamp(env: Environment, client: Any,
     prune = registry()["bigquery.prune_backups"]
     out = prune.run(c.ctx, prune.Params(dataset="prunesrc", dry_run=True))
     assert out == {"deleted": [], "kept": names}
-    assert [line.split(" (")[0] for line in c.lines if line.startswith("would delete")] == [f"would delete {n}" for n in names[:3]]
+    assert [line.split(" (")[0] for line in c.lines if line.startswith("would delete")] == [
+        f"would delete {n}" for n in names[:3]
+    ]
     assert set(names) <= {d.dataset_id for d in client.list_datasets()}
 
     out = act(env, tmp_path, "bigquery.prune_backups", dataset="prunesrc", older_than="90d")
@@ -293,7 +327,9 @@ def test_compare_counts_mismatch_is_one_sentence(env: Environment, client: Any, 
     assert "sales 300 vs 290" in msg and "views missing from cmp_b" in msg and "extra missing from cmp_a" in msg
     out = act(env, tmp_path, "bigquery.compare_counts", a="cmp_a.sales", b="cmp_b.sales", fail=False)
     assert out["equal"] is False and out["counts_a"] == {"sales": 300} and out["counts_b"] == {"sales": 290}
-    assert act(env, tmp_path, "bigquery.compare_counts", a="cmp_a.sales", b="cmp_b.sales", tolerance=10)["equal"] is True
+    assert (
+        act(env, tmp_path, "bigquery.compare_counts", a="cmp_a.sales", b="cmp_b.sales", tolerance=10)["equal"] is True
+    )
 
 
 def test_cross_region_copy(env: Environment, client: Any, tmp_path: Path) -> None:
@@ -305,12 +341,21 @@ def test_cross_region_copy(env: Environment, client: Any, tmp_path: Path) -> Non
     # Idempotent: a second run truncates, it does not append.
     assert act(env, tmp_path, "bigquery.copy_dataset_region", dataset="regional")["total"] == 210
     with pytest.raises(ActionError, match="already exists in europe-west1, not in US"):
-        act(env, tmp_path, "bigquery.copy_dataset_region", dataset="regional", region="primary", target_dataset="regional_europe_west1")
+        act(
+            env,
+            tmp_path,
+            "bigquery.copy_dataset_region",
+            dataset="regional",
+            region="primary",
+            target_dataset="regional_europe_west1",
+        )
 
 
 def test_generate_events_and_detect_changed_rows(env: Environment, client: Any, tmp_path: Path) -> None:
     make_dataset(client, "drill", {})
-    out = act(env, tmp_path, "bigquery.generate_events", dataset="drill", table="events", count=1000, id_prefix="E", seed=1)
+    out = act(
+        env, tmp_path, "bigquery.generate_events", dataset="drill", table="events", count=1000, id_prefix="E", seed=1
+    )
     assert out["rows"] == 1000 and (out["first_event_id"], out["last_event_id"]) == ("E000000", "E000999")
     assert count(client, f"{PROJECT}.drill.events") == 1000
 
@@ -318,18 +363,53 @@ def test_generate_events_and_detect_changed_rows(env: Environment, client: Any, 
     client.query(f"UPDATE `{PROJECT}.drill.events` SET type = 'tampered' WHERE event_id = 'E000003'").result()
     client.query(f"DELETE FROM `{PROJECT}.drill.events` WHERE event_id = 'E000007'").result()
     with pytest.raises(ActionError) as info:
-        act(env, tmp_path, "bigquery.verify_rows", dataset="drill", table="events", reference_dataset="drill_copy", key="event_id", sample=10, method="first")
-    assert str(info.value) == "2 of 10 sampled rows of drill.events differ from drill_copy.events (event_id E000003, E000007)."
-    out = act(env, tmp_path, "bigquery.verify_rows", dataset="drill", table="events", reference_dataset="drill_copy", key="event_id", sample=10, method="first", fail=False)
+        act(
+            env,
+            tmp_path,
+            "bigquery.verify_rows",
+            dataset="drill",
+            table="events",
+            reference_dataset="drill_copy",
+            key="event_id",
+            sample=10,
+            method="first",
+        )
+    assert (
+        str(info.value)
+        == "2 of 10 sampled rows of drill.events differ from drill_copy.events (event_id E000003, E000007)."
+    )
+    out = act(
+        env,
+        tmp_path,
+        "bigquery.verify_rows",
+        dataset="drill",
+        table="events",
+        reference_dataset="drill_copy",
+        key="event_id",
+        sample=10,
+        method="first",
+        fail=False,
+    )
     assert out["mismatched_keys"] == ["E000003", "E000007"]
 
 
 def test_missing_things_are_one_sentence(env: Environment, tmp_path: Path) -> None:
     with pytest.raises(ActionError) as info:
-        act(env, tmp_path, "bigquery.restore_table", dataset="shop", table="sales", from_dataset="nope_backup_20250101_000000")
+        act(
+            env,
+            tmp_path,
+            "bigquery.restore_table",
+            dataset="shop",
+            table="sales",
+            from_dataset="nope_backup_20250101_000000",
+        )
     msg = str(info.value)
     assert msg.startswith("BigQuery: not found while trying to read the restore source") and "\n" not in msg
-    no_dataset = Environment(name="nods", sandbox=True, stores={"gcp": {"project": PROJECT, "bigquery_endpoint": env.stores["gcp"]["bigquery_endpoint"]}})
+    no_dataset = Environment(
+        name="nods",
+        sandbox=True,
+        stores={"gcp": {"project": PROJECT, "bigquery_endpoint": env.stores["gcp"]["bigquery_endpoint"]}},
+    )
     with pytest.raises(ActionError, match="No dataset given"):
         act(no_dataset, tmp_path, "bigquery.row_counts")
 
@@ -356,11 +436,14 @@ def test_stopped_step_stops_waiting_for_its_job(env: Environment, client: Any, t
     with pytest.raises(ActionError) as info:
         action.run(c.ctx, action.Params(dataset="halt_snap", table="orders", snapshot="orders_snap"))
     assert re.fullmatch(
-        r"BigQuery job \S+ \(snapshot halt_snap\.orders to halt_snap\.orders_snap\) was stopped by the operator\.", str(info.value)
+        r"BigQuery job \S+ \(snapshot halt_snap\.orders to halt_snap\.orders_snap\) was stopped by the operator\.",
+        str(info.value),
     )
 
 
-def test_stopped_emulator_is_one_sentence_and_retry_works(bq: BigQueryEmulator, env: Environment, client: Any, tmp_path: Path) -> None:
+def test_stopped_emulator_is_one_sentence_and_retry_works(
+    bq: BigQueryEmulator, env: Environment, client: Any, tmp_path: Path
+) -> None:
     make_dataset(client, "outage", {"sales": 80})
     assert act(env, tmp_path, "bigquery.row_counts", dataset="outage")["total"] == 80
     endpoint = bq.endpoint
@@ -370,7 +453,11 @@ def test_stopped_emulator_is_one_sentence_and_retry_works(bq: BigQueryEmulator, 
         act(env, tmp_path, "bigquery.row_counts", dataset="outage")
     assert time.monotonic() - started < 10  # a refused connection is not retried for minutes
     msg = str(info.value)
-    assert msg.startswith("BigQuery is not reachable while trying to") and "runbook sandbox status" in msg and "\n" not in msg
+    assert (
+        msg.startswith("BigQuery is not reachable while trying to")
+        and "runbook sandbox status" in msg
+        and "\n" not in msg
+    )
 
     bq.start()
     bq.wait_ready()

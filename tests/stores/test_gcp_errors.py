@@ -20,7 +20,11 @@ def ctx(env: Environment, tmp_path: Path, lines: list[str]) -> StepContext:
 
 def test_permission_denied_for_a_wrong_project_through_the_real_client(tmp_path: Path) -> None:
     with DataflowServer(projects=["shop-prod"]) as server:
-        env = Environment(name="sandbox", sandbox=True, stores={"gcp": {"project": "shop-prdo", "region": "us-central1", "dataflow_endpoint": server.endpoint}})
+        env = Environment(
+            name="sandbox",
+            sandbox=True,
+            stores={"gcp": {"project": "shop-prdo", "region": "us-central1", "dataflow_endpoint": server.endpoint}},
+        )
         action = registry()["dataflow.list_jobs"]
         with pytest.raises(ActionError) as err:
             action.run(ctx(env, tmp_path, []), action.Params())

@@ -71,7 +71,12 @@ class Admin:
             pass
         try:
             self.sub.create_subscription(
-                request={"name": f"projects/{PROJECT}/subscriptions/{sub}", "topic": t, "retain_acked_messages": True, "ack_deadline_seconds": 60},
+                request={
+                    "name": f"projects/{PROJECT}/subscriptions/{sub}",
+                    "topic": t,
+                    "retain_acked_messages": True,
+                    "ack_deadline_seconds": 60,
+                },
                 timeout=30,
             )
         except AlreadyExists:
@@ -80,7 +85,9 @@ class Admin:
 
 def act(env: Environment, tmp_path: Path, name: str, **params: Any) -> dict[str, Any]:
     action = registry()[name]
-    ctx = StepContext(incident_id="t", step_id="s", mode="live", environment=env, workdir=tmp_path, log=lambda line: None)
+    ctx = StepContext(
+        incident_id="t", step_id="s", mode="live", environment=env, workdir=tmp_path, log=lambda line: None
+    )
     return action.run(ctx, action.Params(**params))
 
 
@@ -201,7 +208,11 @@ def test_list_and_prune_snapshots_by_name_timestamp(ps: PubSubEmulator, env: Env
     assert out["deleted"] == [] and out["kept"] == [names[2]]
 
     # Without a name timestamp or label, the age is expire_time - 7 days (the emulator keeps no labels).
-    manual = next(s for s in psstore.client(env).subscriber.list_snapshots(request={"project": f"projects/{PROJECT}"}) if s.name.endswith("/audit-manual"))
+    manual = next(
+        s
+        for s in psstore.client(env).subscriber.list_snapshots(request={"project": f"projects/{PROJECT}"})
+        if s.name.endswith("/audit-manual")
+    )
     assert abs(snapshot_created(manual) - datetime.now(UTC)) < timedelta(minutes=1)
 
 
@@ -216,7 +227,11 @@ def test_stopped_emulator_is_one_sentence_and_retry_works(ps: PubSubEmulator, en
             act(env, tmp_path, name, **params)
         assert time.monotonic() - started < 15, name  # a refused connection is not retried for a minute
         msg = str(info.value)
-        assert msg.startswith("Pub/Sub is not reachable while trying to") and "runbook sandbox status" in msg and "\n" not in msg
+        assert (
+            msg.startswith("Pub/Sub is not reachable while trying to")
+            and "runbook sandbox status" in msg
+            and "\n" not in msg
+        )
 
     ps.start()
     ps.wait_ready()

@@ -182,7 +182,9 @@ def frame_text(app, screen=None) -> str:
     screen = screen if screen is not None else app.screen
     width, height = app.size
     out = io.StringIO()
-    console = Console(width=width, height=height, file=out, force_terminal=True, color_system=None, legacy_windows=False)
+    console = Console(
+        width=width, height=height, file=out, force_terminal=True, color_system=None, legacy_windows=False
+    )
     # As App.export_screenshot renders it: a dialog over the screens below it.
     below = app._background_screens if screen is app.screen else None
     console.print(screen._compositor.render_update(full=True, screen_stack=below))
@@ -232,7 +234,12 @@ def record_notifications(app) -> list[str]:
 
 async def wait_notified(pilot, seen: list[str], text: str, timeout: float = WAIT_TIMEOUT) -> None:
     """Wait until a notification recorded in ``seen`` (see :func:`record_notifications`) says ``text``."""
-    await wait_until(pilot, lambda: any(text in message for message in seen), timeout, what=f"a notification saying {text!r} (seen: {seen})")
+    await wait_until(
+        pilot,
+        lambda: any(text in message for message in seen),
+        timeout,
+        what=f"a notification saying {text!r} (seen: {seen})",
+    )
 
 
 def on_top(app, screen_type: type, focus: str | None = None) -> Callable[[], bool]:

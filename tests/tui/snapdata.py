@@ -102,14 +102,19 @@ def freeze(monkeypatch: Any) -> None:
     import runbook.tui.screens.home_data as home_data
 
     counter = itertools.count()
-    monkeypatch.setattr(store, "utc_now", lambda: (START + timedelta(seconds=next(counter))).isoformat(timespec="microseconds"))
+    monkeypatch.setattr(
+        store, "utc_now", lambda: (START + timedelta(seconds=next(counter))).isoformat(timespec="microseconds")
+    )
     monkeypatch.setattr(opening, "new_incident_id", lambda: INCIDENT_ID)
     monkeypatch.setattr(home_data, "sandbox_status", lambda _ctx: "down")
     append_many = store.Journal.append_many
 
     def no_durations(self: Any, incident: str, items: list[Any], **kwargs: Any) -> Any:
         timed = (EventType.STEP_FINISHED, EventType.STEP_FAILED)
-        items = [(t, {**p, "duration": 0.0} if t in timed and p and p.get("duration") is not None else p, step) for t, p, step in items]
+        items = [
+            (t, {**p, "duration": 0.0} if t in timed and p and p.get("duration") is not None else p, step)
+            for t, p, step in items
+        ]
         return append_many(self, incident, items, **kwargs)
 
     monkeypatch.setattr(store.Journal, "append_many", no_durations)
@@ -119,16 +124,39 @@ def make_interrupted(journal: Any, playbook: Path) -> str:
     """An incident whose `restore` step started and never finished (as after a SIGKILL)."""
     text = playbook.read_text()
     inc = INTERRUPTED_ID
-    journal.append(inc, EventType.INCIDENT_OPENED, {
-        "playbook": "restore-table", "playbook_path": str(playbook), "playbook_text": text,
-        "title": "Restore a dropped table", "tier": "data-loss", "level": 2, "env": "sandbox",
-        "mode": "live", "rto": 900.0, "rpo": 3600.0, "started": "20251123_024500", "pid": 1,
-    })
+    journal.append(
+        inc,
+        EventType.INCIDENT_OPENED,
+        {
+            "playbook": "restore-table",
+            "playbook_path": str(playbook),
+            "playbook_text": text,
+            "title": "Restore a dropped table",
+            "tier": "data-loss",
+            "level": 2,
+            "env": "sandbox",
+            "mode": "live",
+            "rto": 900.0,
+            "rpo": 3600.0,
+            "started": "20251123_024500",
+            "pid": 1,
+        },
+    )
     journal.append(inc, EventType.PARAM_BOUND, {"name": "table", "value": "orders"})
     journal.append(inc, EventType.PARAM_BOUND, {"name": "backup_dir", "value": "/var/backups/db"})
     journal.append(inc, EventType.PARAM_BOUND, {"name": "pause", "value": "0"})
     journal.append(inc, EventType.STEP_STARTED, {"attempt": 1, "action": "manual", "effect": "manual"}, step="freeze")
-    journal.append(inc, EventType.STEP_FINISHED, {"manual": True, "note": "maintenance page up", "outputs": {}, "duration": None}, step="freeze")
+    journal.append(
+        inc,
+        EventType.STEP_FINISHED,
+        {"manual": True, "note": "maintenance page up", "outputs": {}, "duration": None},
+        step="freeze",
+    )
     journal.append(inc, EventType.NOTE, {"text": "restore started from dump of 02:00"})
-    journal.append(inc, EventType.STEP_STARTED, {"attempt": 1, "action": "sh -c 'echo restoring …' orders 0", "effect": "mutating", "target": "sh"}, step="restore")
+    journal.append(
+        inc,
+        EventType.STEP_STARTED,
+        {"attempt": 1, "action": "sh -c 'echo restoring …' orders 0", "effect": "mutating", "target": "sh"},
+        step="restore",
+    )
     return inc

@@ -85,12 +85,20 @@ async def test_incident_start_to_finish_by_keys(ctx, tui_home: Path, tmp_path: P
         assert not events_of(ctx.journal, inc, EventType.CONFIRMATION_GIVEN)
         await type_text(pilot, "wrong-name")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, EventType.CONFIRMATION_REFUSED)), what="refusal")
+        await wait_until(
+            pilot, lambda: bool(events_of(ctx.journal, inc, EventType.CONFIRMATION_REFUSED)), what="refusal"
+        )
         refused = events_of(ctx.journal, inc, EventType.CONFIRMATION_REFUSED)[0]
         assert refused.payload["typed"] == "wrong-name"
         assert victim.exists()
         # The engine asks again; Escape refuses outright.
-        await wait_until(pilot, lambda: on_top(app, ConfirmScreen, focus="confirm-input")() and app.screen.query_one("#confirm-note").render(), what="confirm again")
+        await wait_until(
+            pilot,
+            lambda: (
+                on_top(app, ConfirmScreen, focus="confirm-input")() and app.screen.query_one("#confirm-note").render()
+            ),
+            what="confirm again",
+        )
         await pilot.press("escape")
         await wait_until(pilot, asking(app, Ask.BEFORE_STEP, "remove"), what="asked again after refusal")
         assert len(events_of(ctx.journal, inc, EventType.CONFIRMATION_REFUSED)) == 2
@@ -160,7 +168,9 @@ async def test_typed_confirmation_given(ctx, tmp_path: Path) -> None:
         text = str(app.screen.query_one("#confirm-action").render())
         assert f"rm {victim}" in text
         await type_text(pilot, str(victim)[:-1])
-        await wait_until(pilot, lambda: app.screen.query_one("#confirm-input").value == str(victim)[:-1], what="the value typed")
+        await wait_until(
+            pilot, lambda: app.screen.query_one("#confirm-input").value == str(victim)[:-1], what="the value typed"
+        )
         await keys_handled(pilot)
         assert app.screen.query_one("#confirm-ok").disabled
         await type_text(pilot, str(victim)[-1])
@@ -183,10 +193,18 @@ def _interrupted_incident(home: Path, tmp_path: Path, journal) -> str:
     line = proc.stdout.readline()
     assert line.startswith("incident: "), line + proc.stderr.read()
     inc = line.split()[1]
-    wait_for(lambda: journal.events(inc), lambda evs: any(e.type == EventType.STEP_STARTED and e.step == "nap" for e in evs), what="the nap step to start")
+    wait_for(
+        lambda: journal.events(inc),
+        lambda evs: any(e.type == EventType.STEP_STARTED and e.step == "nap" for e in evs),
+        what="the nap step to start",
+    )
     # The step's own process runs (`sleep 60`, after it printed `started-nap`).
     runner = psutil.Process(proc.pid)
-    wait_for(lambda: [" ".join(c.cmdline()) for c in runner.children(recursive=True)], lambda cmds: any("sleep 60" in c for c in cmds), what="the nap step's process")
+    wait_for(
+        lambda: [" ".join(c.cmdline()) for c in runner.children(recursive=True)],
+        lambda cmds: any("sleep 60" in c for c in cmds),
+        what="the nap step's process",
+    )
     step_processes = runner.children(recursive=True)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -261,12 +279,16 @@ async def test_read_only_view_of_locked_incident_and_take_over(ctx, tui_home: Pa
         async with app.run_test(size=(80, 24)) as pilot:
             scr = run_screen(app)
             assert scr.read_only
-            await wait_until(pilot, lambda: "alice@otherhost" in str(scr.query_one("#prompt").render()), what="holder shown")
+            await wait_until(
+                pilot, lambda: "alice@otherhost" in str(scr.query_one("#prompt").render()), what="holder shown"
+            )
             await wait_until(pilot, lambda: scr.state.status == IncidentStatus.PAUSED, what="history")
             assert "run_step" not in {b.binding.action for b in app.active_bindings.values() if b.enabled}
             # New events from the holder appear live.
             other.append(inc, "note", {"text": "alice is on it"})
-            await wait_until(pilot, lambda: "alice is on it" in str(scr.query_one("#timeline-tail").render()), what="live follow")
+            await wait_until(
+                pilot, lambda: "alice is on it" in str(scr.query_one("#timeline-tail").render()), what="live follow"
+            )
             await pilot.press("r")  # not available read-only
             await keys_handled(pilot)
             assert not events_of(ctx.journal, inc, EventType.RESUMED)
@@ -319,7 +341,9 @@ async def test_quit_while_a_step_runs_asks_then_stops_it(ctx, tmp_path: Path) ->
         await pilot.press("r")
         await wait_until(pilot, on_top(app, ConfirmScreen), what="yes dialog")
         await pilot.press("y")
-        await wait_until(pilot, lambda: "started-nap" in "\n".join(scr.query_one("#output").lines), what="the nap step running")
+        await wait_until(
+            pilot, lambda: "started-nap" in "\n".join(scr.query_one("#output").lines), what="the nap step running"
+        )
         # Escape: stay; the step goes on.
         await pilot.press("q")
         await wait_until(pilot, on_top(app, LeaveScreen), what="the leave dialog")

@@ -13,7 +13,18 @@ INC = "20251123-030000-a1b2"
 
 
 def event(n: int, kind: EventType, step: str | None = None, **payload: Any) -> Event:
-    return Event(seq=n + 1, incident=INC, n=n, ts=f"2025-11-23T03:00:{n:02d}+00:00", actor="oncall@testhost", step=step, type=kind, payload=payload, prev="", hash="")
+    return Event(
+        seq=n + 1,
+        incident=INC,
+        n=n,
+        ts=f"2025-11-23T03:00:{n:02d}+00:00",
+        actor="oncall@testhost",
+        step=step,
+        type=kind,
+        payload=payload,
+        prev="",
+        hash="",
+    )
 
 
 def opened(n: int = 0) -> Event:
@@ -25,7 +36,9 @@ def test_a_step_started_in_the_history_shows_interrupted_and_a_live_one_running(
     model.history_n = 1  # resumed: events 0 and 1 were history
     first = model.apply(opened(), read_only=False)
     assert first is not None and first.opened and model.state.id == INC
-    history = model.apply(event(1, EventType.STEP_STARTED, "a", attempt=1, action="sh", effect="mutating"), read_only=False)
+    history = model.apply(
+        event(1, EventType.STEP_STARTED, "a", attempt=1, action="sh", effect="mutating"), read_only=False
+    )
     assert history is not None and history.started is None
     assert model.running_step is None
     assert model.display_status() == {"a": StepStatus.INTERRUPTED}

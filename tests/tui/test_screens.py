@@ -46,7 +46,11 @@ async def test_home_groups_filters_and_lists_incidents(ctx, tui_home: Path, tmp_
     ctx.journal.append("drill-x", EventType.DRILL_RESULT, {"playbook": "slow", "rto_met": True})
     app = RunbookApp(ctx)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None, what="home data")
+        await wait_until(
+            pilot,
+            lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None,
+            what="home data",
+        )
         texts = option_texts(app.screen)
         joined = "\n".join(texts)
         assert "Open incidents" in joined and inc in joined and "free to resume" in joined
@@ -77,7 +81,11 @@ async def test_start_form_validates_inline_and_starts(ctx, tmp_path: Path) -> No
     app = RunbookApp(ctx)
     notes = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None, what="home data")
+        await wait_until(
+            pilot,
+            lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None,
+            what="home data",
+        )
         await pilot.press(*"files")
         await pilot.press("enter")
         await wait_until(pilot, on_top(app, StartScreen, focus="param-victim"), what="start form")
@@ -85,7 +93,9 @@ async def test_start_form_validates_inline_and_starts(ctx, tmp_path: Path) -> No
         assert "required" in str(form.query_one("#error-victim").render())
         assert str(form.query_one("#modebar").render_line(0).text).find("LIVE · sandbox") >= 0
         await pilot.press(*"../etc/passwd")
-        await wait_until(pilot, lambda: "'..'" in str(form.query_one("#error-victim").render()), what="the inline error")
+        await wait_until(
+            pilot, lambda: "'..'" in str(form.query_one("#error-victim").render()), what="the inline error"
+        )
         await pilot.press("ctrl+s")
         await wait_notified(pilot, notes, "Fix victim")
         assert isinstance(app.screen, StartScreen)  # not started with an invalid value
@@ -96,7 +106,11 @@ async def test_start_form_validates_inline_and_starts(ctx, tmp_path: Path) -> No
         await wait_until(pilot, lambda: not form.query_one("#error-victim").display, what="the error to go")
         # Choose dry-run with the keyboard-driven radio set.
         form.query_one("#start-mode").query("RadioButton")[1].value = True
-        await wait_until(pilot, lambda: "DRY-RUN" in str(form.query_one("#modebar").render_line(0).text), what="DRY-RUN on the mode bar")
+        await wait_until(
+            pilot,
+            lambda: "DRY-RUN" in str(form.query_one("#modebar").render_line(0).text),
+            what="DRY-RUN on the mode bar",
+        )
         assert form.mode == "dry-run"
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
@@ -117,7 +131,9 @@ async def test_timeline_filter_and_export(ctx, tui_home: Path, tmp_path: Path) -
     inc = paused_incident(tui_home, tmp_path)
     app = RunbookApp(ctx, start=lambda a: TimelineScreen(ctx, inc))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: on_top(app, TimelineScreen, focus="timeline-filter")() and bool(app.screen.rows), what="rows")
+        await wait_until(
+            pilot, lambda: on_top(app, TimelineScreen, focus="timeline-filter")() and bool(app.screen.rows), what="rows"
+        )
         scr = app.screen
         table = scr.query_one("#timeline-table")
         assert table.row_count == len(ctx.journal.events(inc))

@@ -94,8 +94,14 @@ def test_home(snap_compare, sctx, size) -> None:
     app = app_for(sctx)
 
     async def before(pilot) -> None:
-        await wait_until(pilot, lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None, what="the home screen")
-        await _settle(pilot, "sandbox: down", snapdata.INTERRUPTED_ID, "disk-check", "2025-11-23", "Enter resumes it", "^q quit")
+        await wait_until(
+            pilot,
+            lambda: on_top(app, HomeScreen, focus="home-filter")() and app.screen.data is not None,
+            what="the home screen",
+        )
+        await _settle(
+            pilot, "sandbox: down", snapdata.INTERRUPTED_ID, "disk-check", "2025-11-23", "Enter resumes it", "^q quit"
+        )
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 
@@ -107,7 +113,14 @@ def test_start_form(snap_compare, sctx, size) -> None:
     async def before(pilot) -> None:
         await wait_until(pilot, on_top(app, StartScreen, focus="param-table"), what="the start form")
         await pilot.press(*"orders;")  # an invalid identifier: inline message
-        await _settle(pilot, "orders;", "must be an identifier", "LIVE on sandbox: every confirmed step", "Start LIVE incident on sandbox", "^s Start incident")
+        await _settle(
+            pilot,
+            "orders;",
+            "must be an identifier",
+            "LIVE on sandbox: every confirmed step",
+            "Start LIVE incident on sandbox",
+            "^s Start incident",
+        )
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 
@@ -126,7 +139,11 @@ def test_run_mid_step(snap_compare, sctx, size) -> None:
         await pilot.press("r")
         await wait_until(pilot, on_top(app, ConfirmScreen), what="yes dialog")
         await pilot.press("y")
-        await wait_until(pilot, lambda: "copied 1200 rows" in "\n".join(run_screen(app).query_one("#output").lines), what="the step's output")
+        await wait_until(
+            pilot,
+            lambda: "copied 1200 rows" in "\n".join(run_screen(app).query_one("#output").lines),
+            what="the step's output",
+        )
         await _settle(
             pilot,
             "Restores the table from the newest dump",
@@ -156,7 +173,14 @@ def test_typed_confirmation(snap_compare, sctx, size) -> None:
         await pilot.press(*"ord")
         await wait_until(pilot, lambda: app.screen.query_one("#confirm-input").value == "ord", what="the value typed")
         # "  ord " is the input's text: elsewhere "ord" is only part of "orders".
-        await _settle(pilot, "confirm a DESTRUCTIVE step", "Type  orders  exactly", "  ord ", "Drop the stale copy (drop_stale)", "restore: done in")
+        await _settle(
+            pilot,
+            "confirm a DESTRUCTIVE step",
+            "Type  orders  exactly",
+            "  ord ",
+            "Drop the stale copy (drop_stale)",
+            "restore: done in",
+        )
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 
@@ -169,7 +193,16 @@ def test_interrupted_dialog(snap_compare, sctx, size) -> None:
 
     async def before(pilot) -> None:
         await wait_until(pilot, on_top(app, InterruptedScreen), what="the interrupted dialog")
-        await _settle(pilot, "Interrupted step", "never finished", "(no output)", "interrupted", "Restore the table (restore)", ": resumed", "esc Later")
+        await _settle(
+            pilot,
+            "Interrupted step",
+            "never finished",
+            "(no output)",
+            "interrupted",
+            "Restore the table (restore)",
+            ": resumed",
+            "esc Later",
+        )
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 
@@ -180,7 +213,18 @@ def test_timeline(snap_compare, sctx, size) -> None:
     app = app_for(sctx, start=lambda a: TimelineScreen(sctx, inc))
 
     async def before(pilot) -> None:
-        await wait_until(pilot, lambda: bool(app.screen.rows) and app.screen.query_one("#timeline-table").row_count == len(app.screen.rows), what="the rows")
-        await _settle(pilot, "note: restore started from dump of 02:00", "8 events · ", "times in UTC and local", "RTO 15:00", "^e Export")
+        await wait_until(
+            pilot,
+            lambda: bool(app.screen.rows) and app.screen.query_one("#timeline-table").row_count == len(app.screen.rows),
+            what="the rows",
+        )
+        await _settle(
+            pilot,
+            "note: restore started from dump of 02:00",
+            "8 events · ",
+            "times in UTC and local",
+            "RTO 15:00",
+            "^e Export",
+        )
 
     assert snap_compare(app, terminal_size=size, run_before=before)

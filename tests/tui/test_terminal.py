@@ -55,7 +55,9 @@ def screen_text(app: RunbookApp, color_system: str | None = None) -> str:
     """The screen as the terminal would get it (``color_system`` None: plain text)."""
     width, height = app.size
     out = io.StringIO()
-    console = Console(width=width, height=height, file=out, force_terminal=True, color_system=color_system, legacy_windows=False)
+    console = Console(
+        width=width, height=height, file=out, force_terminal=True, color_system=color_system, legacy_windows=False
+    )
     update = app.screen._compositor.render_update(full=True)
     console.print(update)
     return out.getvalue()
@@ -85,7 +87,11 @@ async def _every_screen(ctx, check, *, ansi_color: bool | None = None) -> None:
 
     async def shown(pilot, app, name: str) -> None:
         # Wait for what the check reads: the screen as the terminal gets it, saying its words.
-        await wait_until(pilot, lambda: all(words in plain(screen_text(app)) for words in EXPECT[name]), what=f"{name}: {EXPECT[name]}")
+        await wait_until(
+            pilot,
+            lambda: all(words in plain(screen_text(app)) for words in EXPECT[name]),
+            what=f"{name}: {EXPECT[name]}",
+        )
         check(app, name)
 
     app = app_for()
@@ -209,7 +215,9 @@ async def test_sixteen_colours_every_screen(sctx) -> None:
 
 
 async def test_start_form_mode_and_environment_by_keys_only(sctx) -> None:
-    app = RunbookApp(sctx, start=lambda a: StartScreen(sctx, loaded(sctx)), now=lambda: snapdata.FIXED_NOW, cursor_blink=False)
+    app = RunbookApp(
+        sctx, start=lambda a: StartScreen(sctx, loaded(sctx)), now=lambda: snapdata.FIXED_NOW, cursor_blink=False
+    )
     notes = record_notifications(app)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, on_top(app, StartScreen, focus="param-table"))

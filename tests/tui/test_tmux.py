@@ -22,7 +22,9 @@ pytestmark = [
 
 
 def runbook_cmd() -> list[str]:
-    found = shutil.which("runbook") or (str(Path(sys.executable).parent / "runbook") if (Path(sys.executable).parent / "runbook").exists() else None)
+    found = shutil.which("runbook") or (
+        str(Path(sys.executable).parent / "runbook") if (Path(sys.executable).parent / "runbook").exists() else None
+    )
     return [found] if found else [sys.executable, "-m", "runbook"]
 
 
@@ -37,7 +39,9 @@ def wait_pane(session: str, text: str, *, gone: bool = False, timeout: float = W
     try:
         return wait_until(lambda: capture(session), lambda pane: (text in pane) != gone, timeout=timeout, every=0.1)
     except WaitTimeout as exc:
-        raise AssertionError(f"{text!r} {'never went' if gone else 'never appeared'}; the pane shows:\n{exc.last}") from None
+        raise AssertionError(
+            f"{text!r} {'never went' if gone else 'never appeared'}; the pane shows:\n{exc.last}"
+        ) from None
 
 
 def test_runbook_run_in_tmux(tui_home: Path, tmp_path: Path) -> None:
@@ -48,7 +52,9 @@ def test_runbook_run_in_tmux(tui_home: Path, tmp_path: Path) -> None:
     session = f"rbtest{int(time.time() * 1000) % 10**8}"
     cmd = [*runbook_cmd(), "run", "files", "-p", f"victim={victim}", "-p", f"marker={tmp_path / 'm'}"]
     env = f"RUNBOOK_HOME={shlex.quote(str(tui_home))} RUNBOOK_CONFIG_DIR={shlex.quote(str(tmp_path / 'config'))} RUNBOOK_PLAYBOOKS={shlex.quote(str(tmp_path / 'playbooks-test'))} TERM=xterm-256color"
-    if os.environ.get("PYTHONPATH"):  # the tree under test, not only the installed one (a tmux server keeps its own environment)
+    if os.environ.get(
+        "PYTHONPATH"
+    ):  # the tree under test, not only the installed one (a tmux server keeps its own environment)
         env += f" PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])}"
     shell = f"cd {shlex.quote(str(tmp_path))} && env {env} {shlex.join(cmd)}; echo EXITED-$?; sleep 30"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", shell], check=True)

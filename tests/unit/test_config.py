@@ -65,7 +65,13 @@ def test_a_good_config_gives_plain_environments(tmp_path: Path) -> None:
     cfg = load_config(str(write(tmp_path, GOOD)))
     prod = cfg.environment()
     assert prod.name == "prod" and prod.production and prod.description == "Production"
-    assert prod.stores["postgres"] == {"host": "db.internal", "port": 5433, "user": "varlor_prod", "database": "varlor", "password_env": "VARLOR_DB_PASSWORD"}
+    assert prod.stores["postgres"] == {
+        "host": "db.internal",
+        "port": 5433,
+        "user": "varlor_prod",
+        "database": "varlor",
+        "password_env": "VARLOR_DB_PASSWORD",
+    }
     assert prod.stores["gcp"]["dataset_europe_west1"] == "ecommerce_eu"
     assert cfg.playbook_dirs == [str(tmp_path / "extra")] and cfg.drill_days == {"level1": 14}
     assert cfg.notify == {"slack": {"channel": "#incidents", "token_env": "SLACK_BOT_TOKEN"}}
@@ -121,7 +127,9 @@ def test_a_local_environment_is_overlaid_by_the_file(tmp_path: Path) -> None:
         def ensure(self, playbook: object) -> None:
             return None
 
-    cfg = load_config(str(write(tmp_path, '[environments.sandbox.storage]\nroot = "/mine"\n')), local={"sandbox": Local()})
+    cfg = load_config(
+        str(write(tmp_path, '[environments.sandbox.storage]\nroot = "/mine"\n')), local={"sandbox": Local()}
+    )
     env = cfg.environment("sandbox")
     assert env.sandbox and env.stores["storage"] == {"root": "/mine", "backups": "/b"}
     with pytest.raises(UsageError, match="Unknown environment 'nope'.*known environments are sandbox"):
@@ -130,6 +138,10 @@ def test_a_local_environment_is_overlaid_by_the_file(tmp_path: Path) -> None:
 
 def test_the_cli_prints_one_sentence_for_a_bad_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port = 5433", "port = 70000"))
-    r = subprocess.run([sys.executable, "-m", "runbook", "--config", str(path), "plan", "db-backup", "--env", "prod"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "runbook", "--config", str(path), "plan", "db-backup", "--env", "prod"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and f"{path}:" in r.stderr and "port" in r.stderr

@@ -423,7 +423,13 @@ steps:
 def test_dict_output_reference_resolves_keys() -> None:
     from runbook.playbook.refs import make_lookup, render
 
-    lookup = make_lookup(params={}, outputs={"c": {"counts": {"datasets": 600}, "names": ["a", "b"]}}, incident={}, env=lambda p: None, mode="live")
+    lookup = make_lookup(
+        params={},
+        outputs={"c": {"counts": {"datasets": 600}, "names": ["a", "b"]}},
+        incident={},
+        env=lambda p: None,
+        mode="live",
+    )
     assert render("{{ steps.c.outputs.counts.datasets }}", lookup) == 600
     assert render("{{ steps.c.outputs.names.1 }}", lookup) == "b"
     assert render("n={{ steps.c.outputs.counts }}", lookup) == "n={'datasets': 600}"

@@ -91,7 +91,9 @@ def test_a_spec_needs_typed_params_and_outputs() -> None:
 def test_wait_until_returns_the_value_that_holds() -> None:
     seen: list[int] = []
     counter = iter(range(100))
-    got = wait_until(lambda: next(counter), lambda v: v >= 3, timeout=5, every=0.01, on_poll=lambda v, _w: seen.append(v))
+    got = wait_until(
+        lambda: next(counter), lambda v: v >= 3, timeout=5, every=0.01, on_poll=lambda v, _w: seen.append(v)
+    )
     assert got == 3 and seen == [0, 1, 2, 3]
 
 
@@ -178,7 +180,9 @@ def test_parse_utc_reads_offsets_and_assumes_utc() -> None:
 # -- the fold -------------------------------------------------------------------------------------------
 
 
-def _ev(n: int, kind: EventType, payload: dict, step: str | None = None, ts: str = "2025-01-01T00:00:00+00:00") -> Event:
+def _ev(
+    n: int, kind: EventType, payload: dict, step: str | None = None, ts: str = "2025-01-01T00:00:00+00:00"
+) -> Event:
     return Event(n, "inc", n, ts, "op@host", step, kind.value, payload, "", "")
 
 
@@ -186,7 +190,13 @@ def test_the_fold_gives_every_reader_the_same_words() -> None:
     events = [
         _ev(0, EventType.INCIDENT_OPENED, {"playbook": "p", "mode": "live", "rto": 60}),
         _ev(1, EventType.STEP_STARTED, {"attempt": 1}, "a", "2025-01-01T00:00:01+00:00"),
-        _ev(2, EventType.STEP_FAILED, {"attempt": 1, "error": "x.", "duration": 1.0, "will_retry": True}, "a", "2025-01-01T00:00:02+00:00"),
+        _ev(
+            2,
+            EventType.STEP_FAILED,
+            {"attempt": 1, "error": "x.", "duration": 1.0, "will_retry": True},
+            "a",
+            "2025-01-01T00:00:02+00:00",
+        ),
         _ev(3, EventType.STEP_STARTED, {"attempt": 2}, "a", "2025-01-01T00:00:03+00:00"),
         _ev(4, EventType.STEP_FINISHED, {"outputs": {"k": 1}, "duration": 2.0}, "a", "2025-01-01T00:00:05+00:00"),
         _ev(5, EventType.STEP_STARTED, {"attempt": 1}, "b"),
@@ -208,5 +218,11 @@ def test_the_fold_gives_every_reader_the_same_words() -> None:
 
 
 def test_an_unknown_event_type_is_kept_but_not_folded() -> None:
-    st = S.fold("inc", [_ev(0, EventType.INCIDENT_OPENED, {"playbook": "p"}), Event(1, "inc", 1, "t", "a", None, "from_the_future", {}, "", "")])
+    st = S.fold(
+        "inc",
+        [
+            _ev(0, EventType.INCIDENT_OPENED, {"playbook": "p"}),
+            Event(1, "inc", 1, "t", "a", None, "from_the_future", {}, "", ""),
+        ],
+    )
     assert st.events == 2 and st.playbook_id == "p" and st.last_event is not None and st.last_event.kind is None

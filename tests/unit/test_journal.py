@@ -78,7 +78,7 @@ def test_cli_verify_names_the_bad_event(tmp_path: Path, rb_home: Path, rb) -> No
     r = rb("verify", "20260101-000000-abcd")
     assert r.returncode == 0 and "intact: 4 events" in r.stdout
     db = sqlite3.connect(rb_home / "journal.sqlite3")
-    db.execute("UPDATE events SET payload='{\"text\":\"forged\"}' WHERE n=2")
+    db.execute('UPDATE events SET payload=\'{"text":"forged"}\' WHERE n=2')
     db.commit()
     r = rb("verify", "20260101-000000")  # a unique prefix works too
     assert r.returncode == 1
@@ -95,7 +95,12 @@ def test_files_are_private(tmp_path: Path) -> None:
 def test_lock_refuses_second_live_process_and_take_over_is_explicit(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys,time; from runbook.journal.store import Journal; j=Journal(sys.argv[1]); j.acquire('inc'); print('locked', flush=True); time.sleep(60)", str(path)],
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from runbook.journal.store import Journal; j=Journal(sys.argv[1]); j.acquire('inc'); print('locked', flush=True); time.sleep(60)",
+            str(path),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -113,7 +118,15 @@ def test_lock_refuses_second_live_process_and_take_over_is_explicit(tmp_path: Pa
 
 def test_stale_lock_of_dead_pid_is_taken(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
-    subprocess.run([sys.executable, "-c", "import sys; from runbook.journal.store import Journal; Journal(sys.argv[1]).acquire('inc')", str(path)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from runbook.journal.store import Journal; Journal(sys.argv[1]).acquire('inc')",
+            str(path),
+        ],
+        check=True,
+    )
     me = Journal(path)
     previous = me.acquire("inc")  # the holder is dead: no refusal
     assert previous is not None and previous.pid != os.getpid() and not previous.alive()
@@ -137,7 +150,13 @@ def test_events_appended_together_survive_together_or_not_at_all(tmp_path: Path)
     j = Journal(tmp_path / "j.sqlite3")
     j.append("inc-1", "incident_opened", {"playbook": "p"})
     with pytest.raises(Exception, match="not valid UTF-8"):
-        j.append_many("inc-1", [("param_bound", {"name": "a", "value": "1"}, None), ("param_bound", {"name": "b", "value": "\udcff"}, None)])
+        j.append_many(
+            "inc-1",
+            [
+                ("param_bound", {"name": "a", "value": "1"}, None),
+                ("param_bound", {"name": "b", "value": "\udcff"}, None),
+            ],
+        )
     assert [e.type for e in j.events("inc-1")] == ["incident_opened"]  # the first of the pair was rolled back
     events = j.append_many("inc-1", [("param_bound", {"name": "a", "value": "1"}, None), ("step_started", {}, "s1")])
     assert [(e.n, e.type, e.step) for e in events] == [(1, "param_bound", None), (2, "step_started", "s1")]

@@ -66,7 +66,9 @@ steps:
 
 
 def test_conditions_short_circuit_and_type_errors_are_sentences() -> None:
-    lookup = make_lookup(params={"do_x": False, "n": 3, "s": "abc"}, outputs={}, incident={}, env=lambda p: None, mode="live")
+    lookup = make_lookup(
+        params={"do_x": False, "n": 3, "s": "abc"}, outputs={}, incident={}, env=lambda p: None, mode="live"
+    )
     assert evaluate_condition(parse_condition("params.do_x and steps.x.outputs.ok == 'yes'"), lookup) is False
     assert evaluate_condition(parse_condition("not params.do_x or steps.x.outputs.ok"), lookup) is True
     for bad in ("params.n in params.s", "-params.s == 1"):
@@ -77,7 +79,12 @@ def test_conditions_short_circuit_and_type_errors_are_sentences() -> None:
 def test_secrets_in_odd_forms_are_masked() -> None:
     red = Redactor([4242, "hunter22"])
     assert red.text("pin 4242 ok") == f"pin {MASK} ok"
-    for line in ("PGPASSWORD=abc123 pg_dump", "DB_PASSWORD: xyz", "postgresql+psycopg://u:pw9@h/db", "https://bot:tok3n@git.example/x"):
+    for line in (
+        "PGPASSWORD=abc123 pg_dump",
+        "DB_PASSWORD: xyz",
+        "postgresql+psycopg://u:pw9@h/db",
+        "https://bot:tok3n@git.example/x",
+    ):
         masked = red.text(line)
         assert MASK in masked, line
         assert not any(s in masked for s in ("abc123", "xyz", "pw9", "tok3n"))

@@ -78,13 +78,20 @@ def _event_literals(path: Path) -> list[str]:
 
 
 def test_event_types_are_named_only_through_the_enum() -> None:
-    found = [hit for path in SOURCES if path.name != "events.py" or path.parent.name != "core" for hit in _event_literals(path)]
+    found = [
+        hit
+        for path in SOURCES
+        if path.name != "events.py" or path.parent.name != "core"
+        for hit in _event_literals(path)
+    ]
     assert not found, "use runbook.core.events.EventType instead of:\n" + "\n".join(found)
 
 
 def test_the_event_literal_check_can_fail(tmp_path: Path) -> None:
     bad = REPO / "runbook" / "_structure_probe.py"
-    bad.write_text('def f(ev):\n    return ev.type == "step_started" or ev.kind == "note" or ev.type.startswith("step_")\n')
+    bad.write_text(
+        'def f(ev):\n    return ev.type == "step_started" or ev.kind == "note" or ev.type.startswith("step_")\n'
+    )
     try:
         assert len(_event_literals(bad)) == 3
     finally:

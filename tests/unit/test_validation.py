@@ -45,17 +45,37 @@ def test_good_playbook_is_valid(tmp_path: Path) -> None:
     ("mutate", "line", "fragment"),
     [
         (lambda t: t.replace("level: 1", "level: 1\ncolour: red"), 5, "unknown key 'colour'"),
-        (lambda t: t.replace("    effect: read-only\n", "    effect: read-only\n    retrys: 2\n"), 14, "unknown key 'retrys'"),
+        (
+            lambda t: t.replace("    effect: read-only\n", "    effect: read-only\n    retrys: 2\n"),
+            14,
+            "unknown key 'retrys'",
+        ),
         (lambda t: t.replace("level: 1", "level: high"), 4, "level"),
         (lambda t: t.replace("id: second", "id: first"), 16, "duplicate step id 'first'"),
-        (lambda t: t.replace("shell: [echo, \"{{ steps.first.outputs.word }}\"]", "run: postgres.nuke"), 17, "unknown action 'postgres.nuke'"),
+        (
+            lambda t: t.replace('shell: [echo, "{{ steps.first.outputs.word }}"]', "run: postgres.nuke"),
+            17,
+            "unknown action 'postgres.nuke'",
+        ),
         (lambda t: t.replace("params.db }}", "params.dbx }}"), 12, "undefined parameter 'dbx'"),
-        (lambda t: t.replace("[echo, \"{{ params.db }}\"]", "[echo, \"{{ steps.second.outputs.stdout }}\"]"), 12, "outputs of the later step 'second'"),
+        (
+            lambda t: t.replace('[echo, "{{ params.db }}"]', '[echo, "{{ steps.second.outputs.stdout }}"]'),
+            12,
+            "outputs of the later step 'second'",
+        ),
         (lambda t: t.replace("steps.first.outputs.word", "steps.first.outputs.nothing"), 17, "does not produce"),
-        (lambda t: t.replace("    effect: read-only\n", "    effect: destructive\n    confirm: yes\n"), 14, "lower than the 'typed'"),
+        (
+            lambda t: t.replace("    effect: read-only\n", "    effect: destructive\n    confirm: yes\n"),
+            14,
+            "lower than the 'typed'",
+        ),
         (lambda t: t.replace("tier: component", "tier: catastrophe"), 3, "tier"),
         (lambda t: t.replace("rto: 15m", "rto: soon"), 5, "not a duration"),
-        (lambda t: t.replace("  - id: second\n", "  - id: second\n    when: \"__import__('os')\"\n"), 17, "not allowed"),
+        (
+            lambda t: t.replace("  - id: second\n", "  - id: second\n    when: \"__import__('os')\"\n"),
+            17,
+            "not allowed",
+        ),
         (lambda t: t.replace("id: demo", "id: other"), 1, "must match the file name"),
     ],
 )
@@ -66,7 +86,9 @@ def test_each_error_has_file_and_line(tmp_path: Path, mutate, line: int, fragmen
 
 
 def test_every_error_is_reported_not_just_the_first(tmp_path: Path) -> None:
-    text = GOOD.replace("level: 1", "level: 1\ncolour: red").replace("    effect: read-only\n", "    effect: read-only\n    retrys: 2\n")
+    text = GOOD.replace("level: 1", "level: 1\ncolour: red").replace(
+        "    effect: read-only\n", "    effect: read-only\n    retrys: 2\n"
+    )
     out = diags(tmp_path, text)
     assert len(out) == 2
     text2 = GOOD.replace("id: second", "id: first").replace("params.db }}", "params.nope }}")
@@ -93,7 +115,7 @@ def test_malformed_yaml_gives_line(tmp_path: Path) -> None:
 
 def test_with_keys_checked_against_action(tmp_path: Path) -> None:
     text = GOOD.replace(
-        "shell: [echo, \"{{ steps.first.outputs.word }}\"]",
+        'shell: [echo, "{{ steps.first.outputs.word }}"]',
         "run: file.check_size\n    with:\n      path: /tmp\n      min_bytez: 3",
     )
     out = diags(tmp_path, text)

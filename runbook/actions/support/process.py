@@ -66,7 +66,9 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float | None = GRACE_SECOND
 
 
 @contextlib.contextmanager
-def watchdog(stop: Callable[[str], None], *, cancelled: threading.Event | None, timeout: float | None) -> Iterator[list[str]]:
+def watchdog(
+    stop: Callable[[str], None], *, cancelled: threading.Event | None, timeout: float | None
+) -> Iterator[list[str]]:
     """While the block runs, call ``stop("cancelled"|"timeout")`` once if either happens.
 
     Yields the list the reason is appended to. Off the hot path: one thread polling every 0.1 s.
@@ -195,10 +197,14 @@ def run_process(
         ActionError: The program does not exist, or ``check`` and the command failed.
     """
     check_argv(argv)
-    proc = start(["runuser", "-u", preexec_user, "--", *argv] if preexec_user else list(argv),
-                 stdout=subprocess.PIPE if stdout_to is None else stdout_to,
-                 stderr=subprocess.STDOUT if stdout_to is None else subprocess.PIPE,
-                 stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL, env=_child_env(env), cwd=cwd)
+    proc = start(
+        ["runuser", "-u", preexec_user, "--", *argv] if preexec_user else list(argv),
+        stdout=subprocess.PIPE if stdout_to is None else stdout_to,
+        stderr=subprocess.STDOUT if stdout_to is None else subprocess.PIPE,
+        stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
+        env=_child_env(env),
+        cwd=cwd,
+    )
     if stdin_bytes is not None:
         _feed(proc, stdin_bytes)
     keep = _Lines(deque(maxlen=max(tail_lines, 1)), [] if capture else None)
@@ -214,8 +220,15 @@ def run_process(
             if leaving:  # ``log`` raised (say the step's log is on a full disk): stop the command too
                 kill_group(proc)
             exit_code = proc.wait()
-    result = ProcessResult(list(argv), exit_code, list(keep.tail), "\n".join(keep.captured) if keep.captured is not None else None,
-                           timed_out="timeout" in why, cancelled="cancelled" in why, lines=keep.count)
+    result = ProcessResult(
+        list(argv),
+        exit_code,
+        list(keep.tail),
+        "\n".join(keep.captured) if keep.captured is not None else None,
+        timed_out="timeout" in why,
+        cancelled="cancelled" in why,
+        lines=keep.count,
+    )
     if check and not result.ok:
         raise ActionError(describe_failure(result))
     return result
@@ -287,8 +300,14 @@ def run_pipeline(
             p2.stdin.close()
         for t in pumps:
             t.join(timeout=5)
-    return PipelineResult(rc1, rc2, why[0] if why else None, quit_early,
-                          [scrub(x) for x in tails[0].tail], [scrub(x) for x in tails[1].tail])
+    return PipelineResult(
+        rc1,
+        rc2,
+        why[0] if why else None,
+        quit_early,
+        [scrub(x) for x in tails[0].tail],
+        [scrub(x) for x in tails[1].tail],
+    )
 
 
 def _relay(p1: subprocess.Popen[bytes], p2: subprocess.Popen[bytes]) -> tuple[int, bool]:

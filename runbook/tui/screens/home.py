@@ -18,7 +18,9 @@ from textual.widgets import Input, OptionList, Static
 from runbook.tui.screens.home_data import HomeData, load_home_status, read_lists
 from runbook.tui.screens.home_rows import detail_markup, home_options
 
-HOME_KEYS = "[b]↑↓[/] choose · [b]enter[/] open · [b]esc[/] clear filter · [b]^r[/] refresh · [b]^p[/] commands · [b]^q[/] quit"
+HOME_KEYS = (
+    "[b]↑↓[/] choose · [b]enter[/] open · [b]esc[/] clear filter · [b]^r[/] refresh · [b]^p[/] commands · [b]^q[/] quit"
+)
 
 
 class HomeLoaded(Message):
@@ -113,7 +115,12 @@ class HomeScreen(Screen[None]):
         if self.data is None:
             return
         s = message.data
-        self.data.env, self.data.env_description, self.data.production, self.data.sandbox = s.env, s.env_description, s.production, s.sandbox
+        self.data.env, self.data.env_description, self.data.production, self.data.sandbox = (
+            s.env,
+            s.env_description,
+            s.production,
+            s.sandbox,
+        )
         self._status_line()
 
     def _status_line(self) -> None:
@@ -227,4 +234,8 @@ class HomeScreen(Screen[None]):
 
     def palette_commands(self) -> list[tuple[str, str, str]]:
         """(label, help, action) for the command palette."""
-        return [("Open the highlighted item", "key enter", "open"), ("Refresh", "key ctrl+r", "reload"), ("Clear the filter", "key escape", "clear")]
+        return [
+            ("Open the highlighted item", "key enter", "open"),
+            ("Refresh", "key ctrl+r", "reload"),
+            ("Clear the filter", "key escape", "clear"),
+        ]

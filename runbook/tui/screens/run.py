@@ -44,6 +44,7 @@ FLUSH_INTERVAL = 0.08
 # Python's 5 ms keeps a key press under 100 ms during a 200,000-line flood.
 UI_SWITCH_INTERVAL = 0.001
 
+
 class RunScreen(RunAnswers, Screen[None]):
     """Drives one incident, or follows it read-only when another operator holds it.
 
@@ -124,7 +125,13 @@ class RunScreen(RunAnswers, Screen[None]):
 
     def compose(self) -> ComposeResult:
         sub = self.loaded.playbook.id if self.loaded is not None else (self.incident or "")
-        yield ModeBar(mode=self.mode, env=self.env.name, production=getattr(self.env, "production", False), subtitle=sub, id="modebar")
+        yield ModeBar(
+            mode=self.mode,
+            env=self.env.name,
+            production=getattr(self.env, "production", False),
+            subtitle=sub,
+            id="modebar",
+        )
         with Horizontal(id="run-body"):
             with VerticalScroll(id="steps-pane"):
                 yield StepList(id="steps")

@@ -127,7 +127,9 @@ class RunAnswers:
             if self._ask(Ask.SECRET):
                 self._answer(Decision(Choice.VALUE, value=value) if value else Decision(Choice.QUIT))
 
-        self.app.push_screen(ReasonScreen("Secret parameter", f"Value of {name} (never journaled):", password=True), done)
+        self.app.push_screen(
+            ReasonScreen("Secret parameter", f"Value of {name} (never journaled):", password=True), done
+        )
 
     def _with_reason(self, title: str, prompt: str, make: Callable[[str], Decision], *, optional: bool = False) -> None:
         from runbook.tui.screens.dialogs.reason import ReasonScreen
@@ -159,9 +161,18 @@ class RunAnswers:
     def action_done(self) -> None:
         """Mark the manual (or interrupted) step done."""
         if self._ask(Ask.MANUAL):
-            self._with_reason("Manual step done", "Note (optional, journaled):", lambda r: Decision(Choice.DONE, reason=r or None), optional=True)
+            self._with_reason(
+                "Manual step done",
+                "Note (optional, journaled):",
+                lambda r: Decision(Choice.DONE, reason=r or None),
+                optional=True,
+            )
         elif self._ask(Ask.INTERRUPTED):
-            self._with_reason("Mark the interrupted step done", "Why is it done? (journaled)", lambda r: Decision(Choice.DONE, reason=r))
+            self._with_reason(
+                "Mark the interrupted step done",
+                "Why is it done? (journaled)",
+                lambda r: Decision(Choice.DONE, reason=r),
+            )
 
     def action_skip(self) -> None:
         """Skip the step, with a reason."""

@@ -72,7 +72,9 @@ class RunModel:
         if ev.step is not None:
             self.needs_confirm.discard(ev.step)
             if kind == EventType.STEP_STARTED:
-                self.step_info.setdefault(ev.step, {}).update({k: ev.payload[k] for k in ("action", "effect", "target") if k in ev.payload})
+                self.step_info.setdefault(ev.step, {}).update(
+                    {k: ev.payload[k] for k in ("action", "effect", "target") if k in ev.payload}
+                )
                 if live:
                     self.running_step = ev.step
                     applied.started, applied.attempt = ev.step, ev.payload.get("attempt")
@@ -103,7 +105,9 @@ class RunModel:
             from runbook.playbook import yamlload
             from runbook.playbook.validate import validate_raw
 
-            loaded = validate_raw(yamlload.loads(self.state.playbook_text), Path(self.state.playbook_path or "playbook.yaml"))
+            loaded = validate_raw(
+                yamlload.loads(self.state.playbook_text), Path(self.state.playbook_path or "playbook.yaml")
+            )
         except Exception:  # noqa: BLE001 - the list stays as the journal shows it
             return None
         return loaded.playbook

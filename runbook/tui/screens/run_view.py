@@ -44,7 +44,9 @@ def step_view(step_id: str, meta: Any, info: dict[str, Any], request: Request | 
     manual = meta is not None and meta.kind == "manual"
     title = (request.title if request is not None else None) or (meta.label if meta is not None else step_id)
     phase = f"[dim]{escape(meta.phase)} ›[/] " if meta is not None and meta.phase else ""
-    desc = (request.description if request is not None else None) or (meta.description if meta is not None else "") or ""
+    desc = (
+        (request.description if request is not None else None) or (meta.description if meta is not None else "") or ""
+    )
     action = info.get("action") or ("manual task" if manual else "")
     effect = "manual" if manual else info.get("effect", "")
     target = info.get("target") or ""
@@ -71,14 +73,20 @@ def question_prompt(request: Request, mode: str) -> tuple[str, str] | None:
     title = escape(request.title)
     destructive = DANGER if request.effect == Effect.DESTRUCTIVE and mode != "dry-run" else ATTENTION
     prompts = {
-        Ask.BEFORE_STEP: (f"Next: [b]{title}[/] — [b]r[/] run it · [b]s[/] skip (reason) · [b]q[/] pause and quit", destructive),
+        Ask.BEFORE_STEP: (
+            f"Next: [b]{title}[/] — [b]r[/] run it · [b]s[/] skip (reason) · [b]q[/] pause and quit",
+            destructive,
+        ),
         Ask.CONFIRM: (f"[b]{title}[/] needs confirmation — [b]y[/] to confirm it", destructive),
         Ask.MANUAL: (f"Manual task: do [b]{title}[/] by hand, then [b]d[/] mark done · [b]s[/] skip", ATTENTION),
         Ask.FAILURE: (
             f"[b]✗ {title} failed:[/] {escape(request.error or '')} — [b]t[/] retry · [b]s[/] skip · [b]k[/] end as failed · [b]q[/] pause",
             DANGER,
         ),
-        Ask.INTERRUPTED: (f"[b]{title}[/] was interrupted — [b]t[/] retry · [b]d[/] mark done · [b]s[/] skip · [b]i[/] details", DANGER),
+        Ask.INTERRUPTED: (
+            f"[b]{title}[/] was interrupted — [b]t[/] retry · [b]d[/] mark done · [b]s[/] skip · [b]i[/] details",
+            DANGER,
+        ),
         Ask.SECRET: ("A secret parameter is needed to go on.", ATTENTION),
     }
     return prompts.get(request.ask)

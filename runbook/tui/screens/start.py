@@ -36,7 +36,15 @@ class StartScreen(Screen[None]):
         Binding("escape", "back", "Back", id="start.back"),
     ]
 
-    def __init__(self, ctx: Any, loaded: Any, *, given: dict[str, Any] | None = None, env_name: str | None = None, mode: str = "live") -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        loaded: Any,
+        *,
+        given: dict[str, Any] | None = None,
+        env_name: str | None = None,
+        mode: str = "live",
+    ) -> None:
         super().__init__()
         self.ctx = ctx
         self.loaded = loaded
@@ -50,11 +58,19 @@ class StartScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         pb = self.pb
-        yield ModeBar(mode=self.mode, env=self.env_name, production=self._production(self.env_name), subtitle=f"start {pb.id}", id="modebar")
+        yield ModeBar(
+            mode=self.mode,
+            env=self.env_name,
+            production=self._production(self.env_name),
+            subtitle=f"start {pb.id}",
+            id="modebar",
+        )
         with VerticalScroll(id="start-form"):
             rto = f" · RTO {pb.rto}" if pb.rto else ""
             rpo = f" · RPO {pb.rpo}" if pb.rpo else ""
-            yield Static(f"[b]{escape(pb.title)}[/] — {pb.tier.value}{f' level {pb.level}' if pb.level else ''}{rto}{rpo} · {len(pb.steps)} steps")
+            yield Static(
+                f"[b]{escape(pb.title)}[/] — {pb.tier.value}{f' level {pb.level}' if pb.level else ''}{rto}{rpo} · {len(pb.steps)} steps"
+            )
             if pb.description:
                 yield Static(escape(pb.description.strip()), classes="field-help")
             # Where and how first (one line each), with the LIVE warning: visible at 80×24.
@@ -62,7 +78,9 @@ class StartScreen(Screen[None]):
                 yield Label("Environment", classes="choice-label")
                 with RadioSet(id="start-env", compact=True):
                     for n in self.env_names:
-                        yield RadioChoice(n + (" (production)" if self._production(n) else ""), value=n == self.env_name, name=n)
+                        yield RadioChoice(
+                            n + (" (production)" if self._production(n) else ""), value=n == self.env_name, name=n
+                        )
             with Horizontal(classes="choice-row"):
                 yield Label("Mode", classes="choice-label")
                 with RadioSet(id="start-mode", compact=True):
@@ -73,8 +91,17 @@ class StartScreen(Screen[None]):
                 kind = spec.type.value + (f" ({', '.join(spec.choices or [])})" if spec.choices else "")
                 req = " [red]required[/]" if spec.required and spec.default is None else ""
                 help_ = f" — {escape(spec.help)}" if spec.help else ""
-                yield Label(f"{escape(name)} [dim]{escape(kind)}{' · secret' if spec.secret else ''}[/]{req}[dim]{help_}[/]", classes="field-label")
-                yield Input(value=self._initial(name, spec), password=spec.secret, id=f"param-{name}", placeholder=name, compact=True)
+                yield Label(
+                    f"{escape(name)} [dim]{escape(kind)}{' · secret' if spec.secret else ''}[/]{req}[dim]{help_}[/]",
+                    classes="field-label",
+                )
+                yield Input(
+                    value=self._initial(name, spec),
+                    password=spec.secret,
+                    id=f"param-{name}",
+                    placeholder=name,
+                    compact=True,
+                )
                 yield Static("", id=f"error-{name}", classes="field-error")
             with Horizontal(id="start-choices"):
                 yield Button("Start incident (ctrl+s)", id="start-go", variant="primary")

@@ -22,7 +22,15 @@ EXTENSIONS = {"json": "json", "md": "md", "html": "html"}
 class TimelineLoaded(Message):
     """The incident's events were read."""
 
-    def __init__(self, rows: list[tuple[str, str, str, str, str]], mode: str, env: str, opened: str | None, closed: str | None, rto: float | None) -> None:
+    def __init__(
+        self,
+        rows: list[tuple[str, str, str, str, str]],
+        mode: str,
+        env: str,
+        opened: str | None,
+        closed: str | None,
+        rto: float | None,
+    ) -> None:
         super().__init__()
         self.rows = rows
         self.mode = mode
@@ -50,7 +58,9 @@ def timeline_rows(journal: Any, incident: str) -> tuple[list[tuple[str, str, str
     rows = []
     for ev in journal.iter_events(incident):
         S.apply(st, ev)
-        rows.append((ev.ts[:19].replace("T", " ") + "Z", local_time(ev.ts), ev.actor, ev.step or "", describe_event(ev)))
+        rows.append(
+            (ev.ts[:19].replace("T", " ") + "Z", local_time(ev.ts), ev.actor, ev.step or "", describe_event(ev))
+        )
     return rows, st
 
 
@@ -154,7 +164,9 @@ class TimelineScreen(Screen[None]):
         table.clear()
         narrow = self._narrow()
         one_actor = getattr(self, "_one_actor", False)
-        table.add_rows([((r[0][5:] if narrow else r[0]), r[1], r[3], r[4], *(() if one_actor else (r[2],))) for r in rows])
+        table.add_rows(
+            [((r[0][5:] if narrow else r[0]), r[1], r[3], r[4], *(() if one_actor else (r[2],))) for r in rows]
+        )
         shown = f"{len(rows):,} of {len(self.rows):,} events" if text else f"{len(self.rows):,} events"
         by = f" · all by {self.rows[0][2]}" if one_actor and self.rows else ""
         self.query_one("#timeline-count", Static).update(f"{shown}{by} · times in UTC and local ({self.incident})")
@@ -208,4 +220,8 @@ class TimelineScreen(Screen[None]):
 
     def palette_commands(self) -> list[tuple[str, str, str]]:
         """(label, help, action) for the command palette."""
-        return [("Export the timeline", "key ctrl+e", "export"), ("Refresh", "key ctrl+r", "reload"), ("Back", "key escape", "back")]
+        return [
+            ("Export the timeline", "key ctrl+e", "export"),
+            ("Refresh", "key ctrl+r", "reload"),
+            ("Back", "key escape", "back"),
+        ]

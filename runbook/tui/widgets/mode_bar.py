@@ -46,7 +46,9 @@ class ModeBar(Static):
     env: reactive[str] = reactive("")
     subtitle: reactive[str] = reactive("")
 
-    def __init__(self, *, mode: str = "", env: str = "", production: bool = False, subtitle: str = "", id: str | None = None) -> None:
+    def __init__(
+        self, *, mode: str = "", env: str = "", production: bool = False, subtitle: str = "", id: str | None = None
+    ) -> None:
         """Create the bar.
 
         Args:

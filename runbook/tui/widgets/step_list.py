@@ -78,5 +78,7 @@ class StepList(Static):
             style = STATUS_STYLE.get(shown, "")
             title_style = style + (" reverse" if sid == self.current else "")
             word = "" if shown == StepStatus.PENDING else ("confirm?" if shown == NEEDS_CONFIRMATION else str(shown))
-            table.add_row(Text(STATUS_ICON.get(shown, "?"), style=style), Text(title, style=title_style), Text(word, style=style))
+            table.add_row(
+                Text(STATUS_ICON.get(shown, "?"), style=style), Text(title, style=title_style), Text(word, style=style)
+            )
         return table

@@ -54,13 +54,20 @@ class ConfirmScreen(ModalScreen[Decision | None]):
             yield Static(f" {where(self.mode, self.env)} — confirm a {r.effect.upper()} step ", id="dialog-title")
             yield Static(f"[b]{escape(r.title)}[/]", id="confirm-step")
             yield Static(f"[b]It will run:[/] {escape(r.action)}", id="confirm-action")
-            yield Static(f"[b]On:[/] {escape(r.target or '(no target)')}   [b]Effect:[/] {escape(r.effect)}", id="confirm-target")
+            yield Static(
+                f"[b]On:[/] {escape(r.target or '(no target)')}   [b]Effect:[/] {escape(r.effect)}", id="confirm-target"
+            )
             if self.typed:
-                yield Static(f"Type [b reverse] {escape(r.expected or '')} [/] exactly to confirm (Escape refuses):", id="confirm-help")
+                yield Static(
+                    f"Type [b reverse] {escape(r.expected or '')} [/] exactly to confirm (Escape refuses):",
+                    id="confirm-help",
+                )
                 yield Input(id="confirm-input")
                 yield Label(self.attempt_note, id="confirm-note")
             else:
-                yield Static("Press [b]y[/] to confirm, [b]n[/] or Escape to refuse, [b]s[/] to skip.", id="confirm-help")
+                yield Static(
+                    "Press [b]y[/] to confirm, [b]n[/] or Escape to refuse, [b]s[/] to skip.", id="confirm-help"
+                )
             with Horizontal(classes="buttons"):
                 yield no_focus(Button("Confirm", id="confirm-ok", variant="error", disabled=self.typed))
                 yield no_focus(Button("Refuse (esc)", id="confirm-no"))

@@ -43,7 +43,9 @@ class InterruptedScreen(ModalScreen[Decision | None]):
         last = r.extra.get("last_output") or []
         with Vertical(id="dialog", classes="dialog -interrupted"):
             yield Static(" Interrupted step ", id="dialog-title")
-            yield Static(f"[b]{escape(r.title)}[/] ({escape(r.effect)}) was started at {escape(str(started))} and never finished.")
+            yield Static(
+                f"[b]{escape(r.title)}[/] ({escape(r.effect)}) was started at {escape(str(started))} and never finished."
+            )
             yield Static("It is not re-run automatically. Did it complete? Check before you choose.")
             yield Static("[b]Last output:[/]")
             yield Static(escape("\n".join(str(x) for x in last[-8:]) or "(no output)"), id="interrupted-output")

@@ -26,7 +26,9 @@ class ReasonScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="reason.cancel")]
 
-    def __init__(self, title: str, prompt: str, *, optional: bool = False, password: bool = False, placeholder: str = "") -> None:
+    def __init__(
+        self, title: str, prompt: str, *, optional: bool = False, password: bool = False, placeholder: str = ""
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.prompt = prompt
