@@ -16,7 +16,7 @@ from pydantic import Field
 
 from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
-from runbook.actions.support.fs import human_bytes, sha256_file, tree_size
+from runbook.actions.support.fs import human_bytes, read_sha256_file, sha256_file, tree_size
 from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
@@ -33,7 +33,8 @@ def _exists(path: Path, what: str = "file") -> Path:
 
 class Sha256Params(ActionParams):
     path: str
-    write: bool = Field(False, description="Also write PATH.sha256 in sha256sum format.")
+    write: bool = False
+    """Also write PATH.sha256 in sha256sum format."""
 
 
 class Sha256Outputs(ActionOutputs):
@@ -71,7 +72,8 @@ class VerifyParams(ActionParams):
     path: str
     """The data file; its checksum file is PATH.sha256 unless given."""
     checksum_file: str | None = None
-    required: bool = Field(True, description="Fail when there is no checksum file (else warn).")
+    required: bool = True
+    """Fail when there is no checksum file (else warn)."""
 
 
 class VerifyOutputs(ActionOutputs):
@@ -91,13 +93,7 @@ def verify_sha256(ctx: StepContext, params: VerifyParams) -> VerifyOutputs:
             raise ActionError(f"No checksum file for {path}: expected {sidecar}.")
         ctx.log(f"WARNING: no checksum file found for {path}")
         return VerifyOutputs(sha256=sha256_file(path, ctx.cancelled), verified=False)
-    try:
-        first = sidecar.read_text(encoding="utf-8", errors="replace").split()
-    except OSError as exc:
-        raise ActionError(f"Cannot read checksum file {sidecar}: {exc.strerror}.") from None
-    expected = first[0].lower() if first else ""
-    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
-        raise ActionError(f"Checksum file {sidecar} does not hold a sha256 digest.")
+    expected = read_sha256_file(sidecar)
     actual = sha256_file(path, ctx.cancelled)
     if actual != expected:
         ctx.log(f"{path}: FAILED (expected {expected}, got {actual})")
@@ -111,9 +107,11 @@ def verify_sha256(ctx: StepContext, params: VerifyParams) -> VerifyOutputs:
 
 class NewestParams(ActionParams):
     directory: str
-    pattern: str = Field("*", description="Glob on the entry name, e.g. varlor_db_*.dump.")
+    pattern: str = "*"
+    """Glob on the entry name, e.g. varlor_db_*.dump."""
     kind: Literal["file", "dir", "any"] = "file"
-    max_age: Duration | None = Field(None, description="Fail if the newest is older (e.g. 24h).")
+    max_age: Duration | None = None
+    """Fail if the newest is older (e.g. 24h)."""
     exclude: list[str] = Field(default_factory=lambda: ["*.sha256", "*.tmp"])
 
 
@@ -195,11 +193,15 @@ def check_age(ctx: StepContext, params: AgeParams) -> AgeOutputs:
 
 class SizeParams(ActionParams):
     path: str
-    min_bytes: int = Field(1, ge=0, description="Fail when smaller (0 bytes is always suspicious).")
+    min_bytes: int = Field(1, ge=0)
+    """Fail when smaller (0 bytes is always suspicious)."""
     max_bytes: int | None = Field(None, ge=0)
-    compare_to: str | None = Field(None, description="A previous backup to compare with.")
-    max_change: float = Field(0.5, gt=0, description="Fail when the size differs from compare_to by more than this fraction.")
-    warn_only: bool = Field(False, description="Log a WARNING instead of failing.")
+    compare_to: str | None = None
+    """A previous backup to compare with."""
+    max_change: float = Field(0.5, gt=0)
+    """Fail when the size differs from compare_to by more than this fraction."""
+    warn_only: bool = False
+    """Log a WARNING instead of failing."""
 
 
 class SizeOutputs(ActionOutputs):

@@ -26,7 +26,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
 from runbook.actions.support.process import ProcessResult, run_process
@@ -39,16 +39,18 @@ _BRANCH_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9
 
 
 class ConfigBackupParams(ActionParams):
-    repo: str | None = Field(
-        None, description="The configuration repository (default: the git store's repo)."
-    )
-    remote: str | None = Field(
-        None, description="Remote to push to (default: the git store's remote, else origin if it exists)."
-    )
-    push: bool = Field(True, description="Push the working branch and the backup branch.")
-    branch_prefix: str = Field("backup/", description="Backup branches are <prefix><YYYYmmdd_HHMMSS>.")
-    branch_if_unchanged: bool = Field(True, description="Create the dated branch even when nothing changed.")
-    message: str = Field("Automated backup", description="Commit message; ': <UTC time>' is appended.")
+    repo: str | None = None
+    """The configuration repository (default: the git store's repo)."""
+    remote: str | None = None
+    """Remote to push to (default: the git store's remote, else origin if it exists)."""
+    push: bool = True
+    """Push the working branch and the backup branch."""
+    branch_prefix: str = "backup/"
+    """Backup branches are <prefix><YYYYmmdd_HHMMSS>."""
+    branch_if_unchanged: bool = True
+    """Create the dated branch even when nothing changed."""
+    message: str = "Automated backup"
+    """Commit message; ': <UTC time>' is appended."""
 
     @field_validator("branch_prefix")
     @classmethod
@@ -68,9 +70,8 @@ class ConfigBackupParams(ActionParams):
 class ConfigBackupOutputs(ActionOutputs):
     commit: str
     """The commit backed up (new or HEAD)."""
-    branch: str = Field(
-        description="The backup branch, e.g. backup/20250101_030000 (empty when not created)."
-    )
+    branch: str
+    """The backup branch, e.g. backup/20250101_030000 (empty when not created)."""
     pushed: bool
     """true when pushed to the remote."""
     changed: bool

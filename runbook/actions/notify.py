@@ -16,10 +16,14 @@ from runbook.core.errors import ActionError
 
 
 class SlackNotifyParams(ActionParams):
-    text: str = Field(min_length=1, description="The message (plain text; long text is split to fit Slack).")
-    channel: str | None = Field(None, description="Channel (#name or id); default the incident channel.")
-    security: bool = Field(False, description="Post to the configured security_channel.")
-    thread: bool = Field(True, description="In the incident channel, reply in the incident's thread.")
+    text: str = Field(min_length=1)
+    """The message (plain text; long text is split to fit Slack)."""
+    channel: str | None = None
+    """Channel (#name or id); default the incident channel."""
+    security: bool = False
+    """Post to the configured security_channel."""
+    thread: bool = True
+    """In the incident channel, reply in the incident's thread."""
 
 
 class SlackNotifyOutputs(ActionOutputs):

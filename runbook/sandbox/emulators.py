@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 from runbook.core.procs import LOCALHOST
 from runbook.sandbox.ports import RememberedPort, http_probe
@@ -57,17 +58,20 @@ def _installed_version(dist: str) -> str:
         return "unknown"
 
 
-class PubSubEmulator(ManagedProcess):
-    """Google's Pub/Sub emulator (Java; ready in ~0.6-1.5 s, ~120 MB RSS).
-
-    Ready when ``GET /`` answers. Resource names shorter than 3 characters are rejected.
+class _CloudSdkEmulator(ManagedProcess):
+    """An emulator shipped with the Cloud SDK: one executable, clients told ``host:port``.
 
     Args:
         base_dir: Directory for its log, pid and port files.
         port: Fixed port, or ``None`` to reuse the remembered one or pick a free one.
         project: The project id clients should use (only exported in :meth:`env`).
-        binary: The emulator launcher script.
+        binary: The emulator's executable (default: where the Cloud SDK installs it).
     """
+
+    NAME: ClassVar[str]
+    BINARY: ClassVar[Path]
+    READY_TIMEOUT: ClassVar[float]
+    PROBE_PATH: ClassVar[str | None] = None  # ready when GET PROBE_PATH answers (else: the port accepts)
 
     def __init__(
         self,
@@ -75,64 +79,57 @@ class PubSubEmulator(ManagedProcess):
         port: int | None = None,
         *,
         project: str = DEFAULT_PROJECT,
-        binary: Path | str = PUBSUB_BIN,
+        binary: Path | str | None = None,
     ) -> None:
         self.project = project
-        self.binary = str(binary)
+        self.binary = str(binary or self.BINARY)
+        probe = http_probe(self.PROBE_PATH) if self.PROBE_PATH else None
         super().__init__(
-            "pubsub",
-            base_dir,
-            lambda p: [self.binary, f"--host={LOCALHOST}", f"--port={p}"],
-            port=port,
-            probe=http_probe("/"),
-            ready_timeout=60.0,  # a cold JVM on a busy 2-core machine
+            self.NAME, base_dir, self._argv, port=port, probe=probe, ready_timeout=self.READY_TIMEOUT
         )
+
+    def _argv(self, port: int) -> list[str]:
+        raise NotImplementedError
 
     @property
     def endpoint(self) -> str:
-        """``host:port`` for ``PUBSUB_EMULATOR_HOST`` / ``ClientOptions(api_endpoint=...)``."""
+        """``host:port``: what the emulator variable in :meth:`env` holds and what
+        ``ClientOptions(api_endpoint=...)`` takes."""
         return self.address
+
+
+class PubSubEmulator(_CloudSdkEmulator):
+    """Google's Pub/Sub emulator (Java; ready in ~0.6-1.5 s, ~120 MB RSS).
+
+    Ready when ``GET /`` answers. Resource names shorter than 3 characters are rejected.
+    """
+
+    NAME = "pubsub"
+    BINARY = PUBSUB_BIN
+    READY_TIMEOUT = 60.0  # a cold JVM on a busy 2-core machine
+    PROBE_PATH = "/"
+
+    def _argv(self, port: int) -> list[str]:
+        return [self.binary, f"--host={LOCALHOST}", f"--port={port}"]
 
     def env(self) -> dict[str, str]:
         """Variables the Pub/Sub client reads: it then uses an insecure channel and no credentials."""
         return {"PUBSUB_EMULATOR_HOST": self.endpoint, "PUBSUB_PROJECT_ID": self.project}
 
 
-class BigtableEmulator(ManagedProcess):
+class BigtableEmulator(_CloudSdkEmulator):
     """Google's Bigtable emulator ``cbtemulator`` (Go; ready in ~0.03 s).
 
     Health is a port connect: it speaks only gRPC. A crashed emulator can linger as a zombie,
     which :meth:`is_healthy` reports as down.
-
-    Args:
-        base_dir: Directory for its log, pid and port files.
-        port: Fixed port, or ``None`` to reuse the remembered one or pick a free one.
-        project: The project id clients should use (only exported in :meth:`env`).
-        binary: The ``cbtemulator`` executable.
     """
 
-    def __init__(
-        self,
-        base_dir: Path | str,
-        port: int | None = None,
-        *,
-        project: str = DEFAULT_PROJECT,
-        binary: Path | str = BIGTABLE_BIN,
-    ) -> None:
-        self.project = project
-        self.binary = str(binary)
-        super().__init__(
-            "bigtable",
-            base_dir,
-            lambda p: [self.binary, "-host", LOCALHOST, "-port", str(p)],
-            port=port,
-            ready_timeout=15.0,
-        )
+    NAME = "bigtable"
+    BINARY = BIGTABLE_BIN
+    READY_TIMEOUT = 15.0
 
-    @property
-    def endpoint(self) -> str:
-        """``host:port`` for ``BIGTABLE_EMULATOR_HOST``."""
-        return self.address
+    def _argv(self, port: int) -> list[str]:
+        return [self.binary, "-host", LOCALHOST, "-port", str(port)]
 
     def env(self) -> dict[str, str]:
         """``BIGTABLE_EMULATOR_HOST``: ``bigtable.Client(project=..., admin=True)`` then needs no
@@ -199,11 +196,6 @@ class BigQueryEmulator(ManagedProcess):
     def extensions_marker(self) -> Path:
         """Exists once the DuckDB extensions are installed into :attr:`home`."""
         return self.home / ".duckdb" / f"runbook-extensions-{_installed_version('duckdb')}"
-
-    @property
-    def grpc_port_path(self) -> Path:
-        """The remembered gRPC port."""
-        return self._grpc_port.path
 
     @property
     def grpc_port(self) -> int:

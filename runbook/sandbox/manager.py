@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from runbook.sandbox.endpoints import (  # noqa: F401 - PROJECT and the rest are
     store_settings,
 )
 from runbook.sandbox.errors import SandboxError
+from runbook.sandbox.ports import Probe
 from runbook.sandbox.procs import ManagedProcess, start_all
 
 # Which components an action needs, by its name prefix.
@@ -143,70 +144,50 @@ class Sandbox:
 
         return BigtableEmulator(self.base / f"bigtable-{region}", project=PROJECT)
 
+    def _python_server(
+        self,
+        name: str,
+        directory: Path,
+        args: Sequence[str] = (),
+        *,
+        package: str | None = None,
+        state: str = "state",
+        upstream: ManagedProcess | None = None,
+        probe: Probe | None = None,
+    ) -> ManagedProcess:
+        """A stand-in run as ``python -m runbook.sandbox.PACKAGE --port PORT --state-dir DIR ARGS…``.
+
+        ``PACKAGE`` defaults to ``name``, ``DIR`` is ``directory/state``; ``--upstream`` names
+        the ``upstream`` server's address as it is when this one starts.
+        """
+        module, state_dir = f"runbook.sandbox.{package or name}", str(directory / state)
+
+        def argv(port: int) -> list[str]:
+            more = ["--upstream", upstream.address] if upstream is not None else []
+            return [sys.executable, "-m", module, "--port", str(port), "--state-dir", state_dir, *args] + more
+
+        return ManagedProcess(name, directory, argv, probe=probe, ready_timeout=30.0)
+
     def bigtable_proxy(self, region: str) -> ManagedProcess:
         emulator = self.bigtable_emulator(region)
-        directory = self.base / f"bigtable-{region}"
-        return ManagedProcess(
+        # Its files go beside those of the emulator it fronts.
+        return self._python_server(
             "bigtable-backup",
-            directory,
-            lambda p: [
-                sys.executable,
-                "-m",
-                "runbook.sandbox.bigtable_backup",
-                "--upstream",
-                emulator.address,
-                "--port",
-                str(p),
-                "--state-dir",
-                str(directory / "backups"),
-            ],  # fmt: skip
-            ready_timeout=30.0,
+            emulator.directory,
+            package="bigtable_backup",
+            state="backups",
+            upstream=emulator,
         )
 
     def dataflow(self) -> ManagedProcess:
         from runbook.sandbox.ports import http_probe
 
-        directory = self.base / "dataflow"
-        return ManagedProcess(
-            "dataflow",
-            directory,
-            lambda p: [
-                sys.executable,
-                "-m",
-                "runbook.sandbox.dataflow",
-                "--port",
-                str(p),
-                "--state-dir",
-                str(directory / "state"),
-                "--transition-delay",
-                "0.3",
-            ],  # fmt: skip
-            probe=http_probe("/_control/health"),
-            ready_timeout=30.0,
-        )
+        directory, health = self.base / "dataflow", http_probe("/_control/health")
+        return self._python_server("dataflow", directory, ["--transition-delay", "0.3"], probe=health)
 
     def slack(self) -> ManagedProcess:
-        directory = self.base / "slack"
-        return ManagedProcess(
-            "slack",
-            directory,
-            lambda p: [
-                sys.executable,
-                "-m",
-                "runbook.sandbox.slack",
-                "--port",
-                str(p),
-                "--state-dir",
-                str(directory / "state"),
-                "--token",
-                SLACK_TOKEN,
-                "--channel",
-                "incidents",
-                "--channel",
-                "security",
-            ],  # fmt: skip
-            ready_timeout=30.0,
-        )
+        channels = ["--channel", "incidents", "--channel", "security"]
+        return self._python_server("slack", self.base / "slack", ["--token", SLACK_TOKEN, *channels])
 
     def _servers(self, components: Iterable[str]) -> list[Any]:
         out: list[Any] = []

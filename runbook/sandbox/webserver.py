@@ -30,13 +30,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["BackgroundServer", "Connections", "exact_response", "serve_until_signalled"]
+__all__ = ["BackgroundServer", "Connections", "StandIn", "exact_response", "serve_until_signalled"]
 
 START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 5.0
@@ -207,6 +207,49 @@ class BackgroundServer:
         server.should_exit = True
         if thread is not None:
             thread.join(timeout=STOP_TIMEOUT_SECONDS + GRACEFUL_SHUTDOWN_SECONDS)
+
+
+class StandIn:
+    """What the Dataflow and Slack server objects share: serving their app on a
+    :class:`BackgroundServer`, ``base_url``, an idempotent ``stop()`` and ``with`` blocks.
+
+    A subclass sets ``host`` and ``_http = None`` and, in ``start()``, hands its app to :meth:`_serve`.
+    """
+
+    host: str
+    _http: BackgroundServer | None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def _serve(self, app: ASGIApp, port: int, *, name: str, connections: Connections | None = None) -> int:
+        """Serve ``app`` on ``host:port`` from a background thread; returns the bound port."""
+        http = BackgroundServer(app, self.host, port, name=name, connections=connections)
+        bound = http.start()
+        self._http = http
+        return bound
+
+    def _serving(self) -> BackgroundServer:
+        if self._http is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._http
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT``, the root of every route (only after :meth:`start`)."""
+        return f"http://{self.host}:{self._serving().port}"
+
+    def stop(self) -> None:
+        """Stop serving and release the port (idempotent); later connections are refused."""
+        http, self._http = self._http, None
+        if http is not None:
+            http.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def serve_until_signalled(start: Callable[[], str], stop: Callable[[], None]) -> int:

@@ -47,6 +47,17 @@ _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # (A service file's values beat PGHOST & co., so a PGSERVICE in the operator's shell could send
 # pg_restore to another server than the one psycopg talks to.)
 _LIBPQ_OVERRIDES = ("PGSERVICE", "PGSERVICEFILE", "PGHOSTADDR")
+# libpq's connection keywords (psycopg) and the variables the programs read them from.
+_LIBPQ_VARIABLES = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "dbname": "PGDATABASE",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "password": "PGPASSWORD",
+}
 
 
 class ProgramNotFound(ActionError):
@@ -223,22 +234,29 @@ class PostgresSettings:
 
     # -- clients ---------------------------------------------------------------------------------
 
-    def connect_kwargs(self, database: str | None = None) -> dict[str, Any]:
-        """Keyword arguments for ``psycopg.connect`` (the password, if any, is one of them)."""
-        kwargs: dict[str, Any] = {
+    def _libpq_params(self, database: str | None) -> dict[str, Any]:
+        """The connection keywords that are set (``dbname`` only when a database is known)."""
+        params: dict[str, Any] = {
             "host": self.host,
             "port": self.port,
             "user": self.user,
-            "dbname": self.pick_database(database),
             "connect_timeout": self.connect_timeout,
             "application_name": APPLICATION_NAME,
         }
+        if database or self.database:
+            params["dbname"] = self.pick_database(database)
         if self.sslmode:
-            kwargs["sslmode"] = self.sslmode
+            params["sslmode"] = self.sslmode
         password = self.password()
         if password is not None:
-            kwargs["password"] = password
-        return kwargs
+            params["password"] = password
+        # Without password_env, libpq's own defaults (PGPASSWORD, ~/.pgpass) apply to psycopg and
+        # to the programs alike.
+        return params
+
+    def connect_kwargs(self, database: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect`` (the password, if any, is one of them)."""
+        return self._libpq_params(self.pick_database(database))
 
     def subprocess_env(self, database: str | None = None) -> dict[str, str]:
         """libpq variables for pg_dump/pg_restore/psql/pg_basebackup (the password as PGPASSWORD).
@@ -247,23 +265,7 @@ class PostgresSettings:
         store's settings are the only ones that count.
         """
         env = {k: "" for k in _LIBPQ_OVERRIDES if k in os.environ}
-        env |= {
-            "PGHOST": self.host,
-            "PGPORT": str(self.port),
-            "PGUSER": self.user,
-            "PGCONNECT_TIMEOUT": str(self.connect_timeout),
-            "PGAPPNAME": APPLICATION_NAME,
-        }
-        if database or self.database:
-            env["PGDATABASE"] = self.pick_database(database)
-        if self.sslmode:
-            env["PGSSLMODE"] = self.sslmode
-        password = self.password()
-        if password is not None:
-            env["PGPASSWORD"] = password
-        # Without password_env, libpq's own defaults (PGPASSWORD, ~/.pgpass) apply to psycopg and
-        # to the programs alike.
-        return env
+        return env | {_LIBPQ_VARIABLES[k]: str(v) for k, v in self._libpq_params(database).items()}
 
     def describe_connection(self, database: str | None = None) -> str:
         """``host=… port=… user=… dbname=…`` plus where the password comes from, for describe()."""

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from runbook.actions.spec import StepContext
-from runbook.actions.support.fs import sha256_file
+from runbook.actions.support.fs import read_sha256_file, sha256_file
 from runbook.core.errors import ActionError
 from runbook.stores.postgres import PostgresSettings
 
@@ -26,17 +26,6 @@ _TOC_KINDS = ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY", "FK CONSTRAINT"
               "SCHEMA", "FUNCTION", "TRIGGER", "COMMENT", "ACL", "EXTENSION", "TYPE")
 
 
-def _read_sidecar(sidecar: Path) -> str:
-    try:
-        first = sidecar.read_text(encoding="utf-8", errors="replace").split()
-    except OSError as exc:
-        raise ActionError(f"Cannot read checksum file {sidecar}: {exc.strerror}.") from None
-    expected = first[0].lower() if first else ""
-    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
-        raise ActionError(f"Checksum file {sidecar} does not hold a sha256 digest.")
-    return expected
-
-
 def verify_checksum(ctx: StepContext, path: Path, required: bool) -> tuple[str, bool]:
     """(actual sha256, verified). Raises before anything else runs when the dump does not match."""
     if not path.is_file():
@@ -49,7 +38,7 @@ def verify_checksum(ctx: StepContext, path: Path, required: bool) -> tuple[str, 
             )
         ctx.log(f"WARNING: no checksum file found for {path}; restoring unverified")
         return sha256_file(path, ctx.cancelled), False
-    expected = _read_sidecar(sidecar)
+    expected = read_sha256_file(sidecar)
     actual = sha256_file(path, ctx.cancelled)
     if actual != expected:
         ctx.log(f"{path}: FAILED (expected {expected}, got {actual})")

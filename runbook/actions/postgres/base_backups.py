@@ -6,7 +6,7 @@ import os
 import shlex
 import shutil
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
 from runbook.actions.support.fs import human_bytes
@@ -16,18 +16,13 @@ from runbook.core.timestamps import stamp, utc_now
 
 from .cluster import pitr_dir
 from .common import run, settings, unique_path
-from .names import check_component
+from .names import BackupLabel
 
 
 class BaseBackupParams(ActionParams):
     directory: str | None = Field(None, description="Where base backups go (default: the store's pitr_dir).")
-    label: str | None = Field(None, description="Backup label (default runbook_<UTC timestamp>).")
+    label: BackupLabel | None = Field(None, description="Backup label (default runbook_<UTC timestamp>).")
     compress: bool = Field(True, description="gzip the tar files (pg_basebackup --gzip).")
-
-    @field_validator("label")
-    @classmethod
-    def _label(cls, v: str | None) -> str | None:
-        return None if v is None else check_component(v, "label")
 
 
 class BaseBackupOutputs(ActionOutputs):

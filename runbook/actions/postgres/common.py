@@ -33,6 +33,12 @@ def settings(ctx: StepContext) -> PostgresSettings:
     return PostgresSettings.from_environment(ctx.environment)
 
 
+def settings_and_database(ctx: StepContext, database: str | None) -> tuple[PostgresSettings, str]:
+    """The store's settings and the database a step names (the store's own when it names none)."""
+    st = settings(ctx)
+    return st, st.pick_database(database)
+
+
 def settings_or_defaults(ctx: StepContext) -> PostgresSettings:
     """The postgres store, or defaults for actions that only need the programs (no server)."""
     return settings(ctx) if "postgres" in ctx.environment.stores else PostgresSettings()

@@ -10,7 +10,7 @@ from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 
-from .common import chosen_tables, connect, count_rows, settings, user_tables
+from .common import chosen_tables, connect, count_rows, settings, settings_and_database, user_tables
 from .names import DbParams, quote_table, split_table, table_key
 
 if TYPE_CHECKING:
@@ -37,8 +37,7 @@ def _describe_row_counts(params: RowCountsParams) -> str:
 @action("postgres.row_counts", Effect.READ_ONLY, "Exact row counts (SELECT count(*)) of some or all tables.",
         target=lambda p: p.database or "database", describe=_describe_row_counts)
 def row_counts(ctx: StepContext, params: RowCountsParams) -> RowCountsOutputs:
-    st = settings(ctx)
-    db = st.pick_database(params.database)
+    st, db = settings_and_database(ctx, params.database)
     with connect(st, db) as conn:
         counts = count_rows(conn, chosen_tables(conn, params.tables, db), ctx.log)
     return RowCountsOutputs(counts=counts, total=sum(counts.values()))

@@ -14,7 +14,7 @@ import shlex
 import time
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
 from runbook.actions.support.fs import human_bytes, sha256_file
@@ -24,8 +24,8 @@ from runbook.core.errors import ActionError
 from runbook.core.timestamps import stamp
 
 from .archive import DUMP_SUFFIX, PGDMP_MAGIC, read_toc, toc_tables, verify_checksum
-from .common import run, settings, settings_or_defaults, unique_path
-from .names import DbParams, check_component, dbname_arg
+from .common import run, settings_and_database, settings_or_defaults, unique_path
+from .names import DbParams, DumpPrefix, DumpTag, dbname_arg
 
 # --- postgres.dump --------------------------------------------------------------------------------
 
@@ -33,20 +33,14 @@ from .names import DbParams, check_component, dbname_arg
 class DumpParams(DbParams):
     directory: str
     """Where dumps are kept, e.g. /var/backups/varlor/database."""
-    database: str | None = Field(None, description="Database to dump (default: the store's database).")
-    prefix: str = Field("varlor_db_", description="File name prefix; the name is PREFIX<UTC YYYYmmdd_HHMMSS>.dump.")
-    tag: str | None = Field(None, description="Instead of the prefix, e.g. pre_deployment → pre_deployment_<ts>.dump.")
-    compress: int = Field(6, ge=0, le=9, description="pg_dump --compress level (custom format is compressed by pg_dump itself).")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return check_component(v, "prefix")
-
-    @field_validator("tag")
-    @classmethod
-    def _tag(cls, v: str | None) -> str | None:
-        return None if v is None else check_component(v, "tag")
+    database: str | None = None
+    """Database to dump (default: the store's database)."""
+    prefix: DumpPrefix = "varlor_db_"
+    """File name prefix; the name is PREFIX<UTC YYYYmmdd_HHMMSS>.dump."""
+    tag: DumpTag | None = None
+    """Instead of the prefix, e.g. pre_deployment → pre_deployment_<ts>.dump."""
+    compress: int = Field(6, ge=0, le=9)
+    """pg_dump --compress level (custom format is compressed by pg_dump itself)."""
 
 
 class DumpOutputs(ActionOutputs):
@@ -121,8 +115,7 @@ def _dump_directory(params: DumpParams) -> Path:
 @action("postgres.dump", Effect.MUTATING, "Back up a database with pg_dump (custom format) and write its .sha256 file.",
         target=lambda p: p.directory, describe=_describe_dump)
 def dump(ctx: StepContext, params: DumpParams) -> DumpOutputs:
-    st = settings(ctx)
-    db = st.pick_database(params.database)
+    st, db = settings_and_database(ctx, params.database)
     directory = _dump_directory(params)
     final = unique_path(directory, f"{_stem(params)}{stamp()}", DUMP_SUFFIX)  # never overwrite
     tmp = directory / f".{final.name}.tmp"

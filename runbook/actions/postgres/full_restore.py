@@ -19,7 +19,7 @@ from runbook.core.errors import ActionError
 from runbook.stores.postgres import PostgresSettings
 
 from .archive import read_toc, verify_checksum
-from .common import connect, count_rows, ident, run, settings, sql_text, user_tables
+from .common import connect, count_rows, ident, run, settings_and_database, sql_text, user_tables
 from .names import DbParams, dbname_arg, quote
 from .privileges import terminate_sessions
 
@@ -96,8 +96,7 @@ def _recreate_database(ctx: StepContext, st: PostgresSettings, db: str) -> None:
         "Full restore: verify the dump, drop and re-create the database, pg_restore, count rows.",
         target=lambda p: p.database, describe=_describe_restore)
 def restore(ctx: StepContext, params: RestoreParams) -> RestoreOutputs:
-    st = settings(ctx)
-    db = params.database
+    st, db = settings_and_database(ctx, params.database)
     if db == st.maintenance_database or db in _PROTECTED_DATABASES:
         raise ActionError(f"Refusing to drop PostgreSQL database {db}: it is a system/maintenance database.")
     path = Path(params.path)

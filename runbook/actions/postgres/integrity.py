@@ -13,7 +13,7 @@ from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 from runbook.stores.postgres import PostgresSettings
 
-from .common import chosen_tables, connect, ident, settings, sql_text
+from .common import chosen_tables, connect, ident, settings_and_database, sql_text
 from .names import DbParams, quote, table_key
 
 if TYPE_CHECKING:
@@ -89,8 +89,7 @@ def _log_stats(ctx: StepContext, db: str, stats: dict[str, StatValue], data_chec
                         "SHOW data_checksums; SELECT count(*) per table"),
 )
 def check_integrity(ctx: StepContext, params: CheckIntegrityParams) -> CheckIntegrityOutputs:
-    st = settings(ctx)
-    db = st.pick_database(params.database)
+    st, db = settings_and_database(ctx, params.database)
     with connect(st, db) as conn:
         stats = _database_stats(conn, db)
         checksums_row = conn.execute("SHOW data_checksums").fetchone()
@@ -130,8 +129,7 @@ def _describe_reindex(params: ReindexParams) -> str:
 @action("postgres.reindex", Effect.MUTATING, "REINDEX DATABASE (rebuild every index, e.g. after index corruption).",
         target=lambda p: p.database or "database", describe=_describe_reindex)
 def reindex(ctx: StepContext, params: ReindexParams) -> ReindexOutputs:
-    st = settings(ctx)
-    db = st.pick_database(params.database)
+    st, db = settings_and_database(ctx, params.database)
     started = time.monotonic()
     with connect(st, db) as conn:
         stmt = sql_text("REINDEX DATABASE " + ("CONCURRENTLY " if params.concurrently else "") + "{}", ident(db))

@@ -14,9 +14,9 @@ become paths.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import AfterValidator, field_validator
 
 from runbook.actions.spec import ActionParams
 from runbook.stores.postgres import check_identifier
@@ -56,6 +56,15 @@ def check_component(value: str, what: str) -> str:
             f"The {what} {value!r} must be letters, digits, '_', '.' or '-' (starting with a letter or digit)."
         )
     return value
+
+
+def _file_name_part(what: str) -> AfterValidator:
+    return AfterValidator(lambda value: check_component(value, what))
+
+
+DumpPrefix = Annotated[str, _file_name_part("prefix")]
+DumpTag = Annotated[str, _file_name_part("tag")]
+BackupLabel = Annotated[str, _file_name_part("label")]
 
 
 def dbname_arg(name: str) -> str:

@@ -15,8 +15,9 @@ import shlex
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
@@ -55,8 +56,13 @@ def _target_time(value: str) -> datetime:
         raise ValueError(f"{value!r} is not an ISO timestamp such as 2025-11-23T10:30:00Z.") from None
 
 
+def _check_target_time(value: str) -> str:
+    _target_time(value)
+    return value
+
+
 class PitrParams(DbParams):
-    target_time: str
+    target_time: Annotated[str, AfterValidator(_check_target_time)]
     """Recover up to this ISO time (UTC when it has no offset)."""
     backup: str | None = Field(None, description="Base backup directory (default: the newest base_* in pitr_dir).")
     wal_archive: str | None = Field(None, description="WAL archive directory (default: the store's wal_archive).")
@@ -65,12 +71,6 @@ class PitrParams(DbParams):
     database: str | None = Field(None, description="Database whose rows are counted (default: the store's).")
     tables: list[str] | None = Field(None, description="Tables to count (default: every user table).")
     wait_seconds: float = Field(600, gt=0, description="How long recovery may take.")
-
-    @field_validator("target_time")
-    @classmethod
-    def _time(cls, v: str) -> str:
-        _target_time(v)
-        return v
 
 
 class PitrOutputs(ActionOutputs):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -11,7 +12,7 @@ from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 
-from .common import connect, ident, settings, sql_text
+from .common import connect, ident, settings_and_database, sql_text
 from .names import DbParams, quote
 
 if TYPE_CHECKING:
@@ -59,8 +60,7 @@ def _describe_terminate(params: TerminateParams) -> str:
         "End the sessions connected to a database (stop the app's writes).",
         target=lambda p: p.database or "database", describe=_describe_terminate)
 def terminate_connections(ctx: StepContext, params: TerminateParams) -> TerminateOutputs:
-    st = settings(ctx)
-    db = st.pick_database(params.database)
+    st, db = settings_and_database(ctx, params.database)
     with connect(st, st.maintenance_database) as conn:
         return TerminateOutputs(terminated=terminate_sessions(conn, db, params.users, ctx.log))
 
@@ -129,17 +129,24 @@ def _describe_revoke(params: RevokeConnectParams) -> str:
     return text
 
 
+@contextlib.contextmanager
+def _connect_changed(
+    ctx: StepContext, verb: str, params: ConnectPrivParams
+) -> Iterator[tuple[psycopg.Connection[Any], str, list[str]]]:
+    """Run ``verb`` CONNECT for the step's roles; yield the open connection, the database and the SQL run."""
+    st, db = settings_and_database(ctx, params.database)
+    statements = _priv_statements(verb, db, params.roles, params.public)
+    if not statements:
+        raise ActionError(f"Nothing to {verb.lower()}: set public: true or list roles.")
+    with connect(st, st.maintenance_database) as conn:
+        yield conn, db, _execute_all(conn, statements, ctx.log)
+
+
 @action("postgres.revoke_connect", Effect.MUTATING,
         "REVOKE CONNECT on a database from PUBLIC and named roles (stop the app / lock down).",
         target=lambda p: p.database or "database", describe=_describe_revoke)
 def revoke_connect(ctx: StepContext, params: RevokeConnectParams) -> RevokeConnectOutputs:
-    st = settings(ctx)
-    db = st.pick_database(params.database)
-    statements = _priv_statements("REVOKE", db, params.roles, params.public)
-    if not statements:
-        raise ActionError("Nothing to revoke: set public: true or list roles.")
-    with connect(st, st.maintenance_database) as conn:
-        done = _execute_all(conn, statements, ctx.log)
+    with _connect_changed(ctx, "REVOKE", params) as (conn, db, done):
         ctx.log("note: superusers and the database owner can still connect")
         terminated = 0
         if params.terminate:
@@ -152,11 +159,5 @@ def revoke_connect(ctx: StepContext, params: RevokeConnectParams) -> RevokeConne
         "GRANT CONNECT on a database back to PUBLIC and named roles (restart the app).",
         target=lambda p: p.database or "database", describe=lambda p: _describe_priv("GRANT", p))
 def grant_connect(ctx: StepContext, params: ConnectPrivParams) -> GrantConnectOutputs:
-    st = settings(ctx)
-    db = st.pick_database(params.database)
-    statements = _priv_statements("GRANT", db, params.roles, params.public)
-    if not statements:
-        raise ActionError("Nothing to grant: set public: true or list roles.")
-    with connect(st, st.maintenance_database) as conn:
-        done = _execute_all(conn, statements, ctx.log)
-    return GrantConnectOutputs(statements=done)
+    with _connect_changed(ctx, "GRANT", params) as (_, _, done):
+        return GrantConnectOutputs(statements=done)

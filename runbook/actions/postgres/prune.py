@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from runbook.actions.params import Retention, seconds
 from runbook.actions.spec import ActionOutputs, StepContext, action
@@ -16,18 +16,13 @@ from runbook.core.durations import format_duration
 from runbook.core.effect import Effect
 from runbook.core.errors import ActionError
 
-from .names import check_component
+from .names import DumpPrefix
 
 
 class PruneDumpsParams(Retention):
     directory: str
     """The dump directory."""
-    prefix: str = Field("varlor_db_", description="Only files whose name starts with this.")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return check_component(v, "prefix")
+    prefix: DumpPrefix = Field("varlor_db_", description="Only files whose name starts with this.")
 
 
 class PruneDumpsOutputs(ActionOutputs):

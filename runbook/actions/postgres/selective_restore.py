@@ -28,7 +28,7 @@ from runbook.core.errors import ActionError
 from runbook.stores.postgres import PostgresSettings
 
 from .archive import TocEntry, read_toc, verify_checksum
-from .common import connect, count_rows, ident, resolve_tables, settings, sql_join, sql_text
+from .common import connect, count_rows, ident, resolve_tables, settings_and_database, sql_join, sql_text
 from .names import DbParams, dbname_arg, quote_table, table_key
 
 if TYPE_CHECKING:
@@ -183,8 +183,7 @@ def _load(ctx: StepContext, st: PostgresSettings, path: Path, db: str, listfile:
         "Replace the rows of some tables with exactly the dumped rows, in one transaction.",
         target=lambda p: p.database, describe=_describe)
 def restore_tables(ctx: StepContext, params: RestoreTablesParams) -> RestoreTablesOutputs:
-    st = settings(ctx)
-    db = params.database
+    st, db = settings_and_database(ctx, params.database)
     path = Path(params.path)
     verify_checksum(ctx, path, params.require_checksum)
     entries = read_toc(ctx, st, path)

@@ -7,17 +7,16 @@ import os
 import shlex
 import time
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from runbook.actions.params import Duration, seconds
 from runbook.actions.spec import ActionOutputs, ActionParams, StepContext, action
 from runbook.actions.storage.layout import (
     LATEST,
     Pattern,
+    SnapshotSpec,
     absolute,
-    check_snapshot_ref,
     latest_target,
     resolve_snapshot,
     snapshot_dirs,
@@ -89,18 +88,13 @@ def check_recent(ctx: StepContext, params: CheckRecentParams) -> CheckRecentOutp
 class CheckSizeParams(ActionParams):
     backups: str
     """Directory holding the snapshots."""
-    snapshot: str = Field(LATEST, description="The snapshot to check (default: `latest`).")
+    snapshot: SnapshotSpec = Field(LATEST, description="The snapshot to check (default: `latest`).")
     pattern: Pattern = Field("backup_*", description="Snapshots considered as the previous one.")
     min_bytes: int = Field(1, ge=0, description="Fail when smaller (an empty snapshot is always suspicious).")
     max_change: float = Field(
         0.5, gt=0, description="Fail when it differs from the previous snapshot by more than this fraction."
     )
     warn_only: bool = Field(False, description="Log a WARNING instead of failing.")
-
-    @field_validator("snapshot", mode="before")
-    @classmethod
-    def _snap(cls, v: Any) -> Any:
-        return check_snapshot_ref(v) if isinstance(v, str) else v
 
 
 class CheckSizeOutputs(ActionOutputs):

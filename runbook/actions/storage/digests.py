@@ -31,6 +31,10 @@ class CopyStats:
     linked: int
     algo: str
 
+    def counts(self) -> dict[str, int]:
+        """The numbers, named as the snapshot's outputs name them."""
+        return {"files": self.files, "bytes": self.bytes, "new_files": self.new_files, "linked": self.linked}
+
 
 def write_records_manifest(
     ctx: StepContext, tmp: str, text: bytes, files: int, out: RsyncOutput

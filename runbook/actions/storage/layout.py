@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator
 
 from runbook.actions.spec import ActionParams
 from runbook.core.errors import ActionError
@@ -106,16 +106,15 @@ Pattern = Annotated[str, AfterValidator(check_pattern)]
 """A snapshot name glob like ``backup_*`` (no ``/``, not starting with ``.``)."""
 
 
-class SnapshotRef(ActionParams):
-    backups: str | None = Field(
-        None, description="Directory holding the snapshots (needed when snapshot is a name)."
-    )
-    snapshot: str = Field(LATEST, description="`latest`, a snapshot name, or an absolute path to a snapshot.")
+SnapshotSpec = Annotated[str, AfterValidator(check_snapshot_ref)]
+"""``latest``, a snapshot name, or an absolute path to a snapshot directory."""
 
-    @field_validator("snapshot", mode="before")
-    @classmethod
-    def _snap(cls, v: Any) -> Any:
-        return check_snapshot_ref(v) if isinstance(v, str) else v
+
+class SnapshotRef(ActionParams):
+    backups: str | None = None
+    """Directory holding the snapshots (needed when snapshot is a name)."""
+    snapshot: SnapshotSpec = LATEST
+    """`latest`, a snapshot name, or an absolute path to a snapshot."""
 
 
 def describe_snapshot(params: SnapshotRef) -> str:

@@ -12,9 +12,9 @@ import re
 import shlex
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator
 
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.actions.storage.layout import (
@@ -39,33 +39,40 @@ _OWNER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.
 _MODE = re.compile(r"[0-7]{3,4}")
 
 
+def _octal_mode(value: Any) -> Any:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _MODE.fullmatch(text):
+        raise ValueError(f"mode {value!r} is not an octal mode like 750")
+    return text
+
+
+def _owner(value: Any) -> Any:
+    if not isinstance(value, str) or not _OWNER.fullmatch(value):
+        raise ValueError(f"owner {value!r} must look like user or user:group")
+    return value
+
+
+def _id_of(what: str) -> BeforeValidator:
+    return BeforeValidator(lambda value: check_id(value, what))
+
+
+OctalMode = Annotated[str, BeforeValidator(_octal_mode)]
+"""Permissions like ``750`` (a YAML number is read as its digits)."""
+Owner = Annotated[str, BeforeValidator(_owner)]
+"""``user`` or ``user:group``."""
+TenantId = Annotated[str, _id_of("Tenant")]
+DatasetId = Annotated[str, _id_of("Dataset")]
+
+
 class RestoreParams(SnapshotRef):
     root: str
     """The live storage tree, e.g. {{ env.storage.root }}."""
-    mode: str | None = Field(
-        None, description="Octal permissions for restored dirs and files, e.g. 750 (like chmod -R 750)."
-    )
-    owner: str | None = Field(
-        None, description="user:group for restored files (like chown -R); applied only when running as root."
-    )
-    verify: bool = Field(True, description="Check the restored files against the snapshot's manifest.")
-
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _mode(cls, v: Any) -> Any:
-        if v is None:
-            return v
-        text = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-        if not isinstance(text, str) or not _MODE.fullmatch(text):
-            raise ValueError(f"mode {v!r} is not an octal mode like 750")
-        return text
-
-    @field_validator("owner", mode="before")
-    @classmethod
-    def _owner(cls, v: Any) -> Any:
-        if v is not None and (not isinstance(v, str) or not _OWNER.fullmatch(v)):
-            raise ValueError(f"owner {v!r} must look like user or user:group")
-        return v
+    mode: OctalMode | None = None
+    """Octal permissions for restored dirs and files, e.g. 750 (like chmod -R 750)."""
+    owner: Owner | None = None
+    """user:group for restored files (like chown -R); applied only when running as root."""
+    verify: bool = True
+    """Check the restored files against the snapshot's manifest."""
 
 
 def _verify_restore(
@@ -194,27 +201,17 @@ def restore_full(ctx: StepContext, params: RestoreFullParams) -> RestoreFullOutp
 
 
 class RestoreTenantParams(RestoreParams):
-    tenant: str
+    tenant: TenantId
     """Tenant id: one directory name under the root."""
-    checksum: bool = Field(
-        True, description="rsync --checksum: also fix files whose size and mtime look unchanged."
-    )
-    delete: bool = Field(False, description="Also delete files the snapshot does not have (rsync --delete).")
-
-    @field_validator("tenant", mode="before")
-    @classmethod
-    def _tenant(cls, v: Any) -> str:
-        return check_id(v, "Tenant")
+    checksum: bool = True
+    """rsync --checksum: also fix files whose size and mtime look unchanged."""
+    delete: bool = False
+    """Also delete files the snapshot does not have (rsync --delete)."""
 
 
 class RestoreDatasetParams(RestoreTenantParams):
-    dataset: str
+    dataset: DatasetId
     """Dataset id: one directory name under the tenant."""
-
-    @field_validator("dataset", mode="before")
-    @classmethod
-    def _dataset(cls, v: Any) -> str:
-        return check_id(v, "Dataset")
 
 
 class RestorePartOutputs(ActionOutputs):

@@ -212,13 +212,5 @@ def take_snapshot(ctx: StepContext, params: SnapshotParams) -> SnapshotOutputs:
         f"{name} complete: {stats.files:,} files, {human_bytes(stats.bytes)}; "
         f"{stats.linked:,} unchanged (hard-linked), {stats.new_files:,} new or changed"
     )
-    return SnapshotOutputs(
-        path=final,
-        name=name,
-        files=stats.files,
-        bytes=stats.bytes,
-        linked=stats.linked,
-        new_files=stats.new_files,
-        previous=prev or "",
-        manifest=os.path.join(final, MANIFESTS[stats.algo]),
-    )
+    manifest = os.path.join(final, MANIFESTS[stats.algo])
+    return SnapshotOutputs(path=final, name=name, previous=prev or "", manifest=manifest, **stats.counts())

@@ -6,8 +6,6 @@ import os
 import shlex
 import time
 
-from pydantic import Field
-
 from runbook.actions.spec import ActionOutputs, StepContext, action
 from runbook.actions.storage.layout import SnapshotRef, describe_snapshot, resolve_snapshot
 from runbook.actions.storage.manifest import (
@@ -27,9 +25,8 @@ from runbook.core.errors import ActionError
 
 
 class VerifySnapshotParams(SnapshotRef):
-    warn_only: bool = Field(
-        False, description="Report problems as warnings and output ok=false instead of failing."
-    )
+    warn_only: bool = False
+    """Report problems as warnings and output ok=false instead of failing."""
 
 
 class VerifySnapshotOutputs(ActionOutputs):
@@ -51,11 +48,9 @@ def _describe(params: VerifySnapshotParams) -> str:
     path = describe_snapshot(params)
     found = find_manifest(path)
     algo = found[1] if found else CHECKSUMS[0]
-    snap = shlex.quote(path)
-    return (
-        f"{algo} of every file in {snap} compared with its {MANIFESTS[algo]}, no file missing or extra "
-        f"(like: cd {snap} && {CHECK_BY_HAND[algo]} --quiet {MANIFESTS[algo]})"
-    )
+    snap, manifest = shlex.quote(path), MANIFESTS[algo]
+    compared = f"{algo} of every file in {snap} compared with its {manifest}, no file missing or extra"
+    return f"{compared} (like: cd {snap} && {CHECK_BY_HAND[algo]} --quiet {manifest})"
 
 
 @action("storage.verify_snapshot", Effect.READ_ONLY,

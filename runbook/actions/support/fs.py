@@ -1,4 +1,4 @@
-"""File facts several stores need: a file's sha256, a tree's size, sizes for people."""
+"""File facts several stores need: a file's sha256 and its checksum file, a tree's size, sizes for people."""
 
 from __future__ import annotations
 
@@ -23,6 +23,22 @@ def sha256_file(path: Path, cancelled: threading.Event | None = None) -> str:
             if cancelled is not None and cancelled.is_set():
                 raise ActionError(f"checksum of {path} was stopped by the operator.")
     return h.hexdigest()
+
+
+def read_sha256_file(sidecar: Path) -> str:
+    """The digest a ``sha256sum``-format checksum file holds (its first word, lower case).
+
+    Raises:
+        ActionError: The file cannot be read or does not start with a sha256 digest.
+    """
+    try:
+        first = sidecar.read_text(encoding="utf-8", errors="replace").split()
+    except OSError as exc:
+        raise ActionError(f"Cannot read checksum file {sidecar}: {exc.strerror}.") from None
+    expected = first[0].lower() if first else ""
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise ActionError(f"Checksum file {sidecar} does not hold a sha256 digest.")
+    return expected
 
 
 def tree_size(path: Path) -> int:

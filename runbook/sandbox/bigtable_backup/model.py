@@ -7,7 +7,7 @@ classes are imported by :func:`protos` when a server starts, not with this modul
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -62,17 +62,14 @@ def protos() -> SimpleNamespace:
     from google.longrunning import operations_pb2
     from google.protobuf import empty_pb2, timestamp_pb2
 
-    ns = SimpleNamespace(
-        Operation=operations_pb2.Operation,
-        GetOperationRequest=operations_pb2.GetOperationRequest,
-        ListOperationsRequest=operations_pb2.ListOperationsRequest,
-        ListOperationsResponse=operations_pb2.ListOperationsResponse,
-        DeleteOperationRequest=operations_pb2.DeleteOperationRequest,
-        CancelOperationRequest=operations_pb2.CancelOperationRequest,
-        WaitOperationRequest=operations_pb2.WaitOperationRequest,
-        Empty=empty_pb2.Empty,
-        Timestamp=timestamp_pb2.Timestamp,
-    )
+    plain = {
+        operations_pb2: (
+            "Operation GetOperationRequest ListOperationsRequest ListOperationsResponse "
+            "DeleteOperationRequest CancelOperationRequest WaitOperationRequest"
+        ),
+        empty_pb2: "Empty",
+        timestamp_pb2: "Timestamp",
+    }
     proto_plus = {
         bta: (
             "CreateBackupRequest CreateBackupMetadata GetBackupRequest UpdateBackupRequest "
@@ -85,10 +82,17 @@ def protos() -> SimpleNamespace:
         bt: "ReadRowsRequest ReadRowsResponse MutateRowsRequest MutateRowsResponse",
         data: "Mutation",
     }
-    for module, names in proto_plus.items():
+    # A proto-plus class is used through its raw protobuf class (``.pb()``).
+    return SimpleNamespace(
+        **dict(_classes(plain)), **{name: cls.pb() for name, cls in _classes(proto_plus)}
+    )
+
+
+def _classes(names_by_module: dict[Any, str]) -> Iterator[tuple[str, Any]]:
+    """(name, class) for each space-separated class name, looked up in its module."""
+    for module, names in names_by_module.items():
         for name in names.split():
-            setattr(ns, name, getattr(module, name).pb())
-    return ns
+            yield name, getattr(module, name)
 
 
 def now_us(clock: Callable[[], float]) -> int:

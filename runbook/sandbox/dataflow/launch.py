@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from runbook.sandbox.dataflow.model import (
     JOB_STATES,
@@ -48,11 +48,15 @@ class Launch:
     client_request_id: str | None = None
 
 
+# The first state of a template launch, by kind (see the module docstring).
+_FIRST_STATE = {"flex": "JOB_STATE_QUEUED", "classic": "JOB_STATE_PENDING"}
+
+
 @dataclass
 class TemplateLaunch:
     """A flex or classic template launch, as the routes read it from the request."""
 
-    kind: str
+    kind: Literal["flex", "classic"]
     template_path: str
     name: str
     parameters: dict[str, Any]
@@ -60,7 +64,6 @@ class TemplateLaunch:
     launch_env: dict[str, Any]
     update: bool
     validate_only: bool
-    first_state: str
 
 
 def _job_to_replace(store: JobStore, launch: Launch) -> tuple[Job | None, Job | None]:
@@ -100,27 +103,12 @@ def _job_to_replace(store: JobStore, launch: Launch) -> tuple[Job | None, Job | 
     return old, None
 
 
-def start_job(store: JobStore, launch: Launch) -> Job:
-    """Create a job (optionally replacing a running streaming one) and schedule it to run.
-
-    Call with the store's lock held; returns the stored job itself.
-    """
-    check_job_name(
-        launch.name,
-        f"Invalid job name '{launch.name}': it must match [a-z]([-a-z0-9]{{0,1022}}[a-z0-9])?.",
-    )
-    now = store.now()
-    old, same = _job_to_replace(store, launch)
-    if same is not None:
-        return same
+def _new_job(store: JobStore, launch: Launch, now: float, pending: list[list[Any]]) -> Job:
+    """The job ``launch`` asks for, created ``now`` under a fresh id, in its first state."""
     job_id = new_job_id(now)
     while job_id in store.jobs:
         job_id = new_job_id(now)
-    due = now + store.delay
-    pending: list[list[Any]] = [[due, "JOB_STATE_RUNNING"]]
-    if launch.job_type == "JOB_TYPE_BATCH" and store.batch_duration is not None:
-        pending.append([due + store.batch_duration, "JOB_STATE_DONE"])
-    job = Job(
+    return Job(
         id=job_id,
         project_id=launch.project,
         location=launch.location,
@@ -135,6 +123,26 @@ def start_job(store: JobStore, launch: Launch) -> Job:
         pending=pending,
         client_request_id=launch.client_request_id,
     )
+
+
+def start_job(store: JobStore, launch: Launch) -> Job:
+    """Create a job (optionally replacing a running streaming one) and schedule it to run.
+
+    Call with the store's lock held; returns the stored job itself.
+    """
+    check_job_name(
+        launch.name,
+        f"Invalid job name '{launch.name}': it must match [a-z]([-a-z0-9]{{0,1022}}[a-z0-9])?.",
+    )
+    now = store.now()
+    old, same = _job_to_replace(store, launch)
+    if same is not None:
+        return same
+    due = now + store.delay
+    pending: list[list[Any]] = [[due, "JOB_STATE_RUNNING"]]
+    if launch.job_type == "JOB_TYPE_BATCH" and store.batch_duration is not None:
+        pending.append([due + store.batch_duration, "JOB_STATE_DONE"])
+    job = _new_job(store, launch, now, pending)
     if old is not None:
         # The old job hands over when the new one starts running.
         job.replace_job_id = old.id
@@ -214,7 +222,7 @@ def launch_template(store: JobStore, project: str, location: str, request: Templ
         location,
         request.name,
         job_type,
-        request.first_state,
+        _FIRST_STATE[request.kind],
         environment=environment,
         labels=labels,
         record=record,
@@ -261,20 +269,10 @@ def seed_job(
         pending: list[list[Any]] = []
         if state == "JOB_STATE_RUNNING" and job_type == "JOB_TYPE_BATCH" and store.batch_duration is not None:
             pending.append([now + store.batch_duration, "JOB_STATE_DONE"])
-        job = Job(
-            id=new_job_id(now),
-            project_id=project,
-            location=location,
-            name=name,
-            type=job_type,
-            state=state,
-            state_time=now,
-            create_time=now,
-            environment=env,
-            labels=dict(labels),
-            launch=record,
-            pending=pending,
+        launch = Launch(
+            project, location, name, job_type, state, environment=env, labels=dict(labels), record=record
         )
+        job = _new_job(store, launch, now, pending)
         store.jobs[job.id] = job
         store.save()
         return copy.deepcopy(job)

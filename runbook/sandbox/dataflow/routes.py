@@ -122,7 +122,6 @@ def launch_flex_template(store: JobStore, call: ApiCall) -> dict[str, Any]:
         launch_env=dict(param.get("environment") or {}),
         update=bool(param.get("update")),
         validate_only=bool(call.body.get("validateOnly")),
-        first_state="JOB_STATE_QUEUED",
     )
     job = launch.launch_template(store, call.project, call.where, request)
     return {"job": call.render(job, "JOB_VIEW_ALL")} if job else {}
@@ -140,7 +139,6 @@ def launch_classic_template(store: JobStore, call: ApiCall) -> dict[str, Any]:
         launch_env=dict(body.get("environment") or {}),
         update=bool(body.get("update")),
         validate_only=truthy(query.get("validateOnly", "false")),
-        first_state="JOB_STATE_PENDING",
     )
     job = launch.launch_template(store, call.project, call.where, request)
     return {"job": call.render(job, "JOB_VIEW_ALL")} if job else {}

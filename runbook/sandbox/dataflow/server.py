@@ -11,10 +11,10 @@ from typing import Any
 from runbook.sandbox.dataflow import launch
 from runbook.sandbox.dataflow.model import STATE_FILE
 from runbook.sandbox.dataflow.store import JobStore
-from runbook.sandbox.webserver import BackgroundServer, serve_until_signalled
+from runbook.sandbox.webserver import BackgroundServer, StandIn, serve_until_signalled
 
 
-class DataflowServer:
+class DataflowServer(StandIn):
     """The local Dataflow REST server; use ``with DataflowServer() as server:`` or start/stop.
 
     Args:
@@ -54,9 +54,7 @@ class DataflowServer:
     @property
     def endpoint(self) -> str:
         """The base URL to give ``ClientOptions(api_endpoint=...)``; valid after ``start``."""
-        if self._http is None:
-            raise RuntimeError("DataflowServer is not started")
-        return f"http://{self.host}:{self.port}"
+        return self.base_url
 
     def start(self) -> DataflowServer:
         """Bind and serve on a background thread; returns self.
@@ -68,24 +66,9 @@ class DataflowServer:
             raise RuntimeError("DataflowServer already started")
         from runbook.sandbox.dataflow.routes import build_app
 
-        http = BackgroundServer(
-            build_app(self._store, verbose=self._verbose), self.host, self.port, name="dataflow-sandbox"
-        )
-        self.port = http.start()
-        self._http = http
+        app = build_app(self._store, verbose=self._verbose)
+        self.port = self._serve(app, self.port, name="dataflow-sandbox")
         return self
-
-    def stop(self) -> None:
-        """Stop serving and close open connections; safe to call twice."""
-        http, self._http = self._http, None
-        if http is not None:
-            http.stop()
-
-    def __enter__(self) -> DataflowServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- scenario control (the same as the /_control routes) ---------------------------------
 
@@ -167,16 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-duration", type=float, default=None)
     parser.add_argument("--project", action="append", dest="projects", help="allowed project (repeatable)")
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    server = DataflowServer(
-        args.port,
-        args.state_dir,
-        args.transition_delay,
-        host=args.host,
-        projects=args.projects,
-        batch_duration=args.batch_duration,
-        verbose=args.verbose,
-    )
+    server = DataflowServer(**vars(parser.parse_args(argv)))  # each option is named as the argument it sets
     return serve_until_signalled(lambda: server.start().endpoint, server.stop)
 
 

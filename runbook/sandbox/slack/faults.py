@@ -42,7 +42,17 @@ def fault_spec(
     delay: float = 1.0,
     methods: Iterable[str] | None = None,
 ) -> Fault | None:
-    """Check and build a fault (None for ``clear``); see ``SlackServer.set_fault`` for the arguments.
+    """Check and build a fault (None for ``clear``), what ``SlackServer.set_fault`` puts in force.
+
+    Args:
+        fault: One of ``FAULTS``.
+        count: Apply to the next ``count`` matching requests only; None until cleared.
+        retry_after: ``rate_limited``: seconds in ``Retry-After`` (rounded up to an integer,
+            since slack_sdk parses it with ``int``).
+        error: ``error``: the Slack error code to answer with.
+        status: ``status_500``: the HTTP status (500, 502, 503...).
+        delay: ``slow``: seconds to wait before answering.
+        methods: Only these API methods (``"webhook"`` for webhooks); None for all.
 
     Raises:
         ValueError: For an unknown fault or a bad argument.

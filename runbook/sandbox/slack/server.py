@@ -13,7 +13,7 @@ from runbook.sandbox.slack.api import SlackApi
 from runbook.sandbox.slack.faults import Fault, Faults, fault_spec
 from runbook.sandbox.slack.state import MessageStore, Record
 from runbook.sandbox.slack.workspace import Workspace
-from runbook.sandbox.webserver import BackgroundServer, Connections, serve_until_signalled
+from runbook.sandbox.webserver import BackgroundServer, Connections, StandIn, serve_until_signalled
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ INFO_FILE = "slack-server.json"
 _CONTROL_KEYS = ("count", "retry_after", "error", "status", "delay", "methods")
 
 
-class SlackServer:
+class SlackServer(StandIn):
     """An in-process Slack Web API and incoming-webhook server for the sandbox and tests.
 
     Example::
@@ -75,11 +75,7 @@ class SlackServer:
 
         connections = Connections()
         app = build_app(self, SlackApi(self._workspace, self._store, self._faults), connections)
-        http = BackgroundServer(
-            app, self.host, self._requested_port, name="slack-server", connections=connections
-        )
-        http.start()
-        self._http = http
+        self._serve(app, self._requested_port, name="slack-server", connections=connections)
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             info = {
@@ -92,29 +88,10 @@ class SlackServer:
         log.debug("slack stand-in listening on %s", self.base_url)
         return self
 
-    def stop(self) -> None:
-        """Stop serving and release the port (idempotent); later connections are refused."""
-        http, self._http = self._http, None
-        if http is not None:
-            http.stop()
-
-    def __enter__(self) -> SlackServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     @property
     def port(self) -> int:
         """The bound TCP port (only after :meth:`start`)."""
-        if self._http is None:
-            raise RuntimeError("SlackServer is not started")
-        return self._http.port
-
-    @property
-    def base_url(self) -> str:
-        """``http://HOST:PORT`` -- the root, for webhooks and the control endpoints."""
-        return f"http://{self.host}:{self.port}"
+        return self._serving().port
 
     @property
     def url(self) -> str:
@@ -163,28 +140,13 @@ class SlackServer:
 
     # ----------------------------------------------------------------- faults
 
-    def set_fault(
-        self,
-        fault: str,
-        *,
-        count: int | None = None,
-        retry_after: float = 1,
-        error: str = "fatal_error",
-        status: int = 500,
-        delay: float = 1.0,
-        methods: Iterable[str] | None = None,
-    ) -> Fault | None:
+    def set_fault(self, fault: str, **options: Any) -> Fault | None:
         """Change how the server answers API and webhook requests.
 
         Args:
             fault: One of ``FAULTS``.
-            count: Apply to the next ``count`` matching requests only; None until cleared.
-            retry_after: ``rate_limited``: seconds in ``Retry-After`` (rounded up to an integer,
-                since slack_sdk parses it with ``int``).
-            error: ``error``: the Slack error code to answer with.
-            status: ``status_500``: the HTTP status (500, 502, 503...).
-            delay: ``slow``: seconds to wait before answering.
-            methods: Only these API methods (``"webhook"`` for webhooks); None for all.
+            options: ``count``, ``retry_after``, ``error``, ``status``, ``delay``, ``methods``:
+                see :func:`~runbook.sandbox.slack.faults.fault_spec`.
 
         Returns:
             The fault now in force, or None after ``clear``.
@@ -192,16 +154,7 @@ class SlackServer:
         Raises:
             ValueError: For an unknown fault or a bad argument.
         """
-        spec = fault_spec(
-            fault,
-            count=count,
-            retry_after=retry_after,
-            error=error,
-            status=status,
-            delay=delay,
-            methods=methods,
-        )
-        return self._faults.set(spec)
+        return self._faults.set(fault_spec(fault, **options))
 
     def clear_faults(self) -> None:
         """Return to normal answers."""
@@ -232,7 +185,8 @@ class SlackServer:
         return {"ok": True, "fault": self.fault()}
 
 
-def _parse_args(argv: list[str] | None) -> Any:
+def _server_options(argv: list[str] | None) -> dict[str, Any]:
+    """:class:`SlackServer`'s keyword arguments from the command line."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -242,28 +196,29 @@ def _parse_args(argv: list[str] | None) -> Any:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--state-dir", help="where slack-messages.jsonl and slack-server.json go")
-    parser.add_argument("--token", action="append", help="a valid token (repeatable); default: DEFAULT_TOKEN")
     parser.add_argument(
-        "--channel", action="append", help="NAME or ID=NAME (repeatable); default: #incidents, #security"
-    )
+        "--token", action="append", dest="tokens", metavar="TOKEN",
+        help="a valid token (repeatable); default: DEFAULT_TOKEN",
+    )  # fmt: skip
     parser.add_argument(
-        "--webhook", action="append", help="NAME=CHANNEL (repeatable); default: incidents=incidents"
-    )
-    args = parser.parse_args(argv)
-    args.channels = None
-    if args.channel:
-        if all("=" in c for c in args.channel):
-            args.channels = dict(c.split("=", 1) for c in args.channel)
-        elif any("=" in c for c in args.channel):
-            parser.error("give every --channel as NAME, or every one as ID=NAME")
-        else:
-            args.channels = list(args.channel)
-    args.webhooks = None
-    if args.webhook:
-        if not all("=" in w for w in args.webhook):
+        "--channel", action="append", dest="channels", metavar="CHANNEL",
+        help="NAME or ID=NAME (repeatable); default: #incidents, #security",
+    )  # fmt: skip
+    parser.add_argument(
+        "--webhook", action="append", dest="webhooks", metavar="WEBHOOK",
+        help="NAME=CHANNEL (repeatable); default: incidents=incidents",
+    )  # fmt: skip
+    options = vars(parser.parse_args(argv))
+    channels, webhooks = options["channels"], options["webhooks"]
+    if channels and all("=" in c for c in channels):
+        options["channels"] = dict(c.split("=", 1) for c in channels)
+    elif channels and any("=" in c for c in channels):
+        parser.error("give every --channel as NAME, or every one as ID=NAME")
+    if webhooks:
+        if not all("=" in w for w in webhooks):
             parser.error("--webhook takes NAME=CHANNEL")
-        args.webhooks = dict(w.split("=", 1) for w in args.webhook)
-    return args
+        options["webhooks"] = dict(w.split("=", 1) for w in webhooks)
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,15 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status (0).
     """
-    args = _parse_args(argv)
-    server = SlackServer(
-        port=args.port,
-        state_dir=args.state_dir,
-        tokens=args.token,
-        channels=args.channels,
-        webhooks=args.webhooks,
-        host=args.host,
-    )
+    server = SlackServer(**_server_options(argv))
     return serve_until_signalled(lambda: server.start().base_url, server.stop)
 
 
