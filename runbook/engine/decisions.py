@@ -17,7 +17,7 @@ from runbook.core.errors import NeedsHuman, UsageError
 from runbook.core.events import EventType
 from runbook.core.text import capitalized, sentence
 from runbook.engine.calls import Call
-from runbook.engine.frontend import Ask, Choice, Frontend, Request, StepChanged
+from runbook.engine.frontend import Ask, Choice, Decision, Frontend, Request, StepChanged
 from runbook.engine.recorder import Recorder
 from runbook.playbook import params as P
 from runbook.playbook.model import Step
@@ -61,6 +61,13 @@ class Decisions:
             attempt=st.step(step.id).attempts,
             **kw,
         )
+
+    def ask(self, step: Step, ask: Ask, choices: tuple[Choice, ...], **kw: Any) -> Decision:
+        """Ask about ``step`` itself (not a call): a failure or an interrupted run."""
+        st = self.rec.state
+        request = Request(ask, st.id, step.id, title=step.label, description=step.description or "",
+                          attempt=st.step(step.id).attempts, choices=choices, **kw)
+        return self.frontend.decide(request)
 
     def skip(self, step: Step, reason: str | None) -> None:
         text = (reason or "").strip()
@@ -147,20 +154,9 @@ class Decisions:
 
     def interrupted(self, step: Step, ss: S.StepState, tail: Callable[[str | None, int], list[str]]) -> None:
         """Resolve a step that was running when its process died (never re-run by itself)."""
-        st = self.rec.state
-        d = self.frontend.decide(
-            Request(
-                Ask.INTERRUPTED,
-                st.id,
-                step.id,
-                title=step.label,
-                description=step.description or "",
-                effect=step_effect(step).value,
-                attempt=ss.attempts,
-                choices=(Choice.RETRY, Choice.DONE, Choice.SKIP, Choice.QUIT),
-                extra={"started_at": ss.started, "last_output": tail(ss.log, 20), "log": ss.log},
-            )
-        )
+        extra = {"started_at": ss.started, "last_output": tail(ss.log, 20), "log": ss.log}
+        choices = (Choice.RETRY, Choice.DONE, Choice.SKIP, Choice.QUIT)
+        d = self.ask(step, Ask.INTERRUPTED, choices, effect=step_effect(step).value, extra=extra)
         reason = _reason(d.reason)
         if d.choice == Choice.QUIT:
             raise QuitRequested()

@@ -109,9 +109,8 @@ def collect_secrets(
             )
             d = frontend.decide(request)
             if d.choice != Choice.VALUE or not d.value:
-                raise NeedsHuman(
-                    f"Incident {st.id} needs the secret parameter {name!r}: set RUNBOOK_PARAM_{name.upper()} and resume."
-                )
+                hint = f"set RUNBOOK_PARAM_{name.upper()} and resume"
+                raise NeedsHuman(f"Incident {st.id} needs the secret parameter {name!r}: {hint}.")
             value = d.value
         spec = pb.params.get(name)
         if spec is not None:

@@ -32,7 +32,7 @@ from runbook.engine import opening
 from runbook.engine.attempt import Attempt, AttemptOutcome, AttemptRunner
 from runbook.engine.calls import Call, resolve_call
 from runbook.engine.decisions import Decisions, QuitRequested, StopIncident
-from runbook.engine.frontend import Ask, Choice, Frontend, Request
+from runbook.engine.frontend import Ask, Choice, Frontend
 from runbook.engine.recorder import Recorder
 from runbook.journal.logs import step_log_path
 from runbook.journal.store import Journal, JournalError, LostLockError
@@ -489,18 +489,8 @@ class Engine:
             return
         if policy == "stop":
             raise StopIncident(f"Step {step.id!r} failed: {sentence(error)}")
-        d = self.frontend.decide(
-            Request(
-                Ask.FAILURE,
-                st.id,
-                step.id,
-                title=step.label,
-                description=step.description or "",
-                error=sentence(error),
-                attempt=ss.attempts,
-                choices=(Choice.RETRY, Choice.SKIP, Choice.STOP, Choice.QUIT),
-            )
-        )
+        choices = (Choice.RETRY, Choice.SKIP, Choice.STOP, Choice.QUIT)
+        d = self._decisions().ask(step, Ask.FAILURE, choices, error=sentence(error))
         if d.choice == Choice.RETRY:
             self._append(EventType.STEP_RETRY_REQUESTED, {"reason": d.reason or "operator chose retry"}, step=step.id)
             self._run_step(step)

@@ -93,10 +93,7 @@ class SlackTransport:
     def _client(self) -> Any:
         token = self.settings.token()
         if not token:
-            raise DeliveryError(
-                "permanent",
-                f"not_configured: the environment variable {self.settings.token_env} (token_env) is not set",
-            )
+            raise _not_configured(self.settings.token_env, "token_env")
         if self._web is None or token != self._web_token:
             from slack_sdk import WebClient
 
@@ -109,10 +106,7 @@ class SlackTransport:
     def _webhook(self) -> Any:
         url = self.settings.webhook_url()
         if not url:
-            raise DeliveryError(
-                "permanent",
-                f"not_configured: the environment variable {self.settings.webhook_url_env} (webhook_url_env) is not set",
-            )
+            raise _not_configured(self.settings.webhook_url_env, "webhook_url_env")
         if self._hook is None or url != self._hook_url:
             from slack_sdk.webhook import WebhookClient
 
@@ -229,3 +223,8 @@ def _connection_error(exc: BaseException) -> str:
     if isinstance(inner, ConnectionError) or name == "RemoteDisconnected":
         return "Slack unreachable (connection closed)"
     return f"Slack unreachable ({name})"
+
+
+def _not_configured(variable: str | None, setting: str) -> DeliveryError:
+    """The secret's variable is not set in this process: retried slowly, and on resume."""
+    return DeliveryError("permanent", f"not_configured: the environment variable {variable} ({setting}) is not set")

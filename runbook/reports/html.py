@@ -114,19 +114,9 @@ def _steps(r: Report) -> list[list[str]]:
 def _confirmations(r: Report) -> list[list[str]]:
     rows = []
     for c in r.confirmations:
-        what, typed = rep.confirm_what(c)
-        rows.append(
-            [
-                _e(rep.utc(c["ts"])),
-                _e(rep.local_time(c["ts"])),
-                _e(c["step"]),
-                _e(c["who"]),
-                _e(c.get("level", "")),
-                _e(rep.clean(rep.confirmation_text(c))),
-                f"<code>{_e(what)}</code>",
-                _e(typed),
-            ]
-        )
+        cells = [_e(cell) for cell in rep.confirmation_cells(c)]
+        cells[6] = f"<code>{cells[6]}</code>"  # what ran
+        rows.append(cells)
     return rows
 
 
@@ -210,7 +200,7 @@ def render_html(r: Report) -> str:
     out.append(
         _section(
             "Confirmations",
-            ["UTC", "local", "step", "who", "level", "given", "what", "typed"],
+            rep.CONFIRMATION_COLUMNS,
             _confirmations(r),
             "<p>None were needed.</p>",
         )

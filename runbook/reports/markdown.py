@@ -48,22 +48,7 @@ def _steps(r: Report) -> list[list[Any]]:
 
 
 def _confirmations(r: Report) -> list[list[Any]]:
-    rows = []
-    for c in r.confirmations:
-        what, typed = rep.confirm_what(c)
-        rows.append(
-            [
-                rep.utc(c["ts"]),
-                rep.local_time(c["ts"]),
-                c["step"],
-                c["who"],
-                c.get("level", ""),
-                rep.clean(rep.confirmation_text(c)),
-                what,
-                typed,
-            ]
-        )
-    return rows
+    return [rep.confirmation_cells(c) for c in r.confirmations]
 
 
 def _notifications(r: Report) -> list[list[Any]]:
@@ -119,7 +104,7 @@ def render_markdown(r: Report) -> str:
     )
     out += _table(
         "Confirmations",
-        ["UTC", "local", "step", "who", "level", "given", "what", "typed"],
+        rep.CONFIRMATION_COLUMNS,
         _confirmations(r),
         "None were needed.",
     )

@@ -329,6 +329,15 @@ def confirm_what(c: dict[str, Any]) -> tuple[str, str]:
     return clean(what), clean(typed)
 
 
+CONFIRMATION_COLUMNS = ["UTC", "local", "step", "who", "level", "given", "what", "typed"]
+
+
+def confirmation_cells(c: dict[str, Any]) -> list[str]:
+    """One confirmation's cells, in :data:`CONFIRMATION_COLUMNS` order (plain text, scrubbed)."""
+    what, typed = confirm_what(c)
+    return [utc(c["ts"]), local_time(c["ts"]), c["step"], c["who"], c.get("level", ""), clean(confirmation_text(c)), what, typed]
+
+
 def fmt_value(key: str, value: Any) -> str:
     if (
         isinstance(value, int | float)
