@@ -285,7 +285,8 @@ def bench_postgres(tmp: Path, dumps: int = 3, restores: int = 5) -> list[dict[st
         a, b, ta, tb = _interleave(ours_restore, raw_restore, restores, reset=lambda i: _settle(pg))
         rows.append(
             _ratio_row(
-                f"postgres.restore vs raw dropdb/createdb/pg_restore ({Path(dump_path).stat().st_size / 2**20:,.0f} MiB dump)",
+                f"postgres.restore vs raw dropdb/createdb/pg_restore "
+                f"({Path(dump_path).stat().st_size / 2**20:,.0f} MiB dump)",
                 a,
                 b,
                 "raw",

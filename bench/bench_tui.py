@@ -123,7 +123,8 @@ def bench_startup(repeat: int = 15) -> dict[str, Any]:
     ratio = ours / hello
     passed = ratio <= 1.25 and not heavy
     note = (
-        f"hello-world Textual app {hello * 1000:.0f} ms (medians of {repeat} interleaved runs; CPU time {cpu_ratio:.2f}×); "
+        f"hello-world Textual app {hello * 1000:.0f} ms "
+        f"(medians of {repeat} interleaved runs; CPU time {cpu_ratio:.2f}×); "
         f"heavy clients imported at home: {', '.join(heavy) or 'none'}"
     )
     return row(
@@ -144,7 +145,8 @@ FLOOD_CODE = (
     "import time\n"
     "n = int(sys.argv[1]); chunk = 2500\n"
     "for start in range(0, n, chunk):\n"
-    "    w(''.join(f'{i:06d} restored object tenant-acme/file-{i:06d}.bin ok sha256 verified\\n' for i in range(start + 1, min(n, start + chunk) + 1)))\n"
+    "    w(''.join(f'{i:06d} restored object tenant-acme/file-{i:06d}.bin ok sha256 verified\\n'"
+    " for i in range(start + 1, min(n, start + chunk) + 1)))\n"
     "    sys.stdout.flush()\n"
     "    time.sleep(0.08)\n"
 )
@@ -179,7 +181,8 @@ def _flood_child() -> None:
     pb = tmp / "flood.yaml"
     pb.write_text(
         "id: flood\ntitle: Floods output\ntier: maintenance\nnot_drillable: a benchmark\nsteps:\n"
-        f"  - id: flood\n    title: Print {LINES} lines\n    shell: {json.dumps([sys.executable, '-c', FLOOD_CODE, str(LINES)])}\n    effect: read-only\n"
+        f"  - id: flood\n    title: Print {LINES} lines\n"
+        f"    shell: {json.dumps([sys.executable, '-c', FLOOD_CODE, str(LINES)])}\n    effect: read-only\n"
         "  - id: after\n    title: After the flood\n    shell: [echo, done]\n    effect: read-only\n"
     )
 

@@ -38,5 +38,6 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
         ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else "—"
         status = "INFO" if r["passed"] is None else "PASS" if r["passed"] else "FAIL"
         print(
-            f"{r['figure']:<{width}}  {r['measured']:>14}  target {r['target']:<18} ratio {ratio:>7}  {status}  {r.get('baseline', '')}"
+            f"{r['figure']:<{width}}  {r['measured']:>14}  target {r['target']:<18} "
+            f"ratio {ratio:>7}  {status}  {r.get('baseline', '')}"
         )

@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
     for r in rows:
         ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else "—"
         lines.append(
-            f"| {r['bench']} | {r['figure']} | {r['measured']} | {r['target']} | {ratio} | {r.get('baseline', '')} | {'info' if r['passed'] is None else 'pass' if r['passed'] else '**FAIL**'} |"
+            f"| {r['bench']} | {r['figure']} | {r['measured']} | {r['target']} | {ratio} | {r.get('baseline', '')} "
+            f"| {'info' if r['passed'] is None else 'pass' if r['passed'] else '**FAIL**'} |"
         )
     lines += kept
     (HERE / "REPORT.md").write_text("\n".join(lines) + "\n")

@@ -87,7 +87,8 @@ class HeadlessFrontend:
                 return Decision(Choice.CONFIRM, typed=a.confirms[step])
             raise NeedsHuman(
                 f"Step {step!r} is {request.effect} ({request.action}) and needs a typed confirmation: "
-                f"rerun with --confirm {step}={request.expected} (resume the incident with `runbook resume {request.incident}`)."
+                f"rerun with --confirm {step}={request.expected} "
+                f"(resume the incident with `runbook resume {request.incident}`)."
             )
         if a.yes or step in a.confirms:
             return Decision(Choice.CONFIRM)
@@ -179,7 +180,8 @@ _LINES: dict[EventType, Callable[[Event], str]] = {
     EventType.STEP_FAILED: _failed,
     EventType.STEP_SKIPPED: lambda ev: f"[yellow]↷ {_step(ev)} skipped: {escape(str(ev.payload.get('reason', '')))}[/]",
     EventType.STEP_PLANNED: lambda ev: (
-        f"[cyan]• {_step(ev)} (dry-run, not run): {escape(str(ev.payload.get('action') or ev.payload.get('reason') or ''))}[/]"
+        f"[cyan]• {_step(ev)} (dry-run, not run): "
+        f"{escape(str(ev.payload.get('action') or ev.payload.get('reason') or ''))}[/]"
     ),
     EventType.STEP_MARKED_DONE: lambda ev: (
         f"[green]✓ {_step(ev)} marked done: {escape(str(ev.payload.get('reason', '')))}[/]"

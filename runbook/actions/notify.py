@@ -61,7 +61,10 @@ def slack(ctx: StepContext, params: SlackNotifyParams) -> SlackNotifyOutputs:
     if params.security:
         channel = channel or outbox.security_channel
         if not channel:
-            raise ActionError("No security_channel is configured for Slack: add security_channel to the slack settings in runbook.toml.")
+            raise ActionError(
+                "No security_channel is configured for Slack: "
+                "add security_channel to the slack settings in runbook.toml."
+            )
     # The engine's redactor masks secret params a template may have put into the text.
     text = ctx.redact(params.text)
     nid = outbox.enqueue_message(ctx.incident_id, text, channel=channel, step=ctx.step_id, thread=params.thread)

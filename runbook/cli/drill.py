@@ -32,14 +32,18 @@ def drill(obj: CliContext, playbook: str, keep: bool, show_output: bool) -> None
     con.print(out)
     rto = format_duration(report.rto_achieved)
     if report.rto_allowed is not None:
-        rto += f" vs RTO {format_duration(report.rto_target or 0)} (sandbox allowance {format_duration(report.rto_allowed)})"
+        rto += (
+            f" vs RTO {format_duration(report.rto_target or 0)}"
+            f" (sandbox allowance {format_duration(report.rto_allowed)})"
+        )
     con.print(f"RTO achieved: {rto}")
     if report.rpo_achieved is not None:
         target = f" vs RPO {format_duration(report.rpo_target)}" if report.rpo_target else ""
         con.print(f"RPO achieved: {format_duration(report.rpo_achieved)}{target}")
     if keep:
         con.print(
-            f"sandbox kept at {report.sandbox_dir} (stop it with RUNBOOK_SANDBOX_DIR={report.sandbox_dir} runbook sandbox down)"
+            f"sandbox kept at {report.sandbox_dir} "
+            f"(stop it with RUNBOOK_SANDBOX_DIR={report.sandbox_dir} runbook sandbox down)"
         )
     if not report.passed:
         fail("Drill FAILED: " + "; ".join(report.problems) + ".", 1)

@@ -242,7 +242,8 @@ class Journal:
                         ts = utc_now()
                         digest = chain_hash(incident, n, ts, who, step, type_, body, prev)
                         cur = db.execute(
-                            "INSERT INTO events (incident, n, ts, actor, step, type, payload, prev, hash) VALUES (?,?,?,?,?,?,?,?,?)",
+                            "INSERT INTO events (incident, n, ts, actor, step, type, payload, prev, hash) "
+                            "VALUES (?,?,?,?,?,?,?,?,?)",
                             (incident, n, ts, who, step, type_, body, prev, digest),
                         )
                         written.append((int(cur.lastrowid or 0), n, ts, step, type_, body, prev, digest))
@@ -282,7 +283,8 @@ class Journal:
 
     def events(self, incident: str, *, after_n: int = -1) -> list[Event]:
         rows = self._rows(
-            "SELECT seq, incident, n, ts, actor, step, type, payload, prev, hash FROM events WHERE incident=? AND n>? ORDER BY n",
+            "SELECT seq, incident, n, ts, actor, step, type, payload, prev, hash FROM events "
+            "WHERE incident=? AND n>? ORDER BY n",
             (incident, after_n),
         )
         return [self._event(r) for r in rows]
@@ -298,7 +300,8 @@ class Journal:
 
     def events_page(self, incident: str, after_n: int, limit: int) -> list[Event]:
         rows = self._rows(
-            "SELECT seq, incident, n, ts, actor, step, type, payload, prev, hash FROM events WHERE incident=? AND n>? ORDER BY n LIMIT ?",
+            "SELECT seq, incident, n, ts, actor, step, type, payload, prev, hash FROM events "
+            "WHERE incident=? AND n>? ORDER BY n LIMIT ?",
             (incident, after_n, limit),
         )
         return [self._event(r) for r in rows]
@@ -352,7 +355,8 @@ class Journal:
         after = -1
         while True:
             rows = self._rows(
-                "SELECT seq, incident, n, ts, actor, step, type, payload, prev, hash FROM events WHERE incident=? AND n>? ORDER BY n LIMIT ?",
+                "SELECT seq, incident, n, ts, actor, step, type, payload, prev, hash FROM events "
+                "WHERE incident=? AND n>? ORDER BY n LIMIT ?",
                 (incident, after, batch),
             )
             if not rows:

@@ -171,7 +171,8 @@ def fit_message(text: str, blocks: list[dict[str, Any]] | None) -> list[tuple[st
             dropped = len(out_blocks) - (MAX_BLOCKS - 1)
             out_blocks = out_blocks[: MAX_BLOCKS - 1] + [
                 context_block(
-                    f"… {dropped} more blocks not shown (Slack allows {MAX_BLOCKS}); the full message is in the incident journal."
+                    f"… {dropped} more blocks not shown (Slack allows {MAX_BLOCKS}); "
+                    "the full message is in the incident journal."
                 )
             ]
     if len(text) <= MAX_TEXT:

@@ -206,12 +206,14 @@ def _check_meaning(pb: Playbook, raw: Any, path: Path, add: Any) -> None:
                     if ref.root == "steps" and ref.parts[1] not in scenario_ids:
                         add(
                             line,
-                            f"scenario parameter {name!r} refers to {ref.parts[1]!r}, which is not a setup or break step",
+                            f"scenario parameter {name!r} refers to {ref.parts[1]!r}, "
+                            "which is not a setup or break step",
                         )
                     elif ref.root not in ("steps", "env"):
                         add(
                             line,
-                            f"scenario parameter {name!r} may refer to setup/break step outputs or env.*, not {ref.text!r}",
+                            f"scenario parameter {name!r} may refer to setup/break step outputs or env.*, "
+                            f"not {ref.text!r}",
                         )
             except RefError as exc:
                 add(line, f"scenario parameter {name!r}: {exc}")
@@ -357,7 +359,8 @@ def _check_confirmation(step: Step, loc: tuple[Any, ...], w: _Where) -> None:
         if CONFIRM_RANK[declared] < CONFIRM_RANK[default]:
             w.add(
                 line_of(w.raw, (*loc, "confirm")),
-                f"step {step.id!r}: confirm {declared!r} is lower than the {default!r} that a {step_effect(step).value} action requires",
+                f"step {step.id!r}: confirm {declared!r} is lower than the {default!r} "
+                f"that a {step_effect(step).value} action requires",
             )
 
 

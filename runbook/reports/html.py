@@ -10,15 +10,20 @@ from typing import Any
 from runbook.reports import report as rep
 from runbook.reports.report import Report
 
-_CSS = """
-body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#1d232a;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d6dbe0;padding-bottom:.2rem}
-.meta{color:#5b6670}.drill{background:#fff4d6;border:1px solid #e8c15a;padding:.3rem .6rem;border-radius:4px;display:inline-block}
-table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #d6dbe0;padding:.25rem .45rem;text-align:left;vertical-align:top}
-th{background:#f2f4f6}tr:nth-child(even) td{background:#fafbfc}td.k{width:12rem;font-weight:600}
-.done{color:#17723a}.failed,.MISSED{color:#b42318;font-weight:600}.skipped{color:#8a6100}code{font-size:.92em}
-svg text{font:11px sans-serif}.chart{overflow-x:auto}
-"""
+_CSS = (
+    "\n"
+    "body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;"
+    "color:#1d232a;padding:0 1rem}\n"
+    "h1{font-size:1.6rem;margin-bottom:.2rem}"
+    "h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d6dbe0;padding-bottom:.2rem}\n"
+    ".meta{color:#5b6670}"
+    ".drill{background:#fff4d6;border:1px solid #e8c15a;padding:.3rem .6rem;border-radius:4px;display:inline-block}\n"
+    "table{border-collapse:collapse;width:100%;margin:.5rem 0}"
+    "th,td{border:1px solid #d6dbe0;padding:.25rem .45rem;text-align:left;vertical-align:top}\n"
+    "th{background:#f2f4f6}tr:nth-child(even) td{background:#fafbfc}td.k{width:12rem;font-weight:600}\n"
+    ".done{color:#17723a}.failed,.MISSED{color:#b42318;font-weight:600}.skipped{color:#8a6100}code{font-size:.92em}\n"
+    "svg text{font:11px sans-serif}.chart{overflow-x:auto}\n"
+)
 
 
 def _e(s: Any) -> str:
@@ -47,7 +52,8 @@ def _chart(r: Report) -> str:
     plot_w = width - label_w - 80
     height = row_h * len(steps) + 50
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="step durations against the RTO target">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        'aria-label="step durations against the RTO target">'
     ]
     for i, s in enumerate(steps):
         y = 20 + i * row_h
@@ -60,18 +66,21 @@ def _chart(r: Report) -> str:
             x0 = label_w + plot_w * rep.seconds_between(r.opened_ts, a) / scale_max
             w = max(1.5, plot_w * rep.seconds_between(a, b) / scale_max)
             out.append(
-                f'<rect x="{x0:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}"><title>{_e(s.id)}: {_e(rep.dur(rep.seconds_between(a, b)))}</title></rect>'
+                f'<rect x="{x0:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}">'
+                f"<title>{_e(s.id)}: {_e(rep.dur(rep.seconds_between(a, b)))}</title></rect>"
             )
         out.append(f'<text x="{label_w + plot_w + 6}" y="{y + 12}">{_e(rep.dur(s.duration))}</text>')
     axis_y = 20 + len(steps) * row_h + 4
     out.append(f'<line x1="{label_w}" y1="{axis_y}" x2="{label_w + plot_w}" y2="{axis_y}" stroke="#5b6670"/>')
     out.append(
-        f'<text x="{label_w}" y="{axis_y + 16}">0</text><text x="{label_w + plot_w}" y="{axis_y + 16}" text-anchor="end">{_e(rep.dur(scale_max))}</text>'
+        f'<text x="{label_w}" y="{axis_y + 16}">0</text>'
+        f'<text x="{label_w + plot_w}" y="{axis_y + 16}" text-anchor="end">{_e(rep.dur(scale_max))}</text>'
     )
     if rto:
         x = label_w + plot_w * float(rto) / scale_max
         out.append(
-            f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{axis_y}" stroke="#b42318" stroke-dasharray="5,4" stroke-width="2"/>'
+            f'<line x1="{x:.1f}" y1="10" x2="{x:.1f}" y2="{axis_y}" '
+            'stroke="#b42318" stroke-dasharray="5,4" stroke-width="2"/>'
         )
         out.append(f'<text x="{x:.1f}" y="10" text-anchor="middle" fill="#b42318">RTO {_e(rep.dur(rto))}</text>')
     out.append("</svg>")
@@ -135,7 +144,10 @@ def _drill(r: Report) -> str:
     if not (r.is_drill or r.drill):
         return ""
     if not r.drill:
-        return "<h2>Drill result</h2><p>No drill result was journaled (<code>runbook drill</code> records one after its verification).</p>"
+        return (
+            "<h2>Drill result</h2><p>No drill result was journaled "
+            "(<code>runbook drill</code> records one after its verification).</p>"
+        )
     return _section("Drill result", ["", ""], [[_e(k), _e(rep.clean(rep.fmt_value(k, v)))] for k, v in r.drill.items()])
 
 
@@ -186,7 +198,8 @@ def render_html(r: Report) -> str:
     if r.is_drill:
         out.append('<p class="drill">DRILL — not a real incident</p>')
     out.append(
-        f"<p class=meta>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the journal of <code>{_e(r.incident)}</code> ({r.events} events). "
+        f"<p class=meta>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC "
+        f"from the journal of <code>{_e(r.incident)}</code> ({r.events} events). "
         f"Check its integrity with <code>runbook verify {_e(r.incident)}</code>.</p>"
     )
     out += [_summary(r), "<h2>Step durations against the RTO target</h2>", _chart(r)]

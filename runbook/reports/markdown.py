@@ -94,7 +94,8 @@ def render_markdown(r: Report) -> str:
     kind = "Drill report" if r.is_drill else "Incident review draft"
     out: list[str] = [f"# {kind}: {_md(rep.clean(o.get('title') or o.get('playbook') or r.incident))}", ""]
     out.append(
-        f"_Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by runbook from the journal of `{r.incident}` ({r.events} events). "
+        f"_Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by runbook "
+        f"from the journal of `{r.incident}` ({r.events} events). "
         f"Check its integrity with `runbook verify {r.incident}`._"
     )
     out += _table("Summary", ["", ""], [list(row) for row in rep.summary_rows(r)])

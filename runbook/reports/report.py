@@ -335,7 +335,8 @@ CONFIRMATION_COLUMNS = ["UTC", "local", "step", "who", "level", "given", "what",
 def confirmation_cells(c: dict[str, Any]) -> list[str]:
     """One confirmation's cells, in :data:`CONFIRMATION_COLUMNS` order (plain text, scrubbed)."""
     what, typed = confirm_what(c)
-    return [utc(c["ts"]), local_time(c["ts"]), c["step"], c["who"], c.get("level", ""), clean(confirmation_text(c)), what, typed]
+    return [utc(c["ts"]), local_time(c["ts"]), c["step"], c["who"], c.get("level", ""),
+            clean(confirmation_text(c)), what, typed]
 
 
 def fmt_value(key: str, value: Any) -> str:

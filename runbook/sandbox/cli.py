@@ -19,7 +19,11 @@ def sandbox() -> None:
 
 
 @sandbox.command()
-@click.option("--only", metavar="COMPONENTS", help="Comma-separated: postgres,storage,bigquery,bigtable,pubsub,dataflow,slack,git.")
+@click.option(
+    "--only",
+    metavar="COMPONENTS",
+    help="Comma-separated: postgres,storage,bigquery,bigtable,pubsub,dataflow,slack,git.",
+)
 def up(only: str | None) -> None:
     """Start (and seed on first start) the sandbox stores. Idempotent."""
     import time

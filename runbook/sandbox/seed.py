@@ -94,7 +94,8 @@ def seed_postgres(conninfo: str, *, seed: int = 42) -> dict[str, int]:
             cur.execute(POSTGRES_SCHEMA)
             cur.execute("TRUNCATE dataset_columns, datasets")
             with cur.copy(
-                "COPY datasets (id, tenant_id, name, file_path, status, row_count, size_bytes, created_at, updated_at) FROM STDIN"
+                "COPY datasets (id, tenant_id, name, file_path, status, row_count, size_bytes, created_at, updated_at) "
+                "FROM STDIN"
             ) as copy:
                 for row in datasets:
                     copy.write_row(row)

@@ -166,7 +166,8 @@ class PostgresSettings:
             if key in values and not isinstance(values[key], str):
                 raise ActionError(f"PostgreSQL setting {key} in {where} must be a string.")
         if values.get("sslmode") and values["sslmode"] not in _SSLMODES:
-            raise ActionError(f"PostgreSQL sslmode {values['sslmode']!r} in {where} is not one of {', '.join(_SSLMODES)}.")
+            raise ActionError(f"PostgreSQL sslmode {values['sslmode']!r} in {where} "
+                              f"is not one of {', '.join(_SSLMODES)}.")
         for key in ("user", "database", "staging_database", "maintenance_database"):
             if key in values:
                 try:
@@ -291,7 +292,8 @@ class PostgresSettings:
         if self.bin_dir:
             path = Path(self.bin_dir) / name
             if not os.access(path, os.X_OK):
-                raise ActionError(f"PostgreSQL program {name} not found in bin_dir {self.bin_dir}: check the postgres store.")
+                raise ActionError(f"PostgreSQL program {name} not found in bin_dir {self.bin_dir}: "
+                                  "check the postgres store.")
             return str(path)
         if version is None:
             found = shutil.which(name)

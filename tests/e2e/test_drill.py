@@ -47,7 +47,8 @@ def test_drill_fails_when_the_data_does_not_come_back(rb_home: Path, tmp_path: P
 def test_playbook_without_scenario_is_not_drillable(rb_home: Path, tmp_path: Path) -> None:
     pb = tmp_path / "manual-only.yaml"
     pb.write_text(
-        "id: manual-only\ntitle: M\ntier: maintenance\nnot_drillable: needs a human on site\nsteps:\n  - id: a\n    manual: true\n"
+        "id: manual-only\ntitle: M\ntier: maintenance\nnot_drillable: needs a human on site\n"
+        "steps:\n  - id: a\n    manual: true\n"
     )
     r = runbook(rb_home, "drill", str(pb))
     assert r.returncode == 2 and "cannot be drilled: needs a human on site" in r.stderr

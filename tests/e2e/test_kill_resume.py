@@ -169,7 +169,8 @@ steps:
 
 def test_random_kills_never_lose_acknowledged_events(rb_home: Path, tmp_path: Path) -> None:
     steps = "\n".join(
-        f'  - id: s{i}\n    shell: [sh, -c, \'echo {i} >> "$0"; sleep 0.0{i % 5}\', "{tmp_path / "ran"}"]\n    effect: read-only'
+        f'  - id: s{i}\n    shell: [sh, -c, \'echo {i} >> "$0"; sleep 0.0{i % 5}\', "{tmp_path / "ran"}"]\n'
+        "    effect: read-only"
         for i in range(30)
     )
     pb = write_playbook(tmp_path / "pbs", f"id: many\ntitle: Many\ntier: maintenance\nsteps:\n{steps}\n")
@@ -198,7 +199,8 @@ def test_random_kills_never_lose_acknowledged_events(rb_home: Path, tmp_path: Pa
 def test_headless_json_outputs(rb_home: Path, tmp_path: Path) -> None:
     pb = write_playbook(
         tmp_path / "pbs",
-        "id: tiny\ntitle: Tiny\ntier: maintenance\nrto: 5m\nsteps:\n  - id: a\n    shell: [echo, hi]\n    effect: read-only\n",
+        "id: tiny\ntitle: Tiny\ntier: maintenance\nrto: 5m\n"
+        "steps:\n  - id: a\n    shell: [echo, hi]\n    effect: read-only\n",
     )
     r = runbook(rb_home, "run", str(pb), "--headless")
     assert r.returncode == 0 and r.stdout.startswith("incident: ")

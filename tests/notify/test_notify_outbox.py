@@ -241,7 +241,10 @@ steps:
 
 
 def test_scrub_patterns() -> None:
-    text = "password=hunter22 postgres://u:pw123@db/x Bearer auth: Authorization: Bearer abc.def.ghi xoxb-12345678-abc AKIAABCDEFGHIJKLMNOP"
+    text = (
+        "password=hunter22 postgres://u:pw123@db/x Bearer auth: Authorization: Bearer abc.def.ghi "
+        "xoxb-12345678-abc AKIAABCDEFGHIJKLMNOP"
+    )
     out = scrub(text, ["topsecretvalue"])
     for bad in ("hunter22", "pw123", "abc.def.ghi", "xoxb-12345678", "AKIAABCDEFGHIJKLMNOP"):
         assert bad not in out

@@ -201,7 +201,8 @@ def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: P
     dump = write_setup_playbook(
         tmp_path,
         "big-dump",
-        f"  - id: dump\n    run: postgres.dump\n    with:\n      directory: {sandbox['files']['db_backups']}\n      compress: 1\n",
+        f"  - id: dump\n    run: postgres.dump\n    with:\n"
+        f"      directory: {sandbox['files']['db_backups']}\n      compress: 1\n",
     )
     r = run_pb(rb_home, str(dump), "--yes")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -440,7 +440,10 @@ def test_bigquery_emulator_offline_rows_persist_across_restart_and_crash(tmp_pat
 @needs_bigtable
 def test_server_outlives_the_command_that_started_it(tmp_path: Path) -> None:
     # Like `runbook sandbox up`: a separate process starts the server and exits.
-    code = "import sys; from runbook.sandbox.emulators import BigtableEmulator; BigtableEmulator(sys.argv[1]).ensure_running()"
+    code = (
+        "import sys; from runbook.sandbox.emulators import BigtableEmulator; "
+        "BigtableEmulator(sys.argv[1]).ensure_running()"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "bt")], check=True, timeout=30)
     later = BigtableEmulator(tmp_path / "bt")  # a later command
     try:

@@ -127,7 +127,8 @@ def test_effects_targets_and_descriptions() -> None:
     p = restore.Params(dataset="ecommerce", table="sales_summary", from_dataset="ecommerce_backup_20250101_020000")
     assert restore.target(p) == "ecommerce.sales_summary"
     assert restore.describe(p).startswith(
-        "bigquery.copy_table(ecommerce_backup_20250101_020000.sales_summary → ecommerce.sales_summary, write_disposition=WRITE_TRUNCATE"
+        "bigquery.copy_table(ecommerce_backup_20250101_020000.sales_summary → ecommerce.sales_summary, "
+        "write_disposition=WRITE_TRUNCATE"
     )
     backup = reg["bigquery.backup_dataset"]
     d = backup.describe(backup.Params(dataset="ecommerce"))

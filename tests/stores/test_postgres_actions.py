@@ -237,7 +237,9 @@ def test_dump_verify_restore_round_trip(db: Cluster, run: Run, tmp_path: Path) -
     assert restored["total_rows"] == DATASETS + COLUMNS
     assert db.fingerprint() == before
     # Keys, foreign keys and sequences came back too.
-    new_id = db.one("INSERT INTO datasets (tenant_id, name, file_path, created_at) VALUES ('t', 'n', 'p', now()) RETURNING id")
+    new_id = db.one(
+        "INSERT INTO datasets (tenant_id, name, file_path, created_at) VALUES ('t', 'n', 'p', now()) RETURNING id"
+    )
     assert new_id == DATASETS + 1
     with pytest.raises(Exception, match="foreign key"):
         db.q("INSERT INTO dataset_columns (dataset_id, name, type) VALUES (999999, 'x', 'text')")
@@ -249,7 +251,8 @@ def test_pre_deployment_tag_and_two_dumps_in_one_second(db: Cluster, run: Run, t
     b = dump(run, tmp_path / "b", tag="pre_deployment")
     assert a["name"].startswith("pre_deployment_") and a["path"] != b["path"]
     assert Path(a["path"]).is_file() and Path(b["path"]).is_file()
-    desc = registry()["postgres.dump"].describe(registry()["postgres.dump"].Params(directory="/x", tag="pre_deployment"))
+    dump_action = registry()["postgres.dump"]
+    desc = dump_action.describe(dump_action.Params(directory="/x", tag="pre_deployment"))
     assert "--format=custom" in desc and "no gzip" in desc
 
 
@@ -297,7 +300,9 @@ def test_restore_tables_brings_back_exactly_the_dumped_rows(db: Cluster, run: Ru
     assert out["rows"] == {"datasets": DATASETS, "dataset_columns": COLUMNS}
     assert db.fingerprint() == before
     # The sequence was not moved back: the next id does not collide with the row added meanwhile.
-    nxt = db.one("INSERT INTO datasets (tenant_id, name, file_path, created_at) VALUES ('t', 'n', 'p', now()) RETURNING id")
+    nxt = db.one(
+        "INSERT INTO datasets (tenant_id, name, file_path, created_at) VALUES ('t', 'n', 'p', now()) RETURNING id"
+    )
     assert nxt == DATASETS + 2
 
 
@@ -398,7 +403,8 @@ def test_names_are_validated() -> None:
         registry()["postgres.pitr_restore"].Params(target_time="yesterday")
     with pytest.raises(ValidationError):
         registry()["postgres.restore"].Params(path="/d")  # the database must be named: operators type it
-    assert registry()["postgres.restore"].target(registry()["postgres.restore"].Params(path="/d", database="varlor")) == "varlor"
+    restore_action = registry()["postgres.restore"]
+    assert restore_action.target(restore_action.Params(path="/d", database="varlor")) == "varlor"
 
 
 def test_server_programs_are_found_without_the_sandbox() -> None:
@@ -509,7 +515,9 @@ def test_check_integrity_and_reindex(db: Cluster, run: Run) -> None:
 
 def test_check_integrity_finds_a_table_with_a_damaged_page(cluster: Cluster, run: Run) -> None:
     cluster.fresh("broken")
-    cluster.q("CREATE TABLE notes AS SELECT g AS id, repeat('x', 200) AS body FROM generate_series(1, 500) g", db="broken")
+    cluster.q(
+        "CREATE TABLE notes AS SELECT g AS id, repeat('x', 200) AS body FROM generate_series(1, 500) g", db="broken"
+    )
     rel = cluster.one("SELECT pg_relation_filepath('notes')", db="broken")
     cluster.q("CHECKPOINT", db="broken")
     cluster.pg.stop()  # so the damaged page is read from disk, not from shared buffers
@@ -517,7 +525,9 @@ def test_check_integrity_finds_a_table_with_a_damaged_page(cluster: Cluster, run
         fh.write(b"\xff" * 24)  # the page header of block 0
     cluster.pg.start()
     cluster.pg.wait_ready()
-    with pytest.raises(ActionError, match=r"^PostgreSQL database broken looks corrupted: notes unreadable \(invalid page in block 0"):
+    with pytest.raises(
+        ActionError, match=r"^PostgreSQL database broken looks corrupted: notes unreadable \(invalid page in block 0"
+    ):
         run("postgres.check_integrity", database="broken")
     soft = run("postgres.check_integrity", database="broken", fail=False)
     assert soft["ok"] is False and list(soft["unreadable"]) == ["notes"]
@@ -529,11 +539,15 @@ def test_check_integrity_finds_a_table_with_a_damaged_page(cluster: Cluster, run
 # --- errors and secrets -----------------------------------------------------------------------
 
 
-def test_connection_errors_are_one_clear_sentence(cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_errors_are_one_clear_sentence(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from runbook.core.procs import free_port
 
     down = Run(cluster, tmp_path, port=free_port())
-    with pytest.raises(ActionError, match=r"^PostgreSQL at 127\.0\.0\.1:\d+ is not reachable: is the server running\? \("):
+    with pytest.raises(
+        ActionError, match=r"^PostgreSQL at 127\.0\.0\.1:\d+ is not reachable: is the server running\? \("
+    ):
         down("postgres.row_counts")
     monkeypatch.setenv("RUNBOOK_WRONG_PW", "definitely-wrong")
     wrong = Run(cluster, tmp_path, password_env="RUNBOOK_WRONG_PW")

@@ -214,7 +214,8 @@ async def wait_until(pilot, cond: Callable[[], object], timeout: float = WAIT_TI
             pass
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"timed out after {timeout:.0f}s waiting for {what}; {type(app.screen).__name__} shows:\n{frame_text(app)}"
+                f"timed out after {timeout:.0f}s waiting for {what}; "
+                f"{type(app.screen).__name__} shows:\n{frame_text(app)}"
             )
         await pilot.pause(POLL)
 

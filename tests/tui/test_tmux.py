@@ -51,7 +51,10 @@ def test_runbook_run_in_tmux(tui_home: Path, tmp_path: Path) -> None:
     victim.write_text("x")
     session = f"rbtest{int(time.time() * 1000) % 10**8}"
     cmd = [*runbook_cmd(), "run", "files", "-p", f"victim={victim}", "-p", f"marker={tmp_path / 'm'}"]
-    env = f"RUNBOOK_HOME={shlex.quote(str(tui_home))} RUNBOOK_CONFIG_DIR={shlex.quote(str(tmp_path / 'config'))} RUNBOOK_PLAYBOOKS={shlex.quote(str(tmp_path / 'playbooks-test'))} TERM=xterm-256color"
+    env = (
+        f"RUNBOOK_HOME={shlex.quote(str(tui_home))} RUNBOOK_CONFIG_DIR={shlex.quote(str(tmp_path / 'config'))} "
+        f"RUNBOOK_PLAYBOOKS={shlex.quote(str(tmp_path / 'playbooks-test'))} TERM=xterm-256color"
+    )
     if os.environ.get(
         "PYTHONPATH"
     ):  # the tree under test, not only the installed one (a tmux server keeps its own environment)

@@ -52,6 +52,7 @@ def types(journal: Journal, incident: str) -> list[str]:
 
 def test_outputs_flow_into_later_steps_as_argv_elements(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
+    write_second_arg = "import sys; open(sys.argv[1],'w').write(sys.argv[2])"
     text = f"""
 id: flow
 title: Flow
@@ -65,7 +66,7 @@ steps:
     outputs:
       value: last_line
   - id: second
-    shell: [python3, -c, "import sys; open(sys.argv[1],'w').write(sys.argv[2])", "{out}", "{{{{ steps.first.outputs.value }}}}"]
+    shell: [python3, -c, "{write_second_arg}", "{out}", "{{{{ steps.first.outputs.value }}}}"]
     effect: read-only
 """
     fe = Scripted()
@@ -191,13 +192,17 @@ steps:
 
 def test_retries_then_success(tmp_path: Path) -> None:
     counter = tmp_path / "count"
+    fail_first_two_runs = (
+        "import pathlib,sys; p=pathlib.Path(sys.argv[1]); n=int(p.read_text() or 0) if p.exists() else 0; "
+        "p.write_text(str(n+1)); sys.exit(0 if n>=2 else 1)"
+    )
     text = f"""
 id: flaky
 title: Flaky
 tier: maintenance
 steps:
   - id: flaky
-    shell: [python3, -c, "import pathlib,sys; p=pathlib.Path(sys.argv[1]); n=int(p.read_text() or 0) if p.exists() else 0; p.write_text(str(n+1)); sys.exit(0 if n>=2 else 1)", "{counter}"]
+    shell: [python3, -c, "{fail_first_two_runs}", "{counter}"]
     effect: read-only
     retries: 3
     retry_delay: 0s
@@ -373,6 +378,7 @@ def test_state_fold_marks_unfinished_step_running(tmp_path: Path) -> None:
 
 def test_int_and_bool_params_become_argv_text(tmp_path: Path) -> None:
     out = tmp_path / "args"
+    write_joined_args = "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))"
     text = f"""
 id: ints
 title: Ints
@@ -382,7 +388,7 @@ params:
   force: {{type: bool, default: true}}
 steps:
   - id: write
-    shell: [python3, -c, "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))", "{out}", "{{{{ params.days }}}}", "{{{{ params.force }}}}"]
+    shell: [python3, -c, "{write_joined_args}", "{out}", "{{{{ params.days }}}}", "{{{{ params.force }}}}"]
     effect: read-only
 """
     engine, journal, st = make(tmp_path, text, Scripted())
@@ -401,6 +407,7 @@ def test_step_log_is_readable_while_the_step_runs(tmp_path: Path) -> None:
 
 def test_mapping_outputs_can_be_indexed_and_passed_as_json(tmp_path: Path) -> None:
     out = tmp_path / "got"
+    write_second_arg = "import sys, json; open(sys.argv[1], 'w').write(sys.argv[2])"
     text = f"""
 id: maps
 title: Maps
@@ -412,7 +419,7 @@ steps:
     with: {{path: "{tmp_path}", min_bytes: 0}}
   - id: use
     when: "steps.count.outputs.size >= 0"
-    shell: ["{{{{ env.python }}}}", -c, "import sys, json; open(sys.argv[1], 'w').write(sys.argv[2])", "{out}", "{{{{ steps.count.outputs.ok }}}}"]
+    shell: ["{{{{ env.python }}}}", -c, "{write_second_arg}", "{out}", "{{{{ steps.count.outputs.ok }}}}"]
     effect: read-only
 """
     engine, journal, st = make(tmp_path, text, Scripted())

@@ -40,7 +40,10 @@ def test_loading_every_playbook_and_the_registry_imports_no_store_client() -> No
 
 
 def test_list_command_imports_no_pydantic_or_store_client() -> None:
-    code = "import sys; sys.argv=['runbook','list']\nfrom runbook.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
+    code = (
+        "import sys; sys.argv=['runbook','list']\nfrom runbook.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass"
+    )
     mods = imported_after(code)
     assert heavy(mods) == []
     assert "pydantic" not in mods

@@ -98,7 +98,8 @@ def test_lock_refuses_second_live_process_and_take_over_is_explicit(tmp_path: Pa
         [
             sys.executable,
             "-c",
-            "import sys,time; from runbook.journal.store import Journal; j=Journal(sys.argv[1]); j.acquire('inc'); print('locked', flush=True); time.sleep(60)",
+            "import sys,time; from runbook.journal.store import Journal; j=Journal(sys.argv[1]); j.acquire('inc'); "
+            "print('locked', flush=True); time.sleep(60)",
             str(path),
         ],
         stdout=subprocess.PIPE,

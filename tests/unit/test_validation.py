@@ -162,7 +162,8 @@ def test_schema_rejects_what_validation_rejects() -> None:
 def test_plan_shows_steps_whose_condition_is_false_as_skipped(tmp_path: Path, rb) -> None:
     path = write_playbook(
         tmp_path / "pbs",
-        "id: planwhen\ntitle: P\ntier: maintenance\nnot_drillable: fixture\nparams:\n  restore_files: {type: bool, default: false}\n"
+        "id: planwhen\ntitle: P\ntier: maintenance\nnot_drillable: fixture\n"
+        "params:\n  restore_files: {type: bool, default: false}\n"
         "steps:\n  - id: files\n    when: params.restore_files\n    shell: [echo, files]\n    effect: read-only\n"
         "  - id: always\n    shell: [echo, always]\n    effect: read-only\n",
     )

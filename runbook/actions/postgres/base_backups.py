@@ -74,4 +74,5 @@ def base_backup(ctx: StepContext, params: BaseBackupParams) -> BaseBackupOutputs
     end = utc_now()
     size = sum(p.stat().st_size for p in final.iterdir() if p.is_file())
     ctx.log(f"base backup {final} done: {human_bytes(size)} in {format_duration((end - start).total_seconds())}")
-    return BaseBackupOutputs(path=str(final), label=label, start_time=start.isoformat(), end_time=end.isoformat(), size=size)
+    return BaseBackupOutputs(path=str(final), label=label, start_time=start.isoformat(), end_time=end.isoformat(),
+                             size=size)

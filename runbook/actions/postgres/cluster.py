@@ -147,12 +147,16 @@ def postmaster_alive(data: Path) -> bool:
 
 
 def pg_ctl_start(ctx: StepContext, st: PostgresSettings, data: Path, log_path: Path, wait: float) -> None:
-    argv = [st.program("pg_ctl", data_version(data)), "-D", str(data), "-l", str(log_path), "-w", "-t", str(int(wait)), "start"]
+    argv = [st.program("pg_ctl", data_version(data)), "-D", str(data), "-l", str(log_path),
+            "-w", "-t", str(int(wait)), "start"]
     run(ctx, st, argv, what="pg_ctl start of the recovered cluster", preexec_user=server_user(st), cwd=data.parent)
 
 
-def pg_ctl_stop(ctx: StepContext, st: PostgresSettings, data: Path, mode: str, timeout: float, quiet: bool = False) -> None:
-    argv = [st.program("pg_ctl", data_version(data)), "-D", str(data), "-m", mode, "-w", "-t", str(int(timeout)), "stop"]
+def pg_ctl_stop(
+    ctx: StepContext, st: PostgresSettings, data: Path, mode: str, timeout: float, quiet: bool = False
+) -> None:
+    argv = [st.program("pg_ctl", data_version(data)), "-D", str(data), "-m", mode,
+            "-w", "-t", str(int(timeout)), "stop"]
     run(ctx, st, argv, what=f"pg_ctl stop of {data}", preexec_user=server_user(st), cwd=data.parent,
         log=(lambda _line: None) if quiet else None)
 

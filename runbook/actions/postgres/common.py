@@ -169,7 +169,9 @@ def chosen_tables(conn: psycopg.Connection[Any], specs: list[str] | None, databa
     return resolve_tables(conn, list(specs), database) if specs else user_tables(conn)
 
 
-def count_rows(conn: psycopg.Connection[Any], tables: list[tuple[str, str]], log: Callable[[str], None]) -> dict[str, int]:
+def count_rows(
+    conn: psycopg.Connection[Any], tables: list[tuple[str, str]], log: Callable[[str], None]
+) -> dict[str, int]:
     """Exact ``count(*)`` per table, keyed by :func:`table_key`."""
     counts: dict[str, int] = {}
     for schema, name in tables:

@@ -48,7 +48,9 @@ def row_counts(ctx: StepContext, params: RowCountsParams) -> RowCountsOutputs:
 
 class CompareCountsParams(DbParams):
     database: str | None = Field(None, description="First database (default: the store's database).")
-    other_database: str | None = Field(None, description="Second database on the same server (default: staging_database).")
+    other_database: str | None = Field(
+        None, description="Second database on the same server (default: staging_database)."
+    )
     tables: list[str] | None = Field(None, description="Tables to compare (default: every user table of either).")
     fail_on_mismatch: bool = Field(True, description="Fail the step when counts differ.")
 
@@ -75,7 +77,9 @@ def _listed_keys(specs: list[str] | None) -> list[str]:
     return [table_key(s or "public", n) for s, n in map(split_table, specs or [])]
 
 
-def _present_tables(ctx: StepContext, conn: psycopg.Connection[Any], specs: list[str] | None, db: str) -> list[tuple[str, str]]:
+def _present_tables(
+    ctx: StepContext, conn: psycopg.Connection[Any], specs: list[str] | None, db: str
+) -> list[tuple[str, str]]:
     """The listed tables that exist in ``db`` (a missing one is compared as 'missing'), or all of them."""
     existing = user_tables(conn)
     if not specs:

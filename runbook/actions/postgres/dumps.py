@@ -92,7 +92,8 @@ def _publish(ctx: StepContext, tmp: Path, final: Path, db: str) -> tuple[int, st
     with open(tmp, "rb") as fh:
         magic = fh.read(len(PGDMP_MAGIC))
     if size == 0 or magic != PGDMP_MAGIC:
-        raise ActionError(f"pg_dump of {db} produced {'an empty file' if size == 0 else 'a file that is not a pg_dump archive'}.")
+        raise ActionError(f"pg_dump of {db} produced "
+                          f"{'an empty file' if size == 0 else 'a file that is not a pg_dump archive'}.")
     digest = sha256_file(tmp, ctx.cancelled)
     sidecar = final.with_name(f"{final.name}.sha256")
     side_tmp = final.with_name(f".{final.name}.sha256.tmp")

@@ -110,7 +110,8 @@ def restore(ctx: StepContext, params: RestoreParams) -> RestoreOutputs:
     try:
         run(ctx, st, _restore_argv(params, st.program("pg_restore")), what=f"pg_restore into {db}", database=db)
     except ActionError as exc:
-        raise ActionError(f"{str(exc).rstrip('.')}; database {db} is incomplete: fix the cause and run the restore again.") from None
+        raise ActionError(f"{str(exc).rstrip('.')}; database {db} is incomplete: "
+                          "fix the cause and run the restore again.") from None
     ctx.log(f"pg_restore finished in {format_duration(time.monotonic() - started)}")
     with connect(st, db) as conn:
         rows = count_rows(conn, user_tables(conn), ctx.log)

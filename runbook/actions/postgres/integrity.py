@@ -77,7 +77,8 @@ def _log_stats(ctx: StepContext, db: str, stats: dict[str, StatValue], data_chec
     failures = stats.get("checksum_failures")
     ctx.log(f"{db}: backends {stats.get('numbackends')}, commits {stats.get('xact_commit')}, rollbacks "
             f"{stats.get('xact_rollback')}, deadlocks {stats.get('deadlocks')}, conflicts {stats.get('conflicts')}, "
-            f"data checksums {'on' if data_checksums else 'off'}, checksum failures {failures if failures is not None else 'n/a'}")
+            f"data checksums {'on' if data_checksums else 'off'}, "
+            f"checksum failures {failures if failures is not None else 'n/a'}")
 
 
 @action(

@@ -140,7 +140,8 @@ def _unpack(ctx: StepContext, src: _Sources, data: Path) -> None:
         untar(wal_tar, data / "pg_wal")
     extra = sorted(p.name for p in src.backup.glob("*.tar*") if not p.name.startswith(("base.", "pg_wal.")))
     if extra:
-        raise ActionError(f"The base backup {src.backup} has tablespace archives ({', '.join(extra)}), which pitr_restore does not support.")
+        raise ActionError(f"The base backup {src.backup} has tablespace archives ({', '.join(extra)}), "
+                          "which pitr_restore does not support.")
     for stale in ("postmaster.pid", "postmaster.opts", "standby.signal"):
         (data / stale).unlink(missing_ok=True)
 
@@ -164,7 +165,9 @@ def _prepare(ctx: StepContext, st: PostgresSettings, params: PitrParams, when: d
     return data, port, db
 
 
-def _recover(ctx: StepContext, st: PostgresSettings, params: PitrParams, data: Path, port: int, db: str) -> tuple[str, dict[str, int]]:
+def _recover(
+    ctx: StepContext, st: PostgresSettings, params: PitrParams, data: Path, port: int, db: str
+) -> tuple[str, dict[str, int]]:
     """Start the server, wait for promotion, count rows: (what recovery stopped at, counts).
 
     On any failure the temporary server is stopped and the server log's FATAL line is added.
@@ -198,7 +201,8 @@ def pitr_restore(ctx: StepContext, params: PitrParams) -> PitrOutputs:
     st = settings(ctx)
     when = _target_time(params.target_time)
     if when > utc_now():
-        raise ActionError(f"The recovery target {when.isoformat()} is in the future: pick a time already in the WAL archive.")
+        raise ActionError(f"The recovery target {when.isoformat()} is in the future: "
+                          "pick a time already in the WAL archive.")
     data, port, db = _prepare(ctx, st, params, when)
     ctx.log(f"starting a temporary server on 127.0.0.1:{port} to replay WAL up to {when.isoformat()}")
     recovered_to, counts = _recover(ctx, st, params, data, port, db)

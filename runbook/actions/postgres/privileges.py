@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     import psycopg
 
 
-def terminate_sessions(conn: psycopg.Connection[Any], db: str, users: list[str] | None, log: Callable[[str], None]) -> int:
+def terminate_sessions(
+    conn: psycopg.Connection[Any], db: str, users: list[str] | None, log: Callable[[str], None]
+) -> int:
     """End the sessions connected to ``db`` (of ``users`` only, when given), except our own."""
     query = ("SELECT pid, usename, application_name, client_addr::text FROM pg_stat_activity "
              "WHERE datname = %s AND pid <> pg_backend_pid()")

@@ -145,7 +145,8 @@ def _toc_lines(entries: list[TocEntry], order: list[Table], path: Path) -> list[
     for schema, name in order:
         found = [e for e in entries if e.kind == "TABLE DATA" and e.names_table(schema, name)]
         if not found:
-            raise ActionError(f"The dump {path} holds no data for table {table_key(schema, name)}: nothing was restored.")
+            raise ActionError(f"The dump {path} holds no data for table {table_key(schema, name)}: "
+                              "nothing was restored.")
         lines.append(found[0].line)
     return lines
 
@@ -157,14 +158,17 @@ def _check_pipeline(result: PipelineResult, db: str) -> None:
     """One sentence for a load that did not commit; every failure rolled the transaction back."""
     if result.stopped:
         how = "stopped by the operator" if result.stopped == "cancelled" else "stopped: it exceeded its timeout"
-        raise ActionError(f"The selective restore into {db} was {how}; the transaction was rolled back and nothing changed.")
+        raise ActionError(f"The selective restore into {db} was {how}; "
+                          "the transaction was rolled back and nothing changed.")
     if result.producer_exit != 0:
         last = result.producer_tail[-1] if result.producer_tail else f"exit code {result.producer_exit}"
-        raise ActionError(f"pg_restore failed reading the dump ({last}); the transaction was rolled back and {db} is unchanged.")
+        raise ActionError(f"pg_restore failed reading the dump ({last}); "
+                          f"the transaction was rolled back and {db} is unchanged.")
     if result.consumer_exit != 0:
         tail = result.consumer_tail
         errors = [ln for ln in tail if "ERROR" in ln] or list(tail) or [f"exit code {result.consumer_exit}"]
-        raise ActionError(f"psql failed loading the rows into {db} ({errors[-1].strip()}); the transaction was rolled back and nothing changed.")
+        raise ActionError(f"psql failed loading the rows into {db} ({errors[-1].strip()}); "
+                          "the transaction was rolled back and nothing changed.")
 
 
 def _load(ctx: StepContext, st: PostgresSettings, path: Path, db: str, listfile: Path, truncate: str) -> None:

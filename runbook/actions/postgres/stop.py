@@ -58,7 +58,8 @@ def stop_cluster(ctx: StepContext, params: StopClusterParams) -> StopClusterOutp
     if not (data / "PG_VERSION").is_file():
         raise ActionError(f"{data} is not a PostgreSQL data directory (no PG_VERSION).")
     if st.data_dir and os.path.realpath(st.data_dir) == os.path.realpath(data) and not params.allow_main:
-        raise ActionError(f"{data} is the environment's main PostgreSQL data directory: set allow_main: true to stop it.")
+        raise ActionError(f"{data} is the environment's main PostgreSQL data directory: "
+                          "set allow_main: true to stop it.")
     if not postmaster_alive(data):
         ctx.log(f"no server is running in {data}")
         stopped = False

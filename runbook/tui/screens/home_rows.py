@@ -140,7 +140,8 @@ def detail_markup(data: HomeData, option_id: str) -> str:
         drilled = data.drills.get(s.id)
         drill = f"last drilled {drilled[:10]}" if drilled else ("never drilled" if s.drillable else "no drill scenario")
         return (
-            f"[b]{escape(s.title or s.id)}[/] — {s.tier}{f' level {s.level}' if s.level else ''}, {s.steps} steps, {drill}"
+            f"[b]{escape(s.title or s.id)}[/] — {s.tier}{f' level {s.level}' if s.level else ''}, "
+            f"{s.steps} steps, {drill}"
             f"\n[dim]{escape(short_path(s.path))} · Enter: start form[/]"
         )
     i = next((x for x in data.incidents if x["id"] == key), None)

@@ -80,7 +80,8 @@ def question_prompt(request: Request, mode: str) -> tuple[str, str] | None:
         Ask.CONFIRM: (f"[b]{title}[/] needs confirmation — [b]y[/] to confirm it", destructive),
         Ask.MANUAL: (f"Manual task: do [b]{title}[/] by hand, then [b]d[/] mark done · [b]s[/] skip", ATTENTION),
         Ask.FAILURE: (
-            f"[b]✗ {title} failed:[/] {escape(request.error or '')} — [b]t[/] retry · [b]s[/] skip · [b]k[/] end as failed · [b]q[/] pause",
+            f"[b]✗ {title} failed:[/] {escape(request.error or '')} — "
+            "[b]t[/] retry · [b]s[/] skip · [b]k[/] end as failed · [b]q[/] pause",
             DANGER,
         ),
         Ask.INTERRUPTED: (

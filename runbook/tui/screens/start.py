@@ -69,7 +69,8 @@ class StartScreen(Screen[None]):
             rto = f" · RTO {pb.rto}" if pb.rto else ""
             rpo = f" · RPO {pb.rpo}" if pb.rpo else ""
             yield Static(
-                f"[b]{escape(pb.title)}[/] — {pb.tier.value}{f' level {pb.level}' if pb.level else ''}{rto}{rpo} · {len(pb.steps)} steps"
+                f"[b]{escape(pb.title)}[/] — {pb.tier.value}{f' level {pb.level}' if pb.level else ''}"
+                f"{rto}{rpo} · {len(pb.steps)} steps"
             )
             if pb.description:
                 yield Static(escape(pb.description.strip()), classes="field-help")

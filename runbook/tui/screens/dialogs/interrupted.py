@@ -44,7 +44,8 @@ class InterruptedScreen(ModalScreen[Decision | None]):
         with Vertical(id="dialog", classes="dialog -interrupted"):
             yield Static(" Interrupted step ", id="dialog-title")
             yield Static(
-                f"[b]{escape(r.title)}[/] ({escape(r.effect)}) was started at {escape(str(started))} and never finished."
+                f"[b]{escape(r.title)}[/] ({escape(r.effect)}) was started at {escape(str(started))} "
+                "and never finished."
             )
             yield Static("It is not re-run automatically. Did it complete? Check before you choose.")
             yield Static("[b]Last output:[/]")
