@@ -25,7 +25,7 @@ from runbook.core.durations import parse_duration
 from runbook.core.effect import Effect
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, NeedsHuman, RunbookError, UsageError
-from runbook.core.events import Event, EventType, IncidentClosed, StepFailed
+from runbook.core.events import Event, EventType, IncidentClosed, StepFailed, StepPlanned, TakeOver
 from runbook.core.redact import Redactor
 from runbook.core.text import sentence
 from runbook.engine import opening
@@ -87,15 +87,8 @@ class Engine:
         services: What actions may use besides the stores (the Slack outbox).
     """
 
-    def __init__(
-        self,
-        journal: Journal,
-        frontend: Frontend,
-        *,
-        home: Path,
-        environment: Environment,
-        services: Services | None = None,
-    ) -> None:
+    def __init__(self, journal: Journal, frontend: Frontend, *, home: Path, environment: Environment,
+                 services: Services | None = None) -> None:
         self.journal = journal
         self.services = services or Services()
         self.frontend = frontend
@@ -187,9 +180,8 @@ class Engine:
             raise
         self.rec = Recorder(self.journal, self.frontend, self.redactor, st)
         if previous is not None and previous.alive():
-            self._append(
-                EventType.TAKE_OVER, {"from": previous.holder, "from_pid": previous.pid, "since": previous.since}
-            )
+            took: TakeOver = {"from": previous.holder, "from_pid": previous.pid, "since": previous.since}
+            self._append(EventType.TAKE_OVER, took)
         else:
             self._append(EventType.RESUMED, {"stale_lock": previous.holder if previous else None})
         if st.closed is not None:
@@ -208,9 +200,8 @@ class Engine:
             return self._close()
         except QuitRequested:
             self._pause("operator quit")
-            return Outcome(
-                st.id, RunStatus.PAUSED, f"Incident {st.id} paused; resume it with `runbook resume {st.id}`."
-            )
+            paused = f"Incident {st.id} paused; resume it with `runbook resume {st.id}`."
+            return Outcome(st.id, RunStatus.PAUSED, paused)
         except NeedsHuman as exc:
             self._pause(str(exc))
             return Outcome(st.id, RunStatus.NEEDS_HUMAN, str(exc))
@@ -319,43 +310,25 @@ class Engine:
             self._after_failure(step, str(exc))
             return False
         if isinstance(verdict, Unknown):
-            self._append(
-                EventType.STEP_PLANNED, {"reason": f"depends on {verdict.ref}", "when": step.when}, step=step.id
-            )
+            planned = {"reason": f"depends on {verdict.ref}", "when": step.when}
+            self._append(EventType.STEP_PLANNED, planned, step=step.id)
             return False
         if not verdict:
-            self._append(
-                EventType.STEP_SKIPPED, {"reason": f"condition is false: {step.when}", "by": "engine"}, step=step.id
-            )
+            skipped = {"reason": f"condition is false: {step.when}", "by": "engine"}
+            self._append(EventType.STEP_SKIPPED, skipped, step=step.id)
             return False
         return True
 
     def _plan_only(self, step: Step, call: Call) -> bool:
         """Dry-run: journal a mutating (or unresolvable) step as planned instead of running it."""
+        planned: StepPlanned = {"action": call.describe, "run": call.action, "effect": call.effect}
         if call.effect != Effect.READ_ONLY.value or step.kind == "manual":
-            self._append(
-                EventType.STEP_PLANNED,
-                {
-                    "action": call.describe,
-                    "run": call.action,
-                    "effect": call.effect,
-                    "target": call.target,
-                    "confirm": call.confirm,
-                },
-                step=step.id,
-            )
+            planned.update({"target": call.target, "confirm": call.confirm})
+            self._append(EventType.STEP_PLANNED, planned, step=step.id)
             return True
         if not call.resolved:
-            self._append(
-                EventType.STEP_PLANNED,
-                {
-                    "action": call.describe,
-                    "run": call.action,
-                    "effect": call.effect,
-                    "reason": "needs outputs of steps that did not run",
-                },
-                step=step.id,
-            )
+            planned["reason"] = "needs outputs of steps that did not run"
+            self._append(EventType.STEP_PLANNED, planned, step=step.id)
             return True
         return False
 

@@ -161,6 +161,22 @@ def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
     threading.Thread(target=write, daemon=True).start()
 
 
+def _follow(proc: subprocess.Popen[bytes], stream: IO[bytes], log: Callable[[str], None], keep: _Lines, *,
+            cancelled: threading.Event | None, timeout: float | None) -> tuple[int, list[str]]:
+    """Pump ``stream`` into ``log`` until the command ends; its exit code and why we stopped it (if we did)."""
+    with watchdog(lambda _why: kill_group(proc), cancelled=cancelled, timeout=timeout) as why:
+        leaving = True  # until the output ends normally: then the command is waited for, not stopped
+        try:
+            pump(stream, log, keep)
+            leaving = False
+        finally:
+            stream.close()
+            if leaving:  # ``log`` raised (say the step's log is on a full disk): stop the command too
+                kill_group(proc)
+            exit_code = proc.wait()
+    return exit_code, why
+
+
 def run_process(
     argv: list[str],
     *,
@@ -210,25 +226,10 @@ def run_process(
     keep = _Lines(deque(maxlen=max(tail_lines, 1)), [] if capture else None)
     stream = proc.stdout if stdout_to is None else proc.stderr
     assert stream is not None
-    with watchdog(lambda _why: kill_group(proc), cancelled=cancelled, timeout=timeout) as why:
-        leaving = True  # until the output ends normally: then the command is waited for, not stopped
-        try:
-            pump(stream, log, keep)
-            leaving = False
-        finally:
-            stream.close()
-            if leaving:  # ``log`` raised (say the step's log is on a full disk): stop the command too
-                kill_group(proc)
-            exit_code = proc.wait()
-    result = ProcessResult(
-        list(argv),
-        exit_code,
-        list(keep.tail),
-        "\n".join(keep.captured) if keep.captured is not None else None,
-        timed_out="timeout" in why,
-        cancelled="cancelled" in why,
-        lines=keep.count,
-    )
+    exit_code, why = _follow(proc, stream, log, keep, cancelled=cancelled, timeout=timeout)
+    captured = "\n".join(keep.captured) if keep.captured is not None else None
+    result = ProcessResult(list(argv), exit_code, list(keep.tail), captured, timed_out="timeout" in why,
+                           cancelled="cancelled" in why, lines=keep.count)
     if check and not result.ok:
         raise ActionError(describe_failure(result))
     return result
@@ -273,12 +274,8 @@ def run_pipeline(
         raise
     assert p1.stdout and p1.stderr and p2.stdin and p2.stdout
     tails = (_Lines(deque(maxlen=20)), _Lines(deque(maxlen=20)))
-    pumps = [
-        threading.Thread(target=pump, args=(s, lambda line, n=n: log(f"{n}: {scrub(line)}"), k), daemon=True)
-        for s, n, k in ((p1.stderr, names[0], tails[0]), (p2.stdout, names[1], tails[1]))
-    ]
-    for t in pumps:
-        t.start()
+    pumps = [_pumping(s, _prefixed(log, name, scrub), k)
+             for s, name, k in ((p1.stderr, names[0], tails[0]), (p2.stdout, names[1], tails[1]))]
 
     def stop(_why: str) -> None:
         kill_group(p2, None)  # first: the consumer must never see the end of the stream
@@ -300,14 +297,19 @@ def run_pipeline(
             p2.stdin.close()
         for t in pumps:
             t.join(timeout=5)
-    return PipelineResult(
-        rc1,
-        rc2,
-        why[0] if why else None,
-        quit_early,
-        [scrub(x) for x in tails[0].tail],
-        [scrub(x) for x in tails[1].tail],
-    )
+    producer_tail, consumer_tail = ([scrub(x) for x in t.tail] for t in tails)
+    return PipelineResult(rc1, rc2, why[0] if why else None, quit_early, producer_tail, consumer_tail)
+
+
+def _prefixed(log: Callable[[str], None], name: str, scrub: Callable[[str], str]) -> Callable[[str], None]:
+    return lambda line: log(f"{name}: {scrub(line)}")
+
+
+def _pumping(stream: IO[bytes], log: Callable[[str], None], keep: _Lines) -> threading.Thread:
+    """:func:`pump` on a thread of its own, started."""
+    thread = threading.Thread(target=pump, args=(stream, log, keep), daemon=True)
+    thread.start()
+    return thread
 
 
 def _relay(p1: subprocess.Popen[bytes], p2: subprocess.Popen[bytes]) -> tuple[int, bool]:
