@@ -97,17 +97,6 @@ def _remove_socket_dir(base: Path) -> None:
         shutil.rmtree(sock, ignore_errors=True)
 
 
-def _forget_clients() -> None:
-    """Close the cached clients of the stopped sandbox (bench/run runs every module in one process)."""
-    from runbook.stores import bigquery, bigtable, dataflow, pubsub
-
-    for clear in (bigquery.clear, bigtable.clear_cache, dataflow.clear_cache, pubsub.clear):
-        try:
-            clear()
-        except Exception:  # noqa: BLE001, S110 - best effort
-            pass
-
-
 # --- per-action overhead -----------------------------------------------------------------------
 
 
@@ -117,7 +106,7 @@ def bench_bigquery(ctx: Any) -> list[dict[str, Any]]:
     from runbook.stores import gcp
 
     gs = gcp.settings(ctx.environment)
-    client = bqstore.client(ctx.environment)
+    client = bqstore.client(ctx.environment, pool=ctx.services.clients)
     ds = str(gs.raw["dataset"])
     tables = sorted(t.table_id for t in client.list_tables(f"{gs.project}.{ds}") if t.table_type == "TABLE")
     action = registry()["bigquery.row_counts"]
@@ -145,7 +134,7 @@ def bench_bigtable(ctx: Any) -> dict[str, Any]:
     from runbook.stores import gcp
 
     gs = gcp.settings(ctx.environment)
-    h, _ = bts.handle(ctx.environment)
+    h, _ = bts.handle(ctx.environment, pool=ctx.services.clients)
     instance, table = str(gs.raw["bigtable_instance"]), str(gs.raw["bigtable_table"])
     backup = registry()["bigtable.backup"]
     for i in (1, 2):
@@ -173,7 +162,7 @@ def bench_dataflow(ctx: Any) -> dict[str, Any]:
     from runbook.actions.registry import registry
     from runbook.stores import dataflow as dfs
 
-    c, _ = dfs.clients(ctx.environment)
+    c, _ = dfs.clients(ctx.environment, pool=ctx.services.clients)
     action = registry()["dataflow.list_jobs"]
     params = action.Params()
     jobs = action.run(ctx, params)["count"]
@@ -198,7 +187,7 @@ def bench_pubsub(ctx: Any) -> dict[str, Any]:
     from runbook.actions.registry import registry
     from runbook.stores import pubsub as psstore
 
-    clients = psstore.client(ctx.environment)
+    clients = psstore.client(ctx.environment, pool=ctx.services.clients)
     create = registry()["pubsub.create_snapshot"]
     for i in (1, 2):
         create.run(ctx, create.Params(snapshot=f"bench-snapshot-{i}"))
@@ -227,15 +216,14 @@ def bench_actions() -> list[dict[str, Any]]:
     tmp = Path(tempfile.mkdtemp(prefix="rb-bench-gcp-"))
     base = tmp / "sandbox"
     rows: list[dict[str, Any]] = []
+    ctx: StepContext | None = None
     try:
         box = Sandbox(base)
         t0 = time.perf_counter()
         box.ensure(COMPONENTS)
         print(f"gcp sandbox up in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         env = Environment(name="bench-gcp", sandbox=True, stores=box.stores())
-        ctx = StepContext(
-            incident_id="bench", step_id="s", mode="live", environment=env, workdir=tmp, log=lambda line: None
-        )
+        ctx = StepContext("bench", "s", "live", env, tmp, log=lambda line: None)
         for name, fn in (
             ("bigquery", bench_bigquery),
             ("bigtable", bench_bigtable),
@@ -260,7 +248,8 @@ def bench_actions() -> list[dict[str, Any]]:
                     )
                 )
     finally:
-        _forget_clients()
+        if ctx is not None:
+            ctx.services.clients.close()  # the sandbox they talk to stops next
         _stop_sandbox(base)
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

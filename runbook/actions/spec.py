@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from runbook.core.effect import Effect
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError
+from runbook.stores.pool import ClientPool
 
 if TYPE_CHECKING:
     from runbook.actions.support.process import ProcessResult
@@ -109,7 +110,8 @@ class MessageSink(Protocol):
 class Services:
     """What the process that runs the engine hands to actions (none of it is a global)."""
 
-    messages: MessageSink | None = None
+    messages: MessageSink | None = None  # the Slack outbox, when Slack is configured
+    clients: ClientPool = field(default_factory=ClientPool)  # store clients kept between steps
 
 
 @dataclass

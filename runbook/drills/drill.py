@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -175,7 +176,7 @@ class Drill:
             from runbook.notify import attach
 
             self.outbox = attach(self.journal, None, env)
-            self.services = Services(messages=self.outbox)
+            self.services = dataclasses.replace(self.services, messages=self.outbox)
         if self.sc.setup:
             setup_pb = _synthetic(self.loaded, self._scenario_steps("setup"), "setup", self.dir)
             st = _run(self.journal, setup_pb, self._static_params(), self.env(), self.home, self.quiet, self.services)
@@ -243,6 +244,7 @@ class Drill:
                 outbox.flush(5.0)  # deliver before the Slack stand-in stops; the rest stays queued
             finally:
                 detach(outbox)
+        self.services.clients.close()  # the stores they talk to are about to stop
         try:
             Sandbox().down()
         finally:

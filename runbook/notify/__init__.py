@@ -11,10 +11,10 @@ Importing this package is cheap: slack_sdk is loaded by the sender on its first 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
-from runbook.actions.spec import Services
 from runbook.notify.outbox import Outbox
 from runbook.notify.settings import SlackSettings, settings_from
 
@@ -86,7 +86,7 @@ def cli_hook(obj: Any, environment: Environment | None, engine: Any = None) -> O
     if engine is not None:
         if getattr(engine, "redactor", None) is not None:
             outbox.use_redactor(engine.redactor)
-        engine.services = Services(messages=outbox)
+        engine.services = dataclasses.replace(engine.services, messages=outbox)
     outbox.resume_pending_in_background()
     return outbox
 

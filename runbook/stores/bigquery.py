@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.core.environment import Environment
 from runbook.stores import gcp
+from runbook.stores.pool import ClientCache, ClientPool
 
 if TYPE_CHECKING:
     from google.cloud.bigquery import Client
@@ -43,15 +44,15 @@ def location(gs: gcp.GcpSettings, region: str | None = None) -> str:
     return str(gs.get("bigquery_location", resolved) or resolved)
 
 
-def client(env: Environment, region: str | None = None) -> Client:
-    """A cached ``bigquery.Client`` for ``env`` (and ``region`` when it has its own endpoint).
+def client(env: Environment, region: str | None = None, *, pool: ClientPool) -> Client:
+    """The ``bigquery.Client`` of ``env`` (and ``region`` when it has its own endpoint), kept in ``pool``.
 
     Raises:
         ActionError: The environment has no usable gcp store or no credentials.
     """
     gs = gcp.settings(env)
     ep = endpoint(gs, region)
-    return _clients.get((env.name, ep, gs.project), lambda: _build(gs, ep))
+    return _cache(pool).get((env.name, ep, gs.project), lambda: _build(gs, ep))
 
 
 def _build(gs: gcp.GcpSettings, ep: str | None) -> Client:
@@ -65,18 +66,15 @@ def _build(gs: gcp.GcpSettings, ep: str | None) -> Client:
     return bigquery.Client(**kwargs)
 
 
-def forget(env: Environment, region: str | None = None) -> None:
+def forget(env: Environment, region: str | None = None, *, pool: ClientPool) -> None:
     """Drop the cached client (after the store became unreachable), closing its HTTP session."""
     gs = gcp.settings(env)
-    _clients.pop((env.name, endpoint(gs, region), gs.project))
+    _cache(pool).pop((env.name, endpoint(gs, region), gs.project))
 
 
-def clear() -> None:
-    """Drop every cached client (tests, sandbox restarts)."""
-    _clients.clear()
+def _cache(pool: ClientPool) -> ClientCache[Client]:
+    return pool.cache("bigquery", lambda c: c.close())
 
-
-_clients: gcp.ClientCache[Client] = gcp.ClientCache(lambda c: c.close())
 
 
 @functools.cache  # Retry objects are immutable: built once, on first use
@@ -94,4 +92,4 @@ def retry() -> Any:
     return DEFAULT_RETRY.with_predicate(predicate).with_timeout(RETRY_SECONDS)
 
 
-__all__ = ["STORE", "client", "clear", "endpoint", "forget", "location", "retry"]
+__all__ = ["STORE", "client", "endpoint", "forget", "location", "retry"]

@@ -32,6 +32,7 @@ from typing import Any
 
 from runbook.core.environment import Environment
 from runbook.stores import gcp
+from runbook.stores.pool import ClientPool
 
 STORE = "Bigtable"
 EMULATOR_VAR = "BIGTABLE_EMULATOR_HOST"
@@ -89,13 +90,13 @@ class BigtableHandle:
         return f"projects/{self.project}/instances/{instance}/clusters/{cluster}"
 
 
-def handle(env: Environment, region: str | None = None) -> tuple[BigtableHandle, gcp.GcpSettings]:
-    """Clients for ``region`` (``None``/"primary", "secondary" or a region name) of ``env``.
+def handle(env: Environment, region: str | None = None, *, pool: ClientPool) -> tuple[BigtableHandle, gcp.GcpSettings]:
+    """Clients for ``region`` (``None``/"primary", "secondary" or a region name) of ``env``, kept in ``pool``.
 
     Raises:
         ActionError: The environment has no usable gcp store, or no credentials in production.
     """
-    return gcp.regional_client(_CACHE, env, region, "bigtable_host", _build)
+    return gcp.regional_client(pool.cache("bigtable", _close), env, region, "bigtable_host", _build)
 
 
 def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> BigtableHandle:
@@ -149,12 +150,6 @@ def _close(handle: BigtableHandle) -> None:
             pass
 
 
-_CACHE: gcp.ClientCache[BigtableHandle] = gcp.ClientCache(_close)
-
-
-def clear_cache() -> None:
-    """Close and forget every cached client (tests, or after the sandbox moved to new ports)."""
-    _CACHE.clear()
 
 
 # --- retries ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 from runbook.core.environment import Environment
 from runbook.stores import gcp
+from runbook.stores.pool import ClientPool
 
 STORE = "Dataflow"
 JOB_ID = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}_\d{2}_\d{2}-\d+$")
@@ -50,13 +51,15 @@ class DataflowClients:
     templates = gcp.lazy_client("_templates", "``TemplatesServiceClient`` (classic templates).")
 
 
-def clients(env: Environment, region: str | None = None) -> tuple[DataflowClients, gcp.GcpSettings]:
-    """Clients for ``region`` (``None``/"primary", "secondary" or a region name) of ``env``.
+def clients(
+    env: Environment, region: str | None = None, *, pool: ClientPool
+) -> tuple[DataflowClients, gcp.GcpSettings]:
+    """Clients for ``region`` (``None``/"primary", "secondary" or a region name) of ``env``, kept in ``pool``.
 
     Raises:
         ActionError: The environment has no usable gcp store, or no credentials in production.
     """
-    return gcp.regional_client(_CACHE, env, region, "dataflow_endpoint", _build)
+    return gcp.regional_client(pool.cache("dataflow"), env, region, "dataflow_endpoint", _build)
 
 
 def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowClients:
@@ -76,12 +79,6 @@ def _build(gs: gcp.GcpSettings, region: str, endpoint: str | None) -> DataflowCl
     )
 
 
-_CACHE: gcp.ClientCache[DataflowClients] = gcp.ClientCache()
-
-
-def clear_cache() -> None:
-    """Forget every cached client (tests, or after the sandbox moved to new ports)."""
-    _CACHE.clear()
 
 
 def read_retry(deadline: float) -> Any:

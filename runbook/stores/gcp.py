@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
+from runbook.stores import pool
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def regional_endpoint(gs: GcpSettings, key: str, region: str) -> str | None:
 
 
 def regional_client(
-    cache: ClientCache[T],
+    cache: pool.ClientCache[T],
     env: Environment,
     region: str | None,
     endpoint_key: str,
@@ -284,50 +285,3 @@ def close_transport(client: Any) -> None:
         pass
 
 
-class ClientCache(Generic[T]):
-    """Clients built once per key (environment, project, region, endpoint…).
-
-    Building a Google client costs more than most calls made with it, and steps call the stores
-    over and over; lookups take no lock once a client exists.
-
-    Args:
-        close: How to close a client that is dropped (best effort: its server may be gone).
-    """
-
-    def __init__(self, close: Callable[[T], None] | None = None) -> None:
-        self._items: dict[Hashable, T] = {}
-        self._lock = threading.Lock()
-        self._close = close
-
-    def get(self, key: Hashable, build: Callable[[], T]) -> T:
-        found = self._items.get(key)
-        if found is not None:
-            return found
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                found = build()
-                self._items[key] = found
-            return found
-
-    def _closing(self, items: list[T]) -> None:
-        if self._close is None:
-            return
-        for item in items:
-            try:
-                self._close(item)
-            except Exception:  # noqa: BLE001, S110 - closing a dead channel must not mask the real error
-                pass
-
-    def pop(self, key: Hashable) -> None:
-        """Drop one client (after its store became unreachable), closing it."""
-        with self._lock:
-            found = self._items.pop(key, None)
-        self._closing([found] if found is not None else [])
-
-    def clear(self) -> None:
-        """Drop every client (tests, or after the sandbox moved to new ports)."""
-        with self._lock:
-            items = list(self._items.values())
-            self._items.clear()
-        self._closing(items)

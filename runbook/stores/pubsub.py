@@ -20,6 +20,7 @@ from typing import Any
 
 from runbook.core.environment import Environment
 from runbook.stores import gcp
+from runbook.stores.pool import ClientCache, ClientPool
 
 STORE = "Pub/Sub"
 RETRY_SECONDS = 60.0
@@ -84,18 +85,15 @@ class PubSubClients:
                 gcp.close_transport(lazy.built)
 
 
-_clients: gcp.ClientCache[PubSubClients] = gcp.ClientCache(lambda c: c.close())
-
-
 def endpoint(gs: gcp.GcpSettings, region: str | None = None) -> str | None:
     """The emulator's ``host:port`` (``pubsub_host[_<region>]``), None for Google's endpoint."""
     return gs.get("pubsub_host", gs.region_or_default(region)) or None
 
 
 def client(
-    env: Environment, region: str | None = None, settings: gcp.GcpSettings | None = None
+    env: Environment, region: str | None = None, settings: gcp.GcpSettings | None = None, *, pool: ClientPool
 ) -> PubSubClients:
-    """The cached Pub/Sub clients for ``env`` (Pub/Sub is global; ``region`` picks an endpoint).
+    """The Pub/Sub clients of ``env``, kept in ``pool`` (Pub/Sub is global; ``region`` picks an endpoint).
 
     ``settings``: ``gcp.settings(env)`` when the caller has it already (a listing is fast enough
     for reading the settings twice to show).
@@ -105,20 +103,18 @@ def client(
     """
     gs = settings or gcp.settings(env)
     ep = endpoint(gs, region)
-    return _clients.get(
-        (env.name, ep, gs.project), lambda: PubSubClients(project=gs.project, endpoint=ep, settings=gs)
-    )
+    build = lambda: PubSubClients(project=gs.project, endpoint=ep, settings=gs)  # noqa: E731
+    return _cache(pool).get((env.name, ep, gs.project), build)
 
 
-def forget(env: Environment, region: str | None = None) -> None:
-    """Drop the cached clients (after the store became unreachable) and close their channels."""
+def forget(env: Environment, region: str | None = None, *, pool: ClientPool) -> None:
+    """Drop the kept clients (after the store became unreachable) and close their channels."""
     gs = gcp.settings(env)
-    _clients.pop((env.name, endpoint(gs, region), gs.project))
+    _cache(pool).pop((env.name, endpoint(gs, region), gs.project))
 
 
-def clear() -> None:
-    """Drop every cached client."""
-    _clients.clear()
+def _cache(pool: ClientPool) -> ClientCache[PubSubClients]:
+    return pool.cache("pubsub", lambda c: c.close())
 
 
 @functools.cache
@@ -138,4 +134,4 @@ def retry() -> Any:
     )
 
 
-__all__ = ["CALL_TIMEOUT", "STORE", "PubSubClients", "client", "clear", "endpoint", "forget", "retry"]
+__all__ = ["CALL_TIMEOUT", "STORE", "PubSubClients", "client", "endpoint", "forget", "retry"]

@@ -25,7 +25,10 @@ from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import BigQueryEmulator
 from runbook.stores import bigquery as bqstore
+from runbook.stores.pool import ClientPool
 from tests.stores.emulated import PROJECT, running, sandbox_env
+
+POOL = ClientPool()  # clients these tests make directly (actions get their own through StepContext)
 
 
 def registry() -> dict[str, Any]:
@@ -35,7 +38,7 @@ def registry() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def bq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
-    yield from running(BigQueryEmulator(tmp_path_factory.mktemp("bigquery"), project=PROJECT), bqstore.clear)
+    yield from running(BigQueryEmulator(tmp_path_factory.mktemp("bigquery"), project=PROJECT), POOL.close)
 
 
 @pytest.fixture(scope="module")
@@ -172,10 +175,10 @@ def test_light_import_and_cached_clients(env: Environment) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-    c1 = bqstore.client(env)
-    assert bqstore.client(env) is c1
+    c1 = bqstore.client(env, pool=POOL)
+    assert bqstore.client(env, pool=POOL) is c1
     other = Environment(name="other", sandbox=True, stores=env.stores)
-    assert bqstore.client(other) is not c1
+    assert bqstore.client(other, pool=POOL) is not c1
 
 
 # --- backups and restores ----------------------------------------------------------------------

@@ -26,6 +26,9 @@ from runbook.core.procs import free_port
 from runbook.sandbox.bigtable_backup import BigtableBackupServer
 from runbook.sandbox.emulators import BIGTABLE_BIN, BigtableEmulator
 from runbook.stores import bigtable as bts
+from runbook.stores.pool import ClientPool
+
+POOL = ClientPool()  # clients these tests make directly (actions get their own through StepContext)
 
 pytestmark = [
     pytest.mark.skipif(not BIGTABLE_BIN.exists(), reason="cbtemulator not installed"),
@@ -124,7 +127,7 @@ def seed(env: Environment, table: str, region: str | None = None, rows: int = RO
     from google.cloud.bigtable.data import RowMutationEntry, SetCell
     from google.cloud.bigtable_admin_v2 import types
 
-    h, _ = bts.handle(env, region)
+    h, _ = bts.handle(env, region, pool=POOL)
     families = {
         "stats": types.ColumnFamily(gc_rule=types.GcRule(max_num_versions=3)),
         "meta": types.ColumnFamily(gc_rule=types.GcRule(max_num_versions=1)),
@@ -154,7 +157,7 @@ def seed(env: Environment, table: str, region: str | None = None, rows: int = RO
 def delete_rows(env: Environment, table: str, keys: list[bytes]) -> None:
     from google.cloud.bigtable.data import DeleteAllFromRow, RowMutationEntry
 
-    h, _ = bts.handle(env)
+    h, _ = bts.handle(env, pool=POOL)
     h.table(INSTANCE, table).bulk_mutate_rows([RowMutationEntry(k, [DeleteAllFromRow()]) for k in keys])
 
 
@@ -201,9 +204,9 @@ def test_actions_are_registered_with_their_effects() -> None:
 def test_clients_are_cached_and_env_var_is_not_left_behind(primary: Region, secondary: Region) -> None:
     env = make_env(primary, secondary)
     os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
-    a, _ = bts.handle(env)
-    b, _ = bts.handle(env, "primary")
-    c, _ = bts.handle(env, "secondary")
+    a, _ = bts.handle(env, pool=POOL)
+    b, _ = bts.handle(env, "primary", pool=POOL)
+    c, _ = bts.handle(env, "secondary", pool=POOL)
     assert a is b and a is not c
     assert (a.endpoint, c.endpoint, c.region) == (
         primary.proxy.address,
@@ -266,7 +269,7 @@ def test_backup_delete_restore_and_verify(seeded: Environment, tmp_path: Path) -
     # A sampled check finds a changed cell and names its row; fail: false only reports.
     from google.cloud.bigtable.data import RowMutationEntry, SetCell
 
-    h, _ = bts.handle(seeded)
+    h, _ = bts.handle(seeded, pool=POOL)
     h.table(INSTANCE, TABLE).bulk_mutate_rows(
         [RowMutationEntry(b"product#P0299", [SetCell("meta", b"category", b"garden", timestamp_micros=0)])]
     )
@@ -283,7 +286,7 @@ def test_prune_older_than_never_the_newest(primary: Region, seeded: Environment,
     from google.cloud.bigtable_admin_v2 import types
 
     run = Run(seeded, tmp_path)
-    h, _ = bts.handle(seeded)
+    h, _ = bts.handle(seeded, pool=POOL)
     h.admin.create_table(parent=h.instance_path(INSTANCE), table_id="prunable", table=types.Table())
     try:
         primary.clock.offset = -40 * DAY  # the proxy stamps these backups 40 days ago
@@ -316,7 +319,7 @@ def test_stopped_step_stops_waiting_but_the_backup_goes_on(seeded: Environment, 
 
     from runbook.actions.support.poll import wait_until
 
-    h, _ = bts.handle(seeded)
+    h, _ = bts.handle(seeded, pool=POOL)
     h.admin.create_table(parent=h.instance_path(INSTANCE), table_id="stopped", table=types.Table())
     run = Run(seeded, tmp_path)
     run.ctx.cancelled.set()
@@ -359,7 +362,7 @@ def test_export_import_into_the_secondary_region(primary: Region, secondary: Reg
         sample=0,
     )
     assert same == {"sampled": ROWS, "mismatches": 0, "first_mismatch": ""}
-    h2, _ = bts.handle(env, "secondary")
+    h2, _ = bts.handle(env, "secondary", pool=POOL)
     schema = h2.admin.get_table(name=h2.table_path(INSTANCE, "to_copy"))
     assert sorted(schema.column_families) == ["meta", "raw", "stats"]
     assert schema.column_families["stats"].gc_rule.max_num_versions == 3

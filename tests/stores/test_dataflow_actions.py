@@ -18,6 +18,9 @@ from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.dataflow import DataflowServer
 from runbook.stores import dataflow as dfs
+from runbook.stores.pool import ClientPool
+
+POOL = ClientPool()  # clients these tests make directly (actions get their own through StepContext)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,9 +103,9 @@ def test_registered_effects_and_params() -> None:
 
 def test_clients_are_cached(server: DataflowServer) -> None:
     env = make_env(server)
-    a, _ = dfs.clients(env)
-    b, _ = dfs.clients(env, "primary")
-    c, _ = dfs.clients(env, "secondary")
+    a, _ = dfs.clients(env, pool=POOL)
+    b, _ = dfs.clients(env, "primary", pool=POOL)
+    c, _ = dfs.clients(env, "secondary", pool=POOL)
     assert a is b and a is not c and c.region == EU
     assert a.flex is a.flex
 

@@ -24,7 +24,10 @@ from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, StoreUnavailable
 from runbook.sandbox.emulators import PUBSUB_BIN, PubSubEmulator
 from runbook.stores import pubsub as psstore
+from runbook.stores.pool import ClientPool
 from tests.stores.emulated import PROJECT, running, sandbox_env
+
+POOL = ClientPool()  # clients these tests make directly (actions get their own through StepContext)
 
 
 def registry() -> dict[str, Any]:
@@ -37,7 +40,7 @@ pytestmark = pytest.mark.skipif(not PUBSUB_BIN.exists(), reason="the Pub/Sub emu
 
 @pytest.fixture(scope="module")
 def ps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
-    yield from running(PubSubEmulator(tmp_path_factory.mktemp("pubsub"), project=PROJECT), psstore.clear)
+    yield from running(PubSubEmulator(tmp_path_factory.mktemp("pubsub"), project=PROJECT), POOL.close)
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +141,8 @@ def test_light_import_and_cached_clients(env: Environment) -> None:
     code = "import sys, runbook.actions.pubsub, runbook.stores.pubsub; print('google.cloud.pubsub_v1' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-    c = psstore.client(env)
-    assert psstore.client(env) is c and c.publisher is c.publisher and c.subscriber is c.subscriber
+    c = psstore.client(env, pool=POOL)
+    assert psstore.client(env, pool=POOL) is c and c.publisher is c.publisher and c.subscriber is c.subscriber
 
 
 # --- replay of a lost window -----------------------------------------------------------------
@@ -210,7 +213,7 @@ def test_list_and_prune_snapshots_by_name_timestamp(ps: PubSubEmulator, env: Env
     # Without a name timestamp or label, the age is expire_time - 7 days (the emulator keeps no labels).
     manual = next(
         s
-        for s in psstore.client(env).subscriber.list_snapshots(request={"project": f"projects/{PROJECT}"})
+        for s in psstore.client(env, pool=POOL).subscriber.list_snapshots(request={"project": f"projects/{PROJECT}"})
         if s.name.endswith("/audit-manual")
     )
     assert abs(snapshot_created(manual) - datetime.now(UTC)) < timedelta(minutes=1)

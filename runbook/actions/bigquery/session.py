@@ -35,7 +35,8 @@ class Session:
     @classmethod
     def open(cls, ctx: StepContext, project: str | None, region: str | None = None) -> Session:
         gs = gcp.settings(ctx.environment)
-        return cls(ctx, gs, bqstore.client(ctx.environment, region), project or gs.project, region)
+        client = bqstore.client(ctx.environment, region, pool=ctx.services.clients)
+        return cls(ctx, gs, client, project or gs.project, region)
 
     @classmethod
     def for_dataset(
@@ -69,9 +70,8 @@ class Session:
 
     def api(self, what: str) -> AbstractContextManager[None]:
         """Turn any client error inside the block into one sentence (gcp.translate)."""
-        return gcp.api_errors(
-            bqstore.STORE, what, self.gs, lambda: bqstore.forget(self.ctx.environment, self.region)
-        )
+        env, region, pool = self.ctx.environment, self.region, self.ctx.services.clients
+        return gcp.api_errors(bqstore.STORE, what, self.gs, lambda: bqstore.forget(env, region, pool=pool))
 
     def get_dataset(self, name: str, what: str) -> Any:
         with self.api(what):

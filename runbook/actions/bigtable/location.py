@@ -33,7 +33,7 @@ class Where:
     """Resolved location of one step: clients, names, and the unreachable-store budget."""
 
     def __init__(self, ctx: StepContext, instance: str | None, region: str | None) -> None:
-        self.h, self.gs = bts.handle(ctx.environment, region)
+        self.h, self.gs = bts.handle(ctx.environment, region, pool=ctx.services.clients)
         self.region = self.h.region
         inst = instance or self.gs.get("bigtable_instance", self.region)
         if not inst:

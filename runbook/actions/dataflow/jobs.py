@@ -84,7 +84,7 @@ class Session:
     """Clients, settings and region of one step."""
 
     def __init__(self, ctx: StepContext, region: str | None) -> None:
-        self.c, self.gs = dfs.clients(ctx.environment, region)
+        self.c, self.gs = dfs.clients(ctx.environment, region, pool=ctx.services.clients)
         self.region = self.c.region
         self.project = self.c.project
         self.budget = gcp.rpc_timeout(self.gs, ctx.timeout)

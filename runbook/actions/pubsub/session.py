@@ -37,7 +37,7 @@ class Session:
     @classmethod
     def open(cls, ctx: StepContext) -> Session:
         gs = gcp.settings(ctx.environment)
-        return cls(ctx, gs, psstore.client(ctx.environment, settings=gs))
+        return cls(ctx, gs, psstore.client(ctx.environment, settings=gs, pool=ctx.services.clients))
 
     @classmethod
     def for_subscription(cls, ctx: StepContext, given: str | None) -> tuple[Session, str]:
@@ -69,7 +69,8 @@ class Session:
     def api(self, what: str) -> AbstractContextManager[None]:
         """Turn any client error inside the block into one sentence (gcp.translate)."""
         # A gRPC channel to a dead server backs off before reconnecting: start afresh.
-        return gcp.api_errors(psstore.STORE, what, self.gs, lambda: psstore.forget(self.ctx.environment))
+        pool = self.ctx.services.clients
+        return gcp.api_errors(psstore.STORE, what, self.gs, lambda: psstore.forget(self.ctx.environment, pool=pool))
 
     def snapshots(self) -> list[Any]:
         """Every snapshot of the project (raw proto-plus messages)."""
