@@ -24,6 +24,18 @@ def _kept_rows(only: set[str]) -> list[str]:
     return [line for line in old if line.startswith("| bench_") and line.split(" | ", 1)[0][2:] not in only]
 
 
+def _commit() -> str:
+    """The commit measured (with ``+changes`` when the tree differs from it)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=HERE.parent).stdout.strip()
+
+    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "runbook", "bench", ":!bench/REPORT.md")
+    return head + (" +changes" if dirty else "")
+
+
 def main(argv: list[str]) -> int:
     only = set(argv)
     rows = []
@@ -45,6 +57,7 @@ def main(argv: list[str]) -> int:
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     kept = _kept_rows(only) if only else []
     about = f"`bench/run {' '.join(sorted(only))}` on {when}" if only else f"`bench/run` on {when}"
+    about += f" at commit {_commit()}"
     lines = [
         "# Benchmark report",
         "",
