@@ -86,12 +86,16 @@ async def _every_screen(ctx, check, *, ansi_color: bool | None = None) -> None:
         return RunbookApp(ctx, start=start, now=lambda: snapdata.FIXED_NOW, cursor_blink=False, ansi_color=ansi_color)
 
     async def shown(pilot, app, name: str) -> None:
-        # Wait for what the check reads: the screen as the terminal gets it, saying its words.
-        await wait_until(
-            pilot,
-            lambda: all(words in plain(screen_text(app)) for words in EXPECT[name]),
-            what=f"{name}: {EXPECT[name]}",
-        )
+        # Wait for everything the check reads (a modal's backdrop, with the mode bar on its first
+        # line, may be painted a frame after the dialog's own words), then check it once more.
+        def holds() -> bool:
+            try:
+                check(app, name)
+            except AssertionError:
+                return False
+            return True
+
+        await wait_until(pilot, holds, what=f"{name}: {EXPECT[name]}")
         check(app, name)
 
     app = app_for()
