@@ -155,22 +155,8 @@ def _notifications(r: Report) -> str:
     out = f"<h2>Notifications (outbox delivery)</h2><p>{_e(rep.outbox_summary(r))}</p>"
     if not r.notifications:
         return out
-    rows = [
-        [
-            _e(n.id.rsplit("#", 1)[-1]),
-            _e(n.kind),
-            _e(n.channel),
-            _e(rep.utc(n.queued)),
-            _e(n.outcome),
-            _e(rep.utc(n.sent)) if n.sent else "—",
-            str(n.attempts),
-            _e(rep.clean(n.error or "")),
-        ]
-        for n in r.notifications.values()
-    ]
-    return out + _table(
-        ["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"], rows
-    )
+    rows = [[_e(cell) for cell in rep.notification_cells(n)] for n in r.notifications.values()]
+    return out + _table(rep.NOTIFICATION_COLUMNS, rows)
 
 
 def _timeline(r: Report) -> list[str]:

@@ -13,7 +13,7 @@ from runbook.reports.report import Report
 
 def _md(s: Any) -> str:
     """A table cell: no pipes or newlines breaking the row."""
-    text = s if isinstance(s, str) else str(s)
+    text = s if type(s) is str else str(s)
     if "|" in text or "\n" in text or "\r" in text:
         text = text.replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
     return text
@@ -26,7 +26,16 @@ def _table(title: str | None, head: list[str], rows: list[list[Any]], empty: str
     if not rows and empty is not None:
         return [*out, empty]
     out += ["|" + "|".join(f" {h} " if h else " " for h in head) + "|", "|" + "---|" * len(head)]
-    return out + ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
+    return out + [_row(row) for row in rows]
+
+
+def _row(cells: list[Any]) -> str:
+    """``| a | b |``; the cells are escaped only when one of them needs it (most never do)."""
+    texts = [c if type(c) is str else str(c) for c in cells]
+    flat = "".join(texts)
+    if "|" in flat or "\n" in flat or "\r" in flat:
+        texts = [_md(t) for t in texts]
+    return "| " + " | ".join(texts) + " |"
 
 
 def _steps(r: Report) -> list[list[Any]]:
@@ -52,19 +61,7 @@ def _confirmations(r: Report) -> list[list[Any]]:
 
 
 def _notifications(r: Report) -> list[list[Any]]:
-    return [
-        [
-            n.id.rsplit("#", 1)[-1],
-            n.kind,
-            n.channel,
-            rep.utc(n.queued),
-            n.outcome,
-            rep.utc(n.sent) if n.sent else "—",
-            n.attempts,
-            rep.clean(n.error or ""),
-        ]
-        for n in r.notifications.values()
-    ]
+    return [rep.notification_cells(n) for n in r.notifications.values()]
 
 
 def _lines(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
@@ -127,7 +124,7 @@ def render_markdown(r: Report) -> str:
     if r.notifications:
         out += _table(
             None,
-            ["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"],
+            rep.NOTIFICATION_COLUMNS,
             _notifications(r),
         )
     out += ["", "## Timeline", "", "| UTC | local | actor | step | event |", "|---|---|---|---|---|"]

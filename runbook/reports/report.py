@@ -12,6 +12,7 @@ Drills (mode ``drill``) get the same formats titled "Drill report", with the dri
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -97,14 +98,14 @@ class Report:
     def params(self) -> list[tuple[str, Any, bool]]:
         return self.state.bound
 
-    @property
+    @functools.cached_property  # read after the fold is complete, several times
     def steps(self) -> dict[str, _StepView]:
         """Every step of the playbook in its order, then any the journal names beyond it."""
         st = self.state
         ids = [*self.titles, *(sid for sid in st.steps if sid not in self.titles)]
         return {sid: _StepView.of(st.steps.get(sid) or S.StepState(sid), self.titles.get(sid, "")) for sid in ids}
 
-    @property
+    @functools.cached_property  # read after the fold is complete, several times
     def confirmations(self) -> list[dict[str, Any]]:
         return [
             {
@@ -117,11 +118,11 @@ class Report:
             for ev in self.state.confirmations
         ]
 
-    @property
+    @functools.cached_property  # read after the fold is complete, several times
     def notes(self) -> list[tuple[str, str, str]]:
         return [(ev.ts, ev.actor, clean(ev.payload.get("text", ""))) for ev in self.state.notes]
 
-    @property
+    @functools.cached_property  # read after the fold is complete, several times
     def skips(self) -> list[tuple[str, str, str, str]]:
         return [
             (
@@ -133,7 +134,7 @@ class Report:
             for ev in self.state.skips
         ]
 
-    @property
+    @functools.cached_property  # read after the fold is complete, several times
     def failures(self) -> list[tuple[str, str, str, Any, bool]]:
         return [
             (
@@ -146,13 +147,13 @@ class Report:
             for ev in self.state.failures
         ]
 
-    @property
+    @functools.cached_property  # read after the fold is complete, several times
     def handovers(self) -> list[tuple[str, str, str]]:
         return [(ev.ts, ev.actor, clean(describe_event(ev))) for ev in self.state.handovers]
 
     @property
-    def notifications(self) -> dict[str, _NotificationView]:
-        return {nid: _NotificationView.of(n) for nid, n in self.state.notifications.items()}
+    def notifications(self) -> dict[str, S.NotificationState]:
+        return self.state.notifications
 
 
 @dataclass(frozen=True)
@@ -185,25 +186,6 @@ class _StepView:
             s.error,
             s.reason,
             s.spans,
-        )
-
-
-@dataclass(frozen=True)
-class _NotificationView:
-    id: str
-    kind: str
-    channel: str
-    queued: str
-    sent: str | None
-    attempts: int
-    error: str | None
-    outcome: str
-
-    @classmethod
-    def of(cls, n: S.NotificationState) -> _NotificationView:
-        q = n.queued
-        return cls(
-            n.id, str(q.get("kind", "")), str(q.get("channel", "")), n.queued_at, n.sent, n.attempts, n.error, n.outcome
         )
 
 
@@ -327,6 +309,18 @@ def confirm_what(c: dict[str, Any]) -> tuple[str, str]:
     what = str(c.get("action") or c.get("target") or "")
     typed = repr(c["typed"]) if "typed" in c else "—"
     return clean(what), clean(typed)
+
+
+NOTIFICATION_COLUMNS = ["id", "kind", "channel", "queued (UTC)", "outcome", "delivered (UTC)", "attempts", "last error"]
+
+
+def notification_cells(n: S.NotificationState) -> list[str]:
+    """One notification's cells, in :data:`NOTIFICATION_COLUMNS` order (plain text, scrubbed)."""
+    q = n.queued
+    sent = utc(n.sent) if n.sent else "—"
+    kind, channel = str(q.get("kind", "")), str(q.get("channel", ""))
+    error = clean(n.error or "")
+    return [n.id.rsplit("#", 1)[-1], kind, channel, utc(n.queued_at), n.outcome, sent, str(n.attempts), error]
 
 
 CONFIRMATION_COLUMNS = ["UTC", "local", "step", "who", "level", "given", "what", "typed"]
