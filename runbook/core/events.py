@@ -10,6 +10,7 @@ its string (``Event.kind`` is then ``None``).
 """
 
 from __future__ import annotations
+
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
