@@ -237,7 +237,11 @@ class PostgresCluster:
                 "wal_level": "replica",
                 "archive_mode": "on",
                 # Never overwrite: a segment already archived means something else is wrong.
-                "archive_command": _conf_string(f"test ! -f {archive}/%f && cp %p {archive}/%f"),
+                # Copy under a temporary name and rename, so a reader (a restore's
+                # restore_command, a test) never sees a half-written segment.
+                "archive_command": _conf_string(
+                    f"test ! -f {archive}/%f && cp %p {archive}/%f.partial && mv {archive}/%f.partial {archive}/%f"
+                ),
                 "archive_timeout": str(archive_timeout),
             }
         settings |= extra_settings or {}
