@@ -27,7 +27,11 @@ _CSS = (
 
 
 def _e(s: Any) -> str:
-    return html.escape(s if isinstance(s, str) else str(s), quote=True)
+    """``html.escape`` (quotes too); most cells hold nothing to escape, so look before replacing."""
+    text = s if type(s) is str else str(s)
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return html.escape(text, quote=True)
+    return text
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:

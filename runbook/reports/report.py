@@ -24,7 +24,7 @@ from runbook.core.events import NOTIFICATION_EVENTS, EventType
 from runbook.core.redact import MASK, scrub
 from runbook.journal.store import Journal
 from runbook.playbook.catalog import step_headings
-from runbook.reports.timeline import describe_event
+from runbook.reports.timeline import describe_event, local_time
 
 CHART_MAX_STEPS = 200  # the chart stays readable; the steps table lists them all
 
@@ -189,10 +189,6 @@ class _StepView:
         )
 
 
-def local_time(ts: str) -> str:
-    return datetime.fromisoformat(ts).astimezone().strftime("%H:%M:%S")
-
-
 def utc(ts: str) -> str:
     return ts[:19].replace("T", " ")
 
@@ -208,7 +204,6 @@ def dur(v: Any) -> str:
 def collect(journal: Journal, incident: str) -> Report:
     """Fold the incident's events into what the report shows (one streaming pass)."""
     r = Report(incident, S.IncidentState(incident))
-    local_cache: dict[str, str] = {}
     for ev in journal.iter_events(incident):
         S.apply(r.state, ev)
         kind = ev.kind
@@ -216,12 +211,7 @@ def collect(journal: Journal, incident: str) -> Report:
             continue
         if kind == EventType.INCIDENT_OPENED:
             r.titles = {sid: title for sid, (title, _notify) in step_headings(r.state.playbook_text).items()}
-        # Local time changes only with the second: cache it per second for big timelines.
-        sec = ev.ts[:19]
-        loc = local_cache.get(sec)
-        if loc is None:
-            loc = local_cache[sec] = local_time(ev.ts)
-        r.timeline.append((utc(ev.ts), loc, ev.actor, ev.step or "", clean(describe_event(ev))))
+        r.timeline.append((utc(ev.ts), local_time(ev.ts), ev.actor, ev.step or "", clean(describe_event(ev))))
     if not r.state.events:
         raise UsageError(f"No incident {incident!r}.")
     return r

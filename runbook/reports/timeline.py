@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -12,7 +14,15 @@ from runbook.core.events import Event, EventType
 
 def local_time(ts: str) -> str:
     """The event time in the viewer's local zone, ``HH:MM:SS``."""
-    return datetime.fromisoformat(ts).astimezone().strftime("%H:%M:%S")
+    # Local time changes only with the second: big timelines convert each second once.
+    # The zone is part of the key: a process may change TZ (time.tzset) between calls.
+    zone = (time.timezone, time.tzname)
+    return _local_second(ts[:19], ts[19:].lstrip("0123456789."), zone)  # the offset, without the fraction
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_second(second: str, offset: str, _zone: tuple[int, tuple[str, str]]) -> str:
+    return datetime.fromisoformat(second + offset).astimezone().strftime("%H:%M:%S")
 
 
 def _opened(p: dict[str, Any]) -> str:
