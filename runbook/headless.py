@@ -18,6 +18,7 @@ from rich.markup import escape
 from runbook.core.durations import format_duration
 from runbook.core.errors import NeedsHuman
 from runbook.core.events import Event, EventType
+from runbook.engine.decisions import describe_running
 from runbook.engine.frontend import Ask, Choice, Decision, EngineEvent, Journaled, OutputLine, Request
 
 
@@ -29,6 +30,7 @@ class HeadlessAnswers:
     confirms: dict[str, str] = field(default_factory=dict)  # step -> typed value (or "done" for manual)
     auto: bool = False  # drills: confirm everything, typed with the expected value
     interrupted: str | None = None  # retry | done | skip
+    stop_interrupted: bool = False  # stop what an interrupted step left running (once)
     failed: str | None = None  # retry: a step that failed in an earlier run is retried on resume
     failed_step: str | None = None  # …only that step (the one failed when the resume started)
     reason: str | None = None
@@ -110,6 +112,16 @@ class HeadlessFrontend:
 
     def _interrupted(self, request: Request) -> Decision:
         a = self.answers
+        running = request.extra.get("running")
+        if running:
+            if a.stop_interrupted:
+                a.stop_interrupted = False
+                return Decision(Choice.TERMINATE, typed=request.expected)
+            raise NeedsHuman(
+                f"Step {request.step or ''!r} was interrupted and is still running from before "
+                f"({describe_running(running)}); it is never run twice: wait for it to end and resume again, "
+                f"or stop it with `runbook resume {request.incident} --headless --stop-interrupted`."
+            )
         if a.interrupted is None:
             when = request.extra.get("started_at") or "earlier"
             raise NeedsHuman(

@@ -123,6 +123,8 @@ def run(
 @click.option("--retry-interrupted", "choice", flag_value="retry", help="Re-run the interrupted step.")
 @click.option("--mark-done", "choice", flag_value="done", help="Mark the interrupted step done (needs --reason).")
 @click.option("--skip", "choice", flag_value="skip", help="Skip the interrupted step (needs --reason).")
+@click.option("--stop-interrupted", is_flag=True,
+              help="Stop what the interrupted step left running (it is never run twice beside it).")
 @click.option("--retry-failed", is_flag=True, help="Retry the step that failed and stopped the incident.")
 @click.option("--reason", metavar="TEXT", help="Why (journaled).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Secret parameter values.")
@@ -135,6 +137,7 @@ def resume(
     yes: bool,
     confirms: tuple[str, ...],
     choice: str | None,
+    stop_interrupted: bool,
     retry_failed: bool,
     reason: str | None,
     params: tuple[str, ...],
@@ -165,6 +168,7 @@ def resume(
     answers = _answers(yes, confirms, interrupted=choice, reason=reason, failed="retry" if retry_failed else None)
     failed_now = [sid for sid, ss in st.steps.items() if ss.status == S.StepStatus.FAILED and not ss.continued]
     answers.failed_step = failed_now[0] if failed_now else None
+    answers.stop_interrupted = stop_interrupted
     engine = Engine(journal, HeadlessFrontend(answers), home=home(), environment=env)
     _attach_notifications(obj, env, engine)
     secrets = parse_kv(params, "Parameter")

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     STEP_MARKED_DONE = "step_marked_done"
     STEP_RETRY_REQUESTED = "step_retry_requested"
     STEP_FAILURE_ACCEPTED = "step_failure_accepted"
+    PROCESS_STARTED = "process_started"
     CONFIRMATION_GIVEN = "confirmation_given"
     CONFIRMATION_REFUSED = "confirmation_refused"
     INTERRUPTED_RESOLVED = "interrupted_resolved"
@@ -98,6 +99,15 @@ class StepStarted(TypedDict):
     effect: str
     target: NotRequired[str]
     log: NotRequired[str]
+
+
+class ProcessStarted(TypedDict):
+    """A command a step started (journaled before the engine waits for it; see core.procs)."""
+
+    pid: int
+    pgid: int
+    started: float | None  # the process's start time (epoch seconds): tells a reused pid apart
+    program: str  # argv[0]'s base name only: arguments may carry secrets
 
 
 class StepFinished(TypedDict):
@@ -268,6 +278,7 @@ PAYLOADS: dict[EventType, type] = {
     EventType.STEP_MARKED_DONE: StepMarkedDone,
     EventType.STEP_RETRY_REQUESTED: StepRetryRequested,
     EventType.STEP_FAILURE_ACCEPTED: StepFailureAccepted,
+    EventType.PROCESS_STARTED: ProcessStarted,
     EventType.CONFIRMATION_GIVEN: ConfirmationGiven,
     EventType.CONFIRMATION_REFUSED: ConfirmationRefused,
     EventType.INTERRUPTED_RESOLVED: InterruptedResolved,

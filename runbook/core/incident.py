@@ -67,6 +67,7 @@ class StepState:
     continued: bool = False  # failed, but on_failure: continue
     last: EventType | None = None
     will_retry: bool = False
+    processes: list[dict[str, Any]] = field(default_factory=list)  # the latest attempt's commands
 
     @property
     def label(self) -> str:
@@ -193,6 +194,7 @@ def _apply_step(s: StepState, kind: EventType, ev: Event) -> None:
         s.started = ev.ts
         s.first_started = s.first_started or ev.ts
         s.log = p.get("log")
+        s.processes = []
     elif kind in (EventType.STEP_FINISHED, EventType.STEP_FAILED):
         _end_attempt(s, ev)
         if kind == EventType.STEP_FINISHED:
@@ -313,6 +315,11 @@ def _ignore(st: IncidentState, ev: Event) -> None:
     return None
 
 
+def _process(st: IncidentState, ev: Event) -> None:
+    if ev.step is not None:
+        st.step(ev.step).processes.append(ev.payload)
+
+
 _APPLY_INCIDENT = {
     EventType.INCIDENT_OPENED: _opened,
     EventType.PARAM_BOUND: _param,
@@ -321,5 +328,6 @@ _APPLY_INCIDENT = {
     EventType.CONFIRMATION_REFUSED: lambda st, ev: st.confirmations.append(ev),
     EventType.INCIDENT_CLOSED: _closed,
     EventType.DRILL_RESULT: _drill,
+    EventType.PROCESS_STARTED: _process,
     **{kind: _handover for kind in HANDOVERS},
 }

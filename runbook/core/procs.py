@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 LOCALHOST = "127.0.0.1"
+SAME_START_SECONDS = 1.0  # start times closer than this are the same process (clock-tick rounding)
+
+# Told of every command the step running in this context starts, as (pid, program): the engine
+# journals it (see :func:`leftovers`). Set by the engine around an action, read by the process runner.
+STEP_PROCESSES: ContextVar[Callable[[int, str], None] | None] = ContextVar("runbook_step_processes", default=None)
 
 
 def pid_alive(pid: int) -> bool:
@@ -72,6 +80,65 @@ def group_members(pgid: int) -> list[int]:
         except (OSError, psutil.Error):
             continue
     return members
+
+
+def leftovers(pgid: int, started: float | None) -> list[int]:
+    """Live processes of a command group a step started (leader ``pgid``, started at ``started``).
+
+    Empty when the group is gone, or when its id now belongs to another process: a leader alive
+    with a different start time is a reused pid, not ours. When our leader has ended, any process
+    still in its group is ours (a group id is only ever taken by a process with that pid).
+    """
+    leader_start = start_time(pgid)
+    if leader_start is not None and started is not None and abs(leader_start - started) > SAME_START_SECONDS:
+        return []
+    return group_members(pgid)
+
+
+def still_running(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of the commands a step started (``process_started`` payloads), those with a process alive.
+
+    Each item: ``pid``, ``pgid``, ``program`` and ``alive`` (the live pids of its group).
+    """
+    found = []
+    for r in records:
+        pgid = int(r.get("pgid") or r.get("pid") or 0)
+        alive = leftovers(pgid, r.get("started")) if pgid > 0 else []
+        if alive:
+            found.append({"pid": r.get("pid"), "pgid": pgid, "program": r.get("program") or "?", "alive": alive})
+    return found
+
+
+def wait_gone(records: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    """:func:`still_running`, after waiting up to ``seconds`` for it to become empty.
+
+    A dead ``runbook`` process's reaper stops its step's commands within a few seconds: a
+    resume right after the death waits for that instead of asking about processes being stopped.
+    """
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (running := still_running(records)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running
+
+
+def stop_group(pgid: int, grace: float = 3.0) -> list[int]:
+    """SIGTERM process group ``pgid``, SIGKILL what is left after ``grace`` seconds; what is still alive."""
+    import signal
+    import time
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + wait
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not group_members(pgid):
+            break
+    return group_members(pgid)
 
 
 def processes_with_cwd(directory: Path, exe_name: str | None = None) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from runbook.actions.spec import Services, StepContext
 from runbook.core.environment import Environment
 from runbook.core.errors import ActionError, RunbookError
+from runbook.core.procs import STEP_PROCESSES, start_time
 from runbook.core.redact import Redactor
 from runbook.engine.calls import Call
 from runbook.engine.frontend import Frontend, OutputLine
@@ -52,6 +54,7 @@ class Attempt:
     log_path: Path
     workdir: Path
     timeout: float | None
+    record_process: Callable[[dict[str, Any]], object] | None = None  # journals a command the step started
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,13 @@ class AttemptRunner:
         spec, params = attempt.call.spec, attempt.call.params
 
         def target() -> None:
+            token = STEP_PROCESSES.set(_process_recorder(attempt.record_process))
             try:
                 result.update(spec.run(ctx, params) or {})
             except BaseException as exc:  # noqa: BLE001 - reported as the step's failure
                 failure.append(exc)
+            finally:
+                STEP_PROCESSES.reset(token)
 
         started = time.monotonic()
         stuck = timed_out = False
@@ -162,6 +168,17 @@ class AttemptRunner:
                 f"{error or 'it failed'} It did not stop when told to and may still be running: check before retrying"
             )
         return AttemptOutcome(error, duration, digest, lines, outputs, timed_out, stuck)
+
+
+def _process_recorder(record: Callable[[dict[str, Any]], object] | None) -> Callable[[int, str], None] | None:
+    """What the process runner calls for each command the step starts: journal who it is."""
+    if record is None:
+        return None
+
+    def started(pid: int, program: str) -> None:
+        record({"pid": pid, "pgid": pid, "started": start_time(pid), "program": program})
+
+    return started
 
 
 def _watch(target: Any, ctx: StepContext, timeout: float, started: float) -> bool:

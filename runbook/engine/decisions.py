@@ -4,7 +4,8 @@
   (three tries, then the incident waits for a human);
 * a manual step: done (with a note) or skipped (with a reason);
 * an interrupted step (started before a crash, never finished): retry, mark done or skip, the last
-  two with a reason. It is never re-run without that choice.
+  two with a reason. It is never re-run without that choice, and never while a command it started
+  is still alive (the operator stops that first, typing the step's id).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from runbook.core import incident as S
 from runbook.core.errors import NeedsHuman, UsageError
 from runbook.core.events import EventType
+from runbook.core.procs import still_running, stop_group, wait_gone
 from runbook.core.text import capitalized, sentence
 from runbook.engine.calls import Call
 from runbook.engine.frontend import Ask, Choice, Decision, Frontend, Request, StepChanged
@@ -22,6 +24,10 @@ from runbook.engine.recorder import Recorder
 from runbook.playbook import params as P
 from runbook.playbook.model import Step
 from runbook.playbook.validate import step_effect
+
+
+# How long a resume waits for what a dead run's reaper is still stopping (its grace is 3 s).
+LEFTOVER_WAIT = 5.0
 
 
 class QuitRequested(Exception):
@@ -155,6 +161,7 @@ class Decisions:
     def interrupted(self, step: Step, ss: S.StepState, tail: Callable[[str | None, int], list[str]]) -> None:
         """Resolve a step that was running when its process died (never re-run by itself)."""
         extra = {"started_at": ss.started, "last_output": tail(ss.log, 20), "log": ss.log}
+        self._end_leftovers(step, ss, extra)
         choices = (Choice.RETRY, Choice.DONE, Choice.SKIP, Choice.QUIT)
         d = self.ask(step, Ask.INTERRUPTED, choices, effect=step_effect(step).value, extra=extra)
         reason = _reason(d.reason)
@@ -177,6 +184,44 @@ class Decisions:
             self.rec.append(EventType.STEP_SKIPPED, {"reason": reason, "by": "operator"}, step=step.id)
         else:
             raise NeedsHuman(f"Step {step.id!r} was interrupted and needs a decision.")
+
+
+    def _end_leftovers(self, step: Step, ss: S.StepState, extra: dict[str, Any]) -> None:
+        """A command the step started may outlive its process: nothing is decided while it runs.
+
+        The operator stops it (typing the step's id) or comes back later; a retry beside it would
+        be a second copy of the step.
+        """
+        wrong = 0
+        running = wait_gone(ss.processes, LEFTOVER_WAIT)
+        while running:
+            d = self.ask(step, Ask.INTERRUPTED, (Choice.TERMINATE, Choice.QUIT), effect=step_effect(step).value,
+                         extra={**extra, "running": running}, expected=step.id)
+            if d.choice == Choice.QUIT:
+                raise QuitRequested()
+            if d.choice == Choice.TERMINATE and (d.typed or "").strip() == step.id:
+                self._stop_leftovers(step, ss, running)
+            else:
+                wrong += 1
+            running = still_running(ss.processes)
+            if running and wrong >= 3:
+                raise NeedsHuman(f"Step {step.id!r} is still running from before ({describe_running(running)}) "
+                                 "and is never run twice: wait for it to end or stop it, then resume.")
+
+    def _stop_leftovers(self, step: Step, ss: S.StepState, running: list[dict[str, Any]]) -> None:
+        left = [pid for r in running for pid in stop_group(r["pgid"])]
+        reason = f"stopped what was still running: {describe_running(running)}"
+        self.rec.append(EventType.INTERRUPTED_RESOLVED, {"choice": "terminate", "reason": reason,
+                                                         "started_at": ss.started}, step=step.id)
+        if left:
+            raise NeedsHuman(f"Step {step.id!r} left processes that could not be stopped (pid "
+                             f"{', '.join(map(str, left))}): stop them by hand, then resume.")
+
+
+def describe_running(running: list[dict[str, Any]]) -> str:
+    """``sh, pid 123 (2 processes)`` for each command still alive."""
+    return "; ".join(f"{r['program']}, pid {r['pid']} ({len(r['alive'])} process{'es' if len(r['alive']) != 1 else ''})"
+                     for r in running)
 
 
 def _typed_text(typed: str | None) -> str:

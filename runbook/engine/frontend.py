@@ -38,6 +38,7 @@ class Choice(StrEnum):
     SKIP = "skip"  # with a reason
     STOP = "stop"  # end the incident as failed
     QUIT = "quit"  # pause: the incident stays open and resumable
+    TERMINATE = "terminate"  # stop what an interrupted step left running (typed: the step's id)
     VALUE = "value"  # with Decision.value (SECRET)
 
 
@@ -58,7 +59,7 @@ class Request:
     error: str | None = None  # FAILURE: why
     attempt: int = 0
     choices: tuple[Choice, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)  # INTERRUPTED: started_at, last_output…
+    extra: dict[str, Any] = field(default_factory=dict)  # INTERRUPTED: started_at, last_output, running…
 
 
 @dataclass

@@ -401,7 +401,9 @@ class Engine:
         )
         runner = AttemptRunner(self.environment, self.services, self.redactor, self.frontend, self._cancel, self.home)
         timeout = parse_duration(step.timeout) if step.timeout is not None else None
-        outcome = runner.run(Attempt(st.id, st.mode, step, call, log_path, self.home / "incidents" / st.id, timeout))
+        record = lambda payload: self._append(EventType.PROCESS_STARTED, payload, step=step.id)  # noqa: E731
+        outcome = runner.run(Attempt(st.id, st.mode, step, call, log_path, self.home / "incidents" / st.id, timeout,
+                                     record_process=record))
         log = (str(log_path), outcome.digest, outcome.lines)
         if outcome.error is not None:
             self._fail_step(

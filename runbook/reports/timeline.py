@@ -64,6 +64,7 @@ _DESCRIBE: dict[EventType, Callable[[dict[str, Any]], str]] = {
     EventType.STEP_MARKED_DONE: lambda p: f"marked done: {p.get('reason')}",
     EventType.STEP_RETRY_REQUESTED: lambda p: f"retry requested: {p.get('reason')}",
     EventType.STEP_FAILURE_ACCEPTED: lambda p: "failure accepted (on_failure: continue)",
+    EventType.PROCESS_STARTED: lambda p: f"started {p.get('program')} (pid {p.get('pid')})",
     EventType.CONFIRMATION_GIVEN: _confirmed,
     EventType.CONFIRMATION_REFUSED: lambda p: f"confirmation refused: {p.get('reason', 'operator said no')}",
     EventType.INTERRUPTED_RESOLVED: lambda p: (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -187,8 +188,11 @@ async def test_typed_confirmation_given(ctx, tmp_path: Path) -> None:
     assert ctx.journal.lock_info(inc) is None
 
 
-def _interrupted_incident(home: Path, tmp_path: Path, journal) -> str:
-    """An incident whose `nap` step runs when its process is killed (SIGKILL: no chance to journal)."""
+def _interrupted_incident(home: Path, tmp_path: Path, journal, *, leave_running: bool = False) -> str:
+    """An incident whose `nap` step runs when its process is killed (SIGKILL: no chance to journal).
+
+    With ``leave_running``, the runner's reaper is killed first, so the step's process goes on.
+    """
     proc = start_headless(home, "slow", "-p", f"marker={tmp_path / 'after'}", "--yes")
     line = proc.stdout.readline()
     assert line.startswith("incident: "), line + proc.stderr.read()
@@ -206,10 +210,15 @@ def _interrupted_incident(home: Path, tmp_path: Path, journal) -> str:
         what="the nap step's process",
     )
     step_processes = runner.children(recursive=True)
+    if leave_running:
+        for reaper in [c for c in runner.children() if c.cmdline()[1:3] == ["-I", "-S"]]:
+            reaper.kill()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
     proc.stderr.close()
+    if leave_running:
+        return inc
     for orphan in step_processes:  # the step outlives its runner: do not leave it sleeping
         try:
             orphan.kill()
@@ -243,6 +252,44 @@ async def test_resume_interrupted_step_skip_with_reason(ctx, tui_home: Path, tmp
         await pilot.press("q")
         await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, EventType.PAUSED)))
     assert not (tmp_path / "after").exists()
+
+
+async def test_a_step_left_running_is_stopped_by_typing_its_id(ctx, tui_home: Path, tmp_path: Path) -> None:
+    """Its runner and the runner's reaper both killed: the step's `sleep` goes on, and the dialog says so."""
+    inc = _interrupted_incident(tui_home, tmp_path, ctx.journal, leave_running=True)
+    from runbook.core.procs import group_members
+
+    started = events_of(ctx.journal, inc, EventType.PROCESS_STARTED)
+    sleepers = [psutil.Process(pid) for pid in group_members(started[-1].payload["pgid"])]
+    assert sleepers  # the step goes on without its runner
+    env = ctx.config.environment("sandbox")
+    app = RunbookApp(ctx, start=lambda a: run_screen_for_incident(ctx, inc, env))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, on_top(app, InterruptedScreen), what="interrupted dialog", timeout=30)
+            await wait_painted(pilot, "still running", "never run twice")
+            assert app.screen.check_action("retry", ()) is False and app.screen.check_action("terminate", ())
+            await pilot.press("t")  # retry is not offered while it runs: nothing happens
+            await pilot.press("k")
+            await wait_until(pilot, on_top(app, ReasonScreen, focus="reason-input"))
+            await type_text(pilot, "nap")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, EventType.INTERRUPTED_RESOLVED)),
+                             what="the stop journaled", timeout=30)
+            await wait_until(pilot, on_top(app, InterruptedScreen), what="the usual question")
+            await wait_painted(pilot, "Did it complete?")
+            resolved = events_of(ctx.journal, inc, EventType.INTERRUPTED_RESOLVED)
+            assert [e.payload["choice"] for e in resolved] == ["terminate"]
+            assert not events_of(ctx.journal, inc, EventType.STEP_RETRY_REQUESTED)
+            assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in sleepers)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is run_screen(app))
+            await pilot.press("q")
+            await wait_until(pilot, lambda: bool(events_of(ctx.journal, inc, EventType.PAUSED)))
+    finally:
+        for p in sleepers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
 
 
 async def test_quit_then_resume_retries_interrupted(ctx, tui_home: Path, tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from runbook.actions.support.reaper import REAPER
 from runbook.core.errors import ActionError
+from runbook.core.procs import STEP_PROCESSES
 
 GRACE_SECONDS = 3.0
 CAPTURE_LIMIT = 1 << 20  # bytes of stdout kept for ``capture=True``
@@ -107,16 +109,38 @@ def check_argv(argv: Any) -> None:
 
 
 def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
-    """``Popen`` in a new session, with one sentence when the program cannot be started."""
+    """``Popen`` in a new session, with one sentence when the program cannot be started.
+
+    The new process group is watched by this process's reaper (it dies with us) and, inside a
+    step, journaled before anyone waits for it (a resume then knows what may still be running).
+    Callers :func:`release` it once it has been waited for.
+    """
     check_argv(argv)
     try:
-        return subprocess.Popen(argv, start_new_session=True, **popen)
+        proc = subprocess.Popen(argv, start_new_session=True, **popen)
     except FileNotFoundError:
         raise ActionError(f"Command not found: {argv[0]!r} is not installed or not on PATH.") from None
     except PermissionError:
         raise ActionError(f"Command {argv[0]!r} is not executable.") from None
     except OSError as exc:
         raise ActionError(f"Could not start {argv[0]!r}: {exc.strerror or exc}.") from None
+    REAPER.watch(proc.pid)
+    listener = STEP_PROCESSES.get()
+    if listener is not None:
+        try:
+            listener(proc.pid, os.path.basename(argv[0]))
+        except BaseException:
+            kill_group(proc, None)  # a command the journal does not know of must not run
+            proc.wait()
+            release(proc)
+            raise
+    return proc
+
+
+def release(proc: subprocess.Popen[bytes]) -> None:
+    """Stop watching ``proc``'s group once it has been waited for (its id may then be reused)."""
+    if proc.returncode is not None:
+        REAPER.forget(proc.pid)
 
 
 @dataclass
@@ -174,6 +198,7 @@ def _follow(proc: subprocess.Popen[bytes], stream: IO[bytes], log: Callable[[str
             if leaving:  # ``log`` raised (say the step's log is on a full disk): stop the command too
                 kill_group(proc)
             exit_code = proc.wait()
+            release(proc)
     return exit_code, why
 
 
@@ -271,6 +296,8 @@ def run_pipeline(
         p2 = start(consumer, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env)
     except ActionError:
         kill_group(p1, None)
+        p1.wait()
+        release(p1)
         raise
     assert p1.stdout and p1.stderr and p2.stdin and p2.stdout
     tails = (_Lines(deque(maxlen=20)), _Lines(deque(maxlen=20)))
@@ -293,6 +320,8 @@ def run_pipeline(
         for p in (p1, p2):
             if p.poll() is None:
                 kill_group(p, None)
+                p.wait()
+            release(p)
         with contextlib.suppress(OSError):
             p2.stdin.close()
         for t in pumps:

@@ -259,7 +259,7 @@ class RunScreen(RunAnswers, Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ANSWERS:
-            return self._ask(*ANSWERS[action])
+            return self._ask(*ANSWERS[action]) and self._offered(action)
         if action == "cancel_step":
             return self.driving and self.pending is None and self.running_step is not None
         if action == "take_over_incident":

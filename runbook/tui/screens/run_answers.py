@@ -32,6 +32,10 @@ ANSWERS: dict[str, tuple[Ask, ...]] = {
     "stop_incident": (Ask.FAILURE,),
 }
 
+# The choice each answering key makes (a question that lists its choices may not offer it).
+_CHOICES = {"run_step": Choice.RUN, "confirm": Choice.CONFIRM, "retry": Choice.RETRY, "done": Choice.DONE,
+            "skip": Choice.SKIP, "stop_incident": Choice.STOP}
+
 
 class RunAnswers:
     """Answers the engine's questions (mixed into the run screen)."""
@@ -87,6 +91,12 @@ class RunAnswers:
 
     def _ask(self, *asks: Ask) -> bool:
         return self.pending is not None and self.pending.request.ask in asks
+
+    def _offered(self, action: str) -> bool:
+        """Whether the pending question offers the choice ``action`` makes (all, if it lists none)."""
+        choice = _CHOICES.get(action)
+        choices = self.pending.request.choices if self.pending is not None else ()
+        return choice is None or not choices or choice in choices
 
     def _open_confirm(self) -> None:
         from runbook.tui.screens.dialogs.confirm import ConfirmScreen

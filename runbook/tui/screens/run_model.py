@@ -80,6 +80,8 @@ class RunModel:
                     applied.started, applied.attempt = ev.step, ev.payload.get("attempt")
             elif kind in STEP_EVENTS and self.running_step == ev.step:
                 self.running_step = None
+        if kind == EventType.PROCESS_STARTED:
+            return applied  # forensics (which pid ran): the timeline screen and exports show it
         from runbook.reports.timeline import describe_event, local_time
 
         who = f" {ev.step}" if ev.step else ""
