@@ -13,6 +13,7 @@ import click
 
 from runbook.cli import drill, incidents, playbooks, records  # noqa: F401 - each registers its commands
 from runbook.cli.context import fail
+from runbook.cli.pipes import ReaderMayLeave
 from runbook.cli.root import cli
 from runbook.core.errors import RunbookError
 from runbook.sandbox import cli as sandbox_cli
@@ -25,6 +26,8 @@ __all__ = ["cli", "main"]
 def main() -> None:
     """Entry point: run the CLI, turning user errors into one sentence and an exit code."""
     debug = "--debug" in sys.argv[1:]
+    if not isinstance(sys.stdout, ReaderMayLeave):
+        sys.stdout = ReaderMayLeave(sys.stdout)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

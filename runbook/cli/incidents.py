@@ -51,10 +51,10 @@ def _answers(
 
 
 def _run_headless(obj: CliContext, engine: Any) -> None:
-    from runbook.engine.runner import RunStatus
+    from runbook.engine.outcome import RunStatus
 
     outcome = engine.run()
-    if outcome.status == RunStatus.PAUSED:
+    if outcome.status in (RunStatus.PAUSED, RunStatus.INTERRUPTED):
         click.echo(outcome.message, err=True)
     elif outcome.status == RunStatus.NEEDS_HUMAN:
         fail(outcome.message, 3)

@@ -8,6 +8,7 @@ ignores the stop is reported as *stuck*: the engine then never starts a second c
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -80,6 +81,8 @@ class AttemptRunner:
             token = STEP_PROCESSES.set(_process_recorder(attempt.record_process))
             try:
                 result.update(spec.run(ctx, params) or {})
+            except KeyboardInterrupt:
+                raise  # Ctrl-C: the operator leaves; not the step's failure (the engine pauses)
             except BaseException as exc:  # noqa: BLE001 - reported as the step's failure
                 failure.append(exc)
             finally:
@@ -87,11 +90,16 @@ class AttemptRunner:
 
         started = time.monotonic()
         stuck = timed_out = False
-        if attempt.timeout is None:
-            target()  # no deadline to enforce from outside: save a thread per step
-        else:
-            stuck = _watch(target, ctx, attempt.timeout, started)
-            timed_out = time.monotonic() - started >= attempt.timeout and ctx.cancelled.is_set()
+        try:
+            if attempt.timeout is None:
+                target()  # no deadline to enforce from outside: save a thread per step
+            else:
+                stuck = _watch(target, ctx, attempt.timeout, started)
+                timed_out = time.monotonic() - started >= attempt.timeout and ctx.cancelled.is_set()
+        except KeyboardInterrupt:
+            with contextlib.suppress(OSError):
+                log.close()  # what the step printed stays in its log
+            raise
         duration = time.monotonic() - started
         try:
             digest = log.close()
@@ -188,6 +196,15 @@ def _watch(target: Any, ctx: StepContext, timeout: float, started: float) -> boo
     """
     worker = threading.Thread(target=target, name=f"step-{ctx.step_id}", daemon=True)
     worker.start()
+    try:
+        return _wait_worker(worker, ctx, timeout, started)
+    except KeyboardInterrupt:
+        ctx.cancelled.set()  # Ctrl-C: the action stops its command before we leave
+        worker.join(TIMEOUT_GRACE)
+        raise
+
+
+def _wait_worker(worker: threading.Thread, ctx: StepContext, timeout: float, started: float) -> bool:
     while worker.is_alive():
         worker.join(max(0.0, min(0.2, timeout - (time.monotonic() - started))))
         if not worker.is_alive():

@@ -14,8 +14,6 @@ Safety rules it enforces, whatever the front end:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from runbook.engine.attempt import Attempt, AttemptOutcome, AttemptRunner
 from runbook.engine.calls import Call, resolve_call
 from runbook.engine.decisions import Decisions, QuitRequested, StopIncident
 from runbook.engine.frontend import Ask, Choice, Frontend
+from runbook.engine.outcome import Outcome, RunStatus
 from runbook.engine.recorder import Recorder
 from runbook.journal.logs import step_log_path
 from runbook.journal.store import Journal, JournalError, LostLockError
@@ -42,38 +41,6 @@ from runbook.playbook.refs import RefError, Unknown, evaluate_condition, make_lo
 from runbook.playbook.validate import Loaded
 
 OUTPUT_JOURNAL_LIMIT = 64 * 1024  # chars of one output value kept in the journal
-
-
-class RunStatus(StrEnum):
-    """How a run of the loop ended."""
-
-    COMPLETED = "completed"
-    FAILED = "failed"
-    PAUSED = "paused"
-    NEEDS_HUMAN = "needs-human"
-    TAKEN_OVER = "taken-over"  # someone else drives it now; a script must not read that as success
-
-
-_EXIT_CODES = {
-    RunStatus.COMPLETED: 0,
-    RunStatus.FAILED: 1,
-    RunStatus.PAUSED: 0,
-    RunStatus.NEEDS_HUMAN: 3,
-    RunStatus.TAKEN_OVER: 1,
-}
-
-
-@dataclass
-class Outcome:
-    """How a run ended, with one sentence for the operator."""
-
-    incident: str
-    status: RunStatus
-    message: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        return _EXIT_CODES.get(self.status, 1)
 
 
 class Engine:
@@ -208,6 +175,8 @@ class Engine:
         except StopIncident as exc:
             self._append(EventType.INCIDENT_CLOSED, self._closing("failed", str(exc)))
             return Outcome(st.id, RunStatus.FAILED, str(exc))
+        except KeyboardInterrupt:
+            return self._interrupted()
         except LostLockError as exc:
             return Outcome(st.id, RunStatus.TAKEN_OVER, str(exc))
         except JournalError as exc:
@@ -215,6 +184,15 @@ class Engine:
             return Outcome(st.id, RunStatus.FAILED, str(exc))
         finally:
             self.journal.release(st.id)
+
+    def _interrupted(self) -> Outcome:
+        """Ctrl-C: pause now; a step cut short stays as it is journaled (running: asked about on resume)."""
+        st = self._recorder().state
+        cut = next((s.id for s in st.steps.values() if s.status == S.StepStatus.RUNNING), None)
+        self._pause("Ctrl-C" + (f": step {cut} was stopped before it ended" if cut else ""))
+        what = f"step {cut!r} was stopped before it ended and will be asked about; " if cut else ""
+        return Outcome(st.id, RunStatus.INTERRUPTED,
+                       f"Incident {st.id} paused by Ctrl-C: {what}resume it with `runbook resume {st.id}`.")
 
     def _pause(self, reason: str) -> None:
         try:

@@ -125,3 +125,32 @@ def test_a_reused_pid_is_not_mistaken_for_the_step() -> None:
         child.kill()
         child.wait()
     assert still_running([record]) == []
+
+
+def test_ctrl_c_pauses_and_stops_the_command(rb_home: Path, tmp_path: Path) -> None:
+    pb, flag, runs, sleeper = _playbook(tmp_path)
+    proc, incident, sleep_pid = _started_step(rb_home, pb, sleeper)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "paused by Ctrl-C" in err and "'work' was stopped before it ended" in err and "Traceback" not in err
+    wait_for(lambda: not pid_alive(sleep_pid), timeout=10)
+    kinds = [e.type for e in events(rb_home, incident)]
+    assert kinds[-1] == "paused" and "step_failed" not in kinds and "incident_closed" not in kinds
+    r = runbook(rb_home, "resume", incident, "--headless", "--yes")
+    assert r.returncode == 3 and "interrupted" in r.stderr  # a person decides about the cut step
+
+
+def test_a_closed_stdout_never_stops_the_run(rb_home: Path, tmp_path: Path) -> None:
+    """`runbook run … --headless | head -1`: the reader leaves after the first line; the run completes."""
+    pb, flag, runs, sleeper = _playbook(tmp_path)
+    flag.touch()
+    proc = start(rb_home, "run", str(pb), "--headless", "--yes")
+    assert proc.stdout is not None
+    incident = proc.stdout.readline().split()[1]
+    proc.stdout.close()  # like `head -1` exiting
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    st = S.fold(incident, events(rb_home, incident))
+    assert st.status == "completed" and runs.read_text().count("end") == 1
