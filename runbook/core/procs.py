@@ -112,8 +112,8 @@ def still_running(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def wait_gone(records: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
     """:func:`still_running`, after waiting up to ``seconds`` for it to become empty.
 
-    A command that was about to end when its ``runbook`` process died (a hang-up mid-shutdown, a
-    short step) is given a few seconds before a person is asked about it.
+    A dead ``runbook`` process's reaper stops its step's commands within a few seconds: a
+    resume right after the death waits for that instead of asking about processes being stopped.
     """
     import time
 

@@ -25,7 +25,7 @@ from runbook.playbook import params as P
 from runbook.playbook.model import Step
 from runbook.playbook.validate import step_effect
 
-# How long a resume waits for a dead run's commands to end on their own before asking about them.
+# How long a resume waits for what a dead run's reaper is still stopping (its grace is 3 s).
 LEFTOVER_WAIT = 5.0
 
 

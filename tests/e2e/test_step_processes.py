@@ -1,8 +1,7 @@
-"""An interrupted step never runs twice: its commands are journaled, and a resume checks them.
+"""A step's commands never outlive the runbook process unseen, and an interrupted step never runs twice.
 
 Real processes, real signals: the headless ``runbook`` is killed while a step's shell runs a
-``sleep`` in the background. Until incidents run detached (#12), the step's command outlives its
-runner; the resume must then refuse to retry beside it until it is stopped.
+``sleep`` in the background (a grandchild, which a death signal on the direct child would miss).
 """
 
 from __future__ import annotations
@@ -10,6 +9,8 @@ from __future__ import annotations
 import signal
 import subprocess
 from pathlib import Path
+
+import psutil
 
 from runbook.core import incident as S
 from runbook.core.procs import pid_alive
@@ -47,13 +48,13 @@ def _started_step(home: Path, pb: Path, sleeper: Path) -> tuple[subprocess.Popen
     assert proc.stdout is not None
     incident = proc.stdout.readline().split()[1]
     wait_for(lambda: sleeper.exists() and sleeper.read_text().strip().isdigit())
+    wait_for(lambda: any(e.type == "process_started" for e in events(home, incident)))  # journaled after Popen
     return proc, incident, int(sleeper.read_text())
 
 
-def test_a_step_still_running_is_never_retried_beside_itself(rb_home: Path, tmp_path: Path) -> None:
+def test_killed_runbook_takes_its_step_commands_with_it(rb_home: Path, tmp_path: Path) -> None:
     pb, flag, runs, sleeper = _playbook(tmp_path)
-    for sig in (signal.SIGKILL, signal.SIGHUP, signal.SIGTERM):
-        runs.write_text("")
+    for sig_index, sig in enumerate((signal.SIGKILL, signal.SIGHUP, signal.SIGTERM)):
         sleeper.unlink(missing_ok=True)
         proc, incident, sleep_pid = _started_step(rb_home, pb, sleeper)
         journaled = [e for e in events(rb_home, incident) if e.type == "process_started"]
@@ -61,43 +62,54 @@ def test_a_step_still_running_is_never_retried_beside_itself(rb_home: Path, tmp_
         assert journaled[0].payload["started"] is not None
         proc.send_signal(sig)
         proc.wait()
-        assert pid_alive(sleep_pid)  # the step's command outlives its runner (detached execution: #12)
-
-        flag.touch()  # a retry, if one ran, would finish at once and leave its "start" line
+        # The reaper stops the whole group: the shell and the sleep it left in the background.
+        wait_for(lambda pid=sleep_pid: not pid_alive(pid), timeout=10)
+        wait_for(lambda pid=journaled[0].payload["pid"]: not pid_alive(pid), timeout=10)
+        # Nothing is left: the retry runs at once, and once.
+        flag.touch()
         r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--retry-interrupted")
-        assert r.returncode == 3, r.stderr
-        assert "still running" in r.stderr and "--stop-interrupted" in r.stderr and "never run twice" in r.stderr
-        assert "Traceback" not in r.stderr
-        assert runs.read_text().count("start") == 1 and pid_alive(sleep_pid)
-
-        r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--stop-interrupted", "--retry-interrupted")
         assert r.returncode == 0, r.stderr
         flag.unlink()
-        assert not pid_alive(sleep_pid)
-        assert runs.read_text().count("start") == 2
-        evs = events(rb_home, incident)
-        # In this order: the leftovers stopped (and found gone), then the retry chosen, then it started.
-        order = [(e.type, e.payload.get("choice") or e.payload.get("attempt")) for e in evs
-                 if e.type in ("interrupted_resolved", "step_started")]
-        assert order == [("step_started", 1), ("interrupted_resolved", "terminate"),
-                         ("interrupted_resolved", "retry"), ("step_started", 2)]
-        assert "sh, pid" in next(e.payload["reason"] for e in evs if e.type == "interrupted_resolved")
-        st = S.fold(incident, evs)
-        assert st.status == "completed" and st.steps["work"].attempts == 2
+        assert runs.read_text().count("end") == runs.read_text().count("start") - 1 - sig_index
         assert runbook(rb_home, "verify", incident).returncode == 0
 
 
-def test_a_step_that_ended_meanwhile_is_retried_once(rb_home: Path, tmp_path: Path) -> None:
-    """The runner died, the step's command ended on its own soon after: the resume waits for it, then retries."""
+def _reaper_of(proc_pid: int) -> psutil.Process:
+    kids = [c for c in psutil.Process(proc_pid).children() if "-I" in c.cmdline() and "-S" in c.cmdline()]
+    assert len(kids) == 1, [c.cmdline()[:3] for c in psutil.Process(proc_pid).children()]
+    return kids[0]
+
+
+def test_a_step_still_running_is_never_retried_beside_itself(rb_home: Path, tmp_path: Path) -> None:
     pb, flag, runs, sleeper = _playbook(tmp_path)
     proc, incident, sleep_pid = _started_step(rb_home, pb, sleeper)
+    # The worst case: the reaper dies too (say the OOM killer took both), and the step goes on.
+    _reaper_of(proc.pid).kill()
     proc.kill()
     proc.wait()
-    subprocess.run(["kill", str(sleep_pid)], check=True)  # the shell's `wait` returns: it ends
-    flag.touch()
+    assert pid_alive(sleep_pid)
+
+    flag.touch()  # a retry, if one ran, would finish at once and leave its "start" line
     r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--retry-interrupted")
+    assert r.returncode == 3, r.stderr
+    assert "still running" in r.stderr and "--stop-interrupted" in r.stderr and "never run twice" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert runs.read_text().count("start") == 1 and pid_alive(sleep_pid)
+
+    r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--stop-interrupted", "--retry-interrupted")
     assert r.returncode == 0, r.stderr
-    assert runs.read_text().split("\n")[0].startswith("start") and runs.read_text().count("start") == 2
+    assert not pid_alive(sleep_pid)
+    assert runs.read_text().count("start") == 2
+    evs = events(rb_home, incident)
+    # In this order: the leftovers stopped (and found gone), then the retry chosen, then it started.
+    order = [(e.type, e.payload.get("choice") or e.payload.get("attempt")) for e in evs
+             if e.type in ("interrupted_resolved", "step_started")]
+    assert order == [("step_started", 1), ("interrupted_resolved", "terminate"), ("interrupted_resolved", "retry"),
+                     ("step_started", 2)]
+    assert "sh, pid" in next(e.payload["reason"] for e in evs if e.type == "interrupted_resolved")
+    st = S.fold(incident, evs)
+    assert st.status == "completed" and st.steps["work"].attempts == 2
+    assert runbook(rb_home, "verify", incident).returncode == 0
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_step() -> None:

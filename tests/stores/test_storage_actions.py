@@ -557,6 +557,19 @@ def test_tenant_restore_touches_only_that_tenant(tmp_path: Path, store: tuple[Pa
     assert out["verified"] and out["path"] == str(root.resolve() / "tenant-a") and out["files"] == 6
 
 
+def test_tenant_restore_removes_what_a_cut_restore_left(tmp_path: Path, store: tuple[Path, Path]) -> None:
+    """An rsync killed mid-copy leaves `.name.XXXXXX`; the next restore (no --delete) must not keep it."""
+    root, backups = store
+    s = snap(tmp_path, root, backups)
+    expected = tree_hashes(Path(s["path"]) / "tenant-a")
+    (root / "tenant-a/ds1/.part1.csv.Xq7b2Z").write_text("half a fi")  # a cut copy of part1.csv
+    (root / "tenant-a/ds1/.operator-notes.Ab12Cd").write_text("mine\n")  # not a snapshot file's copy
+    out = act("storage.restore_tenant", tmp_path, root=str(root), backups=str(backups), tenant="tenant-a")
+    left = tree_hashes(root / "tenant-a")
+    assert left.pop("ds1/.operator-notes.Ab12Cd") and left == expected
+    assert out["verified"]
+
+
 def test_dataset_restore(tmp_path: Path, store: tuple[Path, Path]) -> None:
     root, backups = store
     s = snap(tmp_path, root, backups)

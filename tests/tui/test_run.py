@@ -191,7 +191,7 @@ async def test_typed_confirmation_given(ctx, tmp_path: Path) -> None:
 def _interrupted_incident(home: Path, tmp_path: Path, journal, *, leave_running: bool = False) -> str:
     """An incident whose `nap` step runs when its process is killed (SIGKILL: no chance to journal).
 
-    With ``leave_running``, the step's process is left running (its runner is gone).
+    With ``leave_running``, the runner's reaper is killed first, so the step's process goes on.
     """
     proc = start_headless(home, "slow", "-p", f"marker={tmp_path / 'after'}", "--yes")
     line = proc.stdout.readline()
@@ -210,6 +210,9 @@ def _interrupted_incident(home: Path, tmp_path: Path, journal, *, leave_running:
         what="the nap step's process",
     )
     step_processes = runner.children(recursive=True)
+    if leave_running:
+        for reaper in [c for c in runner.children() if c.cmdline()[1:3] == ["-I", "-S"]]:
+            reaper.kill()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
@@ -252,7 +255,7 @@ async def test_resume_interrupted_step_skip_with_reason(ctx, tui_home: Path, tmp
 
 
 async def test_a_step_left_running_is_stopped_by_typing_its_id(ctx, tui_home: Path, tmp_path: Path) -> None:
-    """Its runner killed, the step's `sleep` goes on, and the dialog says so."""
+    """Its runner and the runner's reaper both killed: the step's `sleep` goes on, and the dialog says so."""
     inc = _interrupted_incident(tui_home, tmp_path, ctx.journal, leave_running=True)
     from runbook.core.procs import group_members
 

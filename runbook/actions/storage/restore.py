@@ -307,12 +307,39 @@ def _restore_part(ctx: StepContext, params: RestoreTenantParams) -> RestorePartO
     what = "dataset" if len(parts) > 1 else "tenant"
     snap, root, src, dst = _part_paths(params, parts, what)
     ctx.log(f"restoring {what} {rel} from {os.path.basename(snap)}: {src}/ → {dst}/")
+    if not params.delete:
+        clear_cut_copies(ctx, src, dst)
     result = run_rsync(ctx, _part_argv(src, dst, params, ctx.log), RsyncOutput(ctx.log))
     if not result.ok:
         raise rsync_failed(result, f"{what} restore")
     files, total, verified = _verify_restore(ctx, params, snap, root, rel, params.delete, f"{what} {rel}")
     ctx.log(f"{what} {rel} restored from {os.path.basename(snap)}")
     return RestorePartOutputs(path=dst, snapshot=snap, files=files, bytes=total, verified=verified)
+
+
+# rsync writes each file as ``.<name>.<6 random characters>`` beside it, then renames it.
+_RSYNC_TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9]{6}$")
+
+
+def clear_cut_copies(ctx: StepContext, src: str, dst: str) -> None:
+    """Remove what an rsync cut short left in ``dst``: its half-written temporary files.
+
+    An rsync killed without its cleanup (SIGKILL, or SIGPIPE once the runner that read its output
+    died) leaves ``.<name>.XXXXXX`` files. A restore without ``--delete`` would keep them, and the
+    tree would hold files the snapshot never had. Only names whose ``<name>`` the snapshot has in
+    the same directory are removed: an operator's own dot files stay.
+    """
+    for dirpath, _dirs, files in os.walk(dst):
+        source_dir = os.path.join(src, os.path.relpath(dirpath, dst))
+        for name in files:
+            m = _RSYNC_TEMP.match(name)
+            if m and os.path.isfile(os.path.join(source_dir, m.group(1))):
+                path = os.path.join(dirpath, name)
+                try:
+                    os.unlink(path)
+                except OSError as exc:
+                    raise ActionError(f"Cannot remove {path}, left by an earlier cut copy: {exc.strerror}.") from None
+                ctx.log(f"removed {path}: a half-written copy left by an earlier restore that was cut short")
 
 
 @action("storage.restore_tenant", Effect.DESTRUCTIVE,

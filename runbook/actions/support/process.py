@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from runbook.actions.support.reaper import REAPER
 from runbook.core.errors import ActionError
 from runbook.core.procs import STEP_PROCESSES
 
@@ -110,8 +111,9 @@ def check_argv(argv: Any) -> None:
 def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     """``Popen`` in a new session, with one sentence when the program cannot be started.
 
-    Inside a step, the new process group is journaled before anyone waits for it: a resume then
-    knows what may still be running, and never retries the step beside it.
+    The new process group is watched by this process's reaper (it dies with us) and, inside a
+    step, journaled before anyone waits for it (a resume then knows what may still be running).
+    Callers :func:`release` it once it has been waited for.
     """
     check_argv(argv)
     try:
@@ -122,6 +124,7 @@ def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
         raise ActionError(f"Command {argv[0]!r} is not executable.") from None
     except OSError as exc:
         raise ActionError(f"Could not start {argv[0]!r}: {exc.strerror or exc}.") from None
+    REAPER.watch(proc.pid)
     listener = STEP_PROCESSES.get()
     if listener is not None:
         try:
@@ -129,8 +132,15 @@ def start(argv: list[str], **popen: Any) -> subprocess.Popen[bytes]:
         except BaseException:
             kill_group(proc, None)  # a command the journal does not know of must not run
             proc.wait()
+            release(proc)
             raise
     return proc
+
+
+def release(proc: subprocess.Popen[bytes]) -> None:
+    """Stop watching ``proc``'s group once it has been waited for (its id may then be reused)."""
+    if proc.returncode is not None:
+        REAPER.forget(proc.pid)
 
 
 @dataclass
@@ -188,6 +198,7 @@ def _follow(proc: subprocess.Popen[bytes], stream: IO[bytes], log: Callable[[str
             if leaving:  # ``log`` raised (say the step's log is on a full disk): stop the command too
                 kill_group(proc)
             exit_code = proc.wait()
+            release(proc)
     return exit_code, why
 
 
@@ -286,6 +297,7 @@ def run_pipeline(
     except ActionError:
         kill_group(p1, None)
         p1.wait()
+        release(p1)
         raise
     assert p1.stdout and p1.stderr and p2.stdin and p2.stdout
     tails = (_Lines(deque(maxlen=20)), _Lines(deque(maxlen=20)))
@@ -309,6 +321,7 @@ def run_pipeline(
             if p.poll() is None:
                 kill_group(p, None)
                 p.wait()
+            release(p)
         with contextlib.suppress(OSError):
             p2.stdin.close()
         for t in pumps:
