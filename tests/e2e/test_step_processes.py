@@ -155,3 +155,26 @@ def test_a_closed_stdout_never_stops_the_run(rb_home: Path, tmp_path: Path) -> N
     assert "Traceback" not in err and "BrokenPipe" not in err
     st = S.fold(incident, events(rb_home, incident))
     assert st.status == "completed" and runs.read_text().count("end") == 1
+
+
+def test_take_over_never_runs_a_second_copy_beside_the_first(rb_home: Path, tmp_path: Path) -> None:
+    """Operator A's step runs; B takes over: B's retry waits until A's copy is stopped, and A is told."""
+    pb, flag, runs, sleeper = _playbook(tmp_path)
+    proc, incident, sleep_pid = _started_step(rb_home, pb, sleeper)
+    flag.touch()  # B's retry, when it runs, finishes at once
+    r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--take-over", "--retry-interrupted")
+    assert r.returncode == 3 and "still running" in r.stderr, r.stderr
+    assert runs.read_text().count("start") == 1 and pid_alive(sleep_pid) and proc.poll() is None
+
+    r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--stop-interrupted", "--retry-interrupted")
+    assert r.returncode == 0, r.stderr
+    assert not pid_alive(sleep_pid) and runs.read_text().count("start") == 2
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "taken over by" in err  # A wrote nothing after losing the incident
+    evs = events(rb_home, incident)
+    assert [e.payload["from_pid"] for e in evs if e.type == "take_over"] == [proc.pid]
+    order = [(e.type, e.payload.get("choice") or e.payload.get("attempt")) for e in evs
+             if e.type in ("interrupted_resolved", "step_started", "step_finished", "step_failed")]
+    assert order == [("step_started", 1), ("interrupted_resolved", "terminate"), ("interrupted_resolved", "retry"),
+                     ("step_started", 2), ("step_finished", None)]
+    assert runbook(rb_home, "verify", incident).returncode == 0
