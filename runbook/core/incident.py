@@ -48,7 +48,7 @@ _LABELS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class StepState:
     id: str
     status: StepStatus = StepStatus.PENDING
@@ -77,7 +77,7 @@ class StepState:
         return _LABELS.get(self.last, "pending") if self.last is not None else "pending"
 
 
-@dataclass
+@dataclass(slots=True)  # an incident can hold tens of thousands: built fast, kept small
 class NotificationState:
     """One Slack notification as the journal tells it (queued, then sent or failed)."""
 
@@ -234,13 +234,13 @@ def _end_attempt(s: StepState, ev: Event) -> None:
 def _apply_notification(st: IncidentState, kind: EventType, ev: Event) -> None:
     p = ev.payload
     nid = str(p.get("id", ""))
-    if kind == EventType.NOTIFICATION_QUEUED:
+    if kind is EventType.NOTIFICATION_QUEUED:
         st.notifications[nid] = NotificationState(nid, p, ev.ts)
         return
     n = st.notifications.get(nid)
     if n is None:
         return
-    if kind == EventType.NOTIFICATION_SENT:
+    if kind is EventType.NOTIFICATION_SENT:
         n.sent, n.ts, n.channel_id = ev.ts, p.get("ts"), p.get("channel")
         n.attempts = int(p.get("attempts") or n.attempts)
         n.outcome = "superseded" if p.get("superseded_by") else ("skipped" if p.get("skipped") else "sent")

@@ -30,14 +30,21 @@ class Recorder:
         self.state = state
         self._lock = threading.RLock()
 
-    def append(self, kind: EventType, payload: Mapping[str, Any], *, step: str | None = None) -> Event:
-        return self.append_all([(kind, payload, step)])[0]
+    def append(
+        self, kind: EventType, payload: Mapping[str, Any], *, step: str | None = None, durable: bool = True
+    ) -> Event:
+        return self.append_all([(kind, payload, step)], durable=durable)[0]
 
-    def append_all(self, items: Sequence[Item]) -> list[Event]:
-        """Journal events in one transaction (all or none survive a crash), then apply and emit them."""
+    def append_all(self, items: Sequence[Item], *, durable: bool = True) -> list[Event]:
+        """Journal events in one transaction (all or none survive a crash), then apply and emit them.
+
+        ``durable=False``: see :meth:`Journal.append_many` (survives a process death, not a power loss).
+        """
         with self._lock:
             events = self.journal.append_many(
-                self.state.id, [(kind.value, self.redactor.value(dict(payload)), step) for kind, payload, step in items]
+                self.state.id,
+                [(kind.value, self.redactor.value(dict(payload)), step) for kind, payload, step in items],
+                durable=durable,
             )
             for ev in events:
                 S.apply(self.state, ev)

@@ -379,7 +379,8 @@ class Engine:
         )
         runner = AttemptRunner(self.environment, self.services, self.redactor, self.frontend, self._cancel, self.home)
         timeout = parse_duration(step.timeout) if step.timeout is not None else None
-        record = lambda payload: self._append(EventType.PROCESS_STARTED, payload, step=step.id)  # noqa: E731
+        # Which process a step started matters only while the machine runs: no fsync (see Journal).
+        record = lambda p: self._recorder().append(EventType.PROCESS_STARTED, p, step=step.id, durable=False)  # noqa: E731
         outcome = runner.run(Attempt(st.id, st.mode, step, call, log_path, self.home / "incidents" / st.id, timeout,
                                      record_process=record))
         log = (str(log_path), outcome.digest, outcome.lines)

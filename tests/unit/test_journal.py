@@ -163,3 +163,14 @@ def test_events_appended_together_survive_together_or_not_at_all(tmp_path: Path)
     assert [(e.n, e.type, e.step) for e in events] == [(1, "param_bound", None), (2, "step_started", "s1")]
     assert events[1].prev == events[0].hash and j.verify("inc-1")[1] is None
     assert [e.type for e in j.events("inc-1")] == ["incident_opened", "param_bound", "step_started"]
+
+
+def test_a_non_durable_append_is_chained_and_leaves_later_appends_durable(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3")
+    j.append("inc", "incident_opened", {"a": 1})
+    j.append_many("inc", [("process_started", {"pid": 1}, "s")], durable=False)
+    assert j._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again for everything else
+    j.append("inc", "note", {"text": "after"})
+    other = Journal(tmp_path / "j.sqlite3")  # another connection sees it, in the chain
+    assert [e.type for e in other.events("inc")] == ["incident_opened", "process_started", "note"]
+    assert other.verify("inc")[1] is None
