@@ -227,6 +227,21 @@ _ALLOWED = (
 )
 
 
+# Evaluation recurses once per level: a bound here keeps a hostile condition (2,000 unary minus
+# signs fit in the length limit) from crashing the run with RecursionError; real ones use < 10.
+MAX_CONDITION_DEPTH = 32
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep the expression nests (iteratively: the tree itself may be too deep to recurse)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def parse_condition(text: str) -> ast.Expression:
     """Parse a ``when:`` condition; ``{{ ref }}`` wrappers are accepted and unwrapped.
 
@@ -240,8 +255,10 @@ def parse_condition(text: str) -> ast.Expression:
     src = TEMPLATE.sub(lambda m: m.group(1), text)
     try:
         tree = ast.parse(src, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         raise RefError(f"cannot parse the condition {text!r}") from None
+    if _depth(tree) > MAX_CONDITION_DEPTH:
+        raise RefError(f"the condition is nested more than {MAX_CONDITION_DEPTH} levels deep")
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise RefError(f"the condition {text!r} uses {type(node).__name__}, which is not allowed")
