@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ import click
 
 from runbook.cli.context import CliContext, console, fail, pass_ctx, table
 from runbook.cli.root import cli
+from runbook.core.errors import UsageError
 
 
 @cli.command()
@@ -97,7 +99,12 @@ def export(obj: CliContext, incident: str, fmt: str, output: str | None) -> None
     text = export_incident(obj.journal, incident, fmt)
     if output:
         path = Path(output)
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:  # never through a symbolic link: someone else's link could point the export anywhere
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UsageError(f"{path} is a symbolic link; the export is not written through one.") from None
+            raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None
         os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+from runbook.core.paths import private_dir
+
 FLUSH_SECONDS = 0.25  # bounded loss on SIGKILL without a syscall per line
 
 
@@ -15,7 +17,7 @@ class StepLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
         self._f = os.fdopen(fd, "ab", buffering=1 << 16)
         self._hash = hashlib.sha256()

@@ -26,6 +26,7 @@ from typing import Any
 
 from runbook.core.errors import RunbookError
 from runbook.core.events import Event, EventType
+from runbook.core.paths import private_dir, tighten
 from runbook.core.procs import pid_alive
 
 GENESIS = "0" * 64
@@ -145,11 +146,12 @@ class Journal:
         self._lock = threading.RLock()
         self._tokens: dict[str, str] = {}
         self._listeners: list[Any] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         try:
             if not self.path.exists():
                 fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
+            tighten(self.path)
             self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")

@@ -92,6 +92,40 @@ def test_files_are_private(tmp_path: Path) -> None:
         assert p.stat().st_mode & 0o077 == 0, p
 
 
+def test_an_existing_home_made_readable_by_all_is_tightened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runbook.core.paths import home
+    from runbook.journal.logs import StepLog
+
+    top = tmp_path / "home"
+    (top / "logs").mkdir(parents=True)
+    (top / "journal.sqlite3").touch()
+    for p, mode in ((top, 0o755), (top / "logs", 0o755), (top / "journal.sqlite3", 0o644)):
+        p.chmod(mode)
+    monkeypatch.setenv("RUNBOOK_HOME", str(top))
+    assert home() == top
+    Journal(top / "journal.sqlite3").close()
+    StepLog(top / "logs" / "s.log").close()
+    # No reading or writing by others; entering stays (the sandbox lets `postgres` reach its data).
+    assert [oct(p.stat().st_mode & 0o777) for p in (top, top / "logs", top / "journal.sqlite3")] == [
+        "0o711", "0o711", "0o600"
+    ]
+
+
+def test_export_is_never_written_through_a_symlink(tmp_path: Path, rb_home: Path, rb) -> None:
+    journal = Journal(rb_home / "journal.sqlite3")
+    journal.append("20260101-000000", "incident_opened", {"playbook": "x", "title": "T"})
+    journal.close()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    link = tmp_path / "report.md"
+    link.symlink_to(victim)
+    r = rb("export", "20260101-000000", "--format", "md", "-o", str(link))
+    assert r.returncode == 2 and "symbolic link" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert victim.read_text() == "keep me\n"
+    r = rb("export", "20260101-000000", "--format", "md", "-o", str(tmp_path / "real.md"))
+    assert r.returncode == 0 and (tmp_path / "real.md").stat().st_mode & 0o777 == 0o600
+
+
 def test_lock_refuses_second_live_process_and_take_over_is_explicit(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     holder = subprocess.Popen(
