@@ -80,7 +80,7 @@ class HeadlessFrontend:
         if self._asked[key] > 1:
             raise NeedsHuman(
                 f"Step {step!r} needs a typed confirmation and --confirm {step}=… did not match: "
-                f"type the target exactly ({request.expected!r})."
+                f"type the target exactly ({request.expected_text()!r})."
             )
         if a.auto:
             return Decision(Choice.CONFIRM, typed=request.expected, reason="auto-confirmed (drill)")
@@ -89,7 +89,7 @@ class HeadlessFrontend:
                 return Decision(Choice.CONFIRM, typed=a.confirms[step])
             raise NeedsHuman(
                 f"Step {step!r} is {request.effect} ({request.action}) and needs a typed confirmation: "
-                f"rerun with --confirm {step}={request.expected} "
+                f"rerun with --confirm {step}={_typed_hint(request)} "
                 f"(resume the incident with `runbook resume {request.incident}`)."
             )
         if a.yes or step in a.confirms:
@@ -205,3 +205,8 @@ _LINES: dict[EventType, Callable[[Event], str]] = {
     EventType.TAKE_OVER: lambda ev: f"[yellow]taken over from {escape(str(ev.payload.get('from')))}[/]",
     EventType.INCIDENT_CLOSED: _closed,
 }
+
+
+def _typed_hint(request: Request) -> str:
+    """The value to pass to ``--confirm``: the target itself, or a placeholder when it is a secret."""
+    return "VALUE (the secret target, not shown)" if request.expected_is_secret() else request.expected_text()

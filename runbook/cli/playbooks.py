@@ -157,7 +157,7 @@ def plan(obj: CliContext, playbook: str, params: tuple[str, ...], env_name: str 
             runs = call.describe
             if step.when:
                 runs = f"[when {step.when}] {runs}"
-            confirm = call.confirm + (f" ({call.expected})" if call.expected else "")
+            confirm = call.confirm + (f" ({red.text(call.expected)})" if call.expected else "")
             effect = call.effect if step.kind != "manual" else "manual"
         except (RefError, RunbookError) as exc:
             runs, confirm, effect = f"cannot resolve: {exc}", "?", "?"

@@ -175,6 +175,8 @@ class AttemptRunner:
             error = (
                 f"{error or 'it failed'} It did not stop when told to and may still be running: check before retrying"
             )
+        if error is not None:
+            error = self.redactor.text(error)  # a command's last output line may carry a secret
         return AttemptOutcome(error, duration, digest, lines, outputs, timed_out, stuck)
 
 

@@ -96,6 +96,7 @@ class Decisions:
                     step,
                     call,
                     expected=call.expected,
+                    shown_expected=self.rec.redactor.text(call.expected) if call.expected else None,
                     choices=(Choice.CONFIRM, Choice.REFUSE, Choice.SKIP, Choice.QUIT),
                 )
             )
@@ -135,7 +136,8 @@ class Decisions:
                 given["typed"] = typed
             self.rec.append(EventType.CONFIRMATION_GIVEN, given, step=step.id)
             return True
-        raise NeedsHuman(f"Step {step.id!r} was not confirmed: the typed value did not match {call.expected!r}.")
+        shown = self.rec.redactor.text(call.expected or "")
+        raise NeedsHuman(f"Step {step.id!r} was not confirmed: the typed value did not match {shown!r}.")
 
     def manual(self, step: Step, call: Call) -> None:
         ss = self.rec.state.step(step.id)

@@ -56,10 +56,19 @@ class Request:
     target: str = ""  # what it acts on
     confirm: str = "none"  # none | yes | typed
     expected: str | None = None  # for typed confirmations: what must be typed
+    shown_expected: str | None = None  # ``expected`` as a screen may show it (a secret's value masked)
     error: str | None = None  # FAILURE: why
     attempt: int = 0
     choices: tuple[Choice, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # INTERRUPTED: started_at, last_output, running…
+
+
+    def expected_text(self) -> str:
+        """What a typed confirmation must match, as it may be shown: a secret target stays masked."""
+        return self.shown_expected if self.shown_expected is not None else (self.expected or "")
+
+    def expected_is_secret(self) -> bool:
+        return self.shown_expected is not None and self.shown_expected != self.expected
 
 
 @dataclass

@@ -59,7 +59,7 @@ class ConfirmScreen(ModalScreen[Decision | None]):
             )
             if self.typed:
                 yield Static(
-                    f"Type [b reverse] {escape(r.expected or '')} [/] exactly to confirm (Escape refuses):",
+                    f"Type [b reverse] {escape(r.expected_text())} [/] exactly to confirm (Escape refuses):",
                     id="confirm-help",
                 )
                 yield Input(id="confirm-input")
@@ -94,7 +94,8 @@ class ConfirmScreen(ModalScreen[Decision | None]):
         event.stop()
         value = event.value
         if not value:
-            self.notify(f"Type {self.request.expected!r} to confirm, or press Escape to refuse.", severity="warning")
+            want = self.request.expected_text()
+            self.notify(f"Type {want!r} to confirm, or press Escape to refuse.", severity="warning")
             return
         # The engine compares and journals a mismatch as a refused confirmation.
         self.dismiss(Decision(Choice.CONFIRM, typed=value))
