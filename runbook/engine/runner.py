@@ -134,6 +134,12 @@ class Engine:
         # Lock first, then read: a take-over must see every event the previous holder wrote.
         previous = self.journal.acquire(incident, take_over=take_over)
         try:
+            _, bad, reason = self.journal.verify(incident)  # a tampered journal never runs anything
+            if bad is not None:
+                raise RunbookError(
+                    f"Incident {incident} is not resumed: its journal does not verify (event {bad.n}, {bad.type}: "
+                    f"{reason}); nothing was run. See `runbook verify {incident}`."
+                )
             st = S.fold(incident, self.journal.events(incident))
             if st.status == S.IncidentStatus.COMPLETED:
                 raise RunbookError(f"Incident {incident} is already completed; nothing to resume.")

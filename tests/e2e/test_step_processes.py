@@ -178,3 +178,4 @@ def test_take_over_never_runs_a_second_copy_beside_the_first(rb_home: Path, tmp_
     assert order == [("step_started", 1), ("interrupted_resolved", "terminate"), ("interrupted_resolved", "retry"),
                      ("step_started", 2), ("step_finished", None)]
     assert runbook(rb_home, "verify", incident).returncode == 0
+
