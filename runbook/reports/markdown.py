@@ -11,10 +11,17 @@ from runbook.reports import report as rep
 from runbook.reports.report import Report
 
 
+def _special(text: str) -> bool:
+    return "|" in text or "\n" in text or "\r" in text or "<" in text or ">" in text or "&" in text
+
+
 def _md(s: Any) -> str:
-    """A table cell: no pipes or newlines breaking the row."""
+    """A cell or line: no pipe or newline breaks the row, and no raw HTML (a ``<script>`` from a
+    parameter, an ``<img onerror>`` from a step's output, Slack's ``<!here>``) reaches a renderer:
+    ``<``, ``>`` and ``&`` become entities, which every Markdown renderer shows as the characters."""
     text = s if type(s) is str else str(s)
-    if "|" in text or "\n" in text or "\r" in text:
+    if _special(text):
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         text = text.replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
     return text
 
@@ -32,8 +39,7 @@ def _table(title: str | None, head: list[str], rows: list[list[Any]], empty: str
 def _row(cells: list[Any]) -> str:
     """``| a | b |``; the cells are escaped only when one of them needs it (most never do)."""
     texts = [c if type(c) is str else str(c) for c in cells]
-    flat = "".join(texts)
-    if "|" in flat or "\n" in flat or "\r" in flat:
+    if _special("".join(texts)):
         texts = [_md(t) for t in texts]
     return "| " + " | ".join(texts) + " |"
 
