@@ -183,6 +183,10 @@ def _closed(ev: Event) -> str:
     if rto:
         met = "met" if p.get("rto_met") else "MISSED"
         extra = f" — elapsed {format_duration(p.get('elapsed', 0))} vs RTO {format_duration(rto)} ({met})"
+    accepted = p.get("failures_accepted") or []
+    if accepted:  # exit 0 (the playbook declared them non-fatal), but never read as a clean run
+        n = len(accepted)
+        extra += f" — {n} failure{'s' if n != 1 else ''} accepted (on_failure: continue): {escape(', '.join(accepted))}"
     return f"[{colour} bold]incident {status}[/]{extra}"
 
 

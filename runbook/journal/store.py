@@ -133,7 +133,11 @@ def _disk_message(exc: sqlite3.Error, path: Path) -> str:
     if "locked" in text or "busy" in text:
         return f"The journal at {path} is busy: another runbook process holds it too long; try again."
     if "malformed" in text or "not a database" in text:
-        return f"The journal at {path} is damaged ({text}); run `runbook verify` on each incident."
+        return (
+            f"The journal at {path} is damaged ({text}) and `runbook verify` cannot read it either: keep it, move it "
+            f"aside (mv {path} {path}.damaged; the next start begins a new journal), and salvage its events with "
+            f"`sqlite3 {path}.damaged .recover | sqlite3 {path}.recovered`."
+        )
     return f"The journal at {path} could not be used: {text}."
 
 

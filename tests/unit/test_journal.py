@@ -208,3 +208,13 @@ def test_a_non_durable_append_is_chained_and_leaves_later_appends_durable(tmp_pa
     other = Journal(tmp_path / "j.sqlite3")  # another connection sees it, in the chain
     assert [e.type for e in other.events("inc")] == ["incident_opened", "process_started", "note"]
     assert other.verify("inc")[1] is None
+
+
+def test_a_damaged_journal_says_what_actually_helps(rb_home: Path, rb) -> None:
+    """`runbook verify` cannot read a damaged file either: the sentence names the steps that work."""
+    path = rb_home / "journal.sqlite3"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    r = rb("incidents")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "damaged" in r.stderr and ".recover" in r.stderr and f"{path}.damaged" in r.stderr, r.stderr
+    assert "run `runbook verify`" not in r.stderr
