@@ -145,3 +145,22 @@ def test_the_cli_prints_one_sentence_for_a_bad_config(tmp_path: Path) -> None:
     )
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and f"{path}:" in r.stderr and "port" in r.stderr
+
+
+def test_careless_values_are_refused_not_guessed(tmp_path: Path) -> None:
+    """`production = "no"` was once read as true, `default_env = 5` accepted, `hots` ignored."""
+    for old, new, where in (
+        ("production = true", 'production = "no"', "environments.prod.production: "),
+        ('default_env = "prod"', "default_env = 5", "default_env: "),
+        ('host = "db.internal"', 'hots = "db.internal"', "unknown setting environments.prod.postgres.hots"),
+    ):
+        text = GOOD.replace(old, new)
+        line = text.splitlines().index(new) + 1
+        message = problem(tmp_path, text)
+        assert message.startswith(f"{line}: ") and where in message, (new, message)
+
+
+def test_any_environment_can_be_marked_production(tmp_path: Path) -> None:
+    text = GOOD + '\n[environments.live-eu]\nproduction = true\n\n[environments.prod-like]\nproduction = false\n'
+    cfg = load_config(str(write(tmp_path, text)))
+    assert cfg.environment("live-eu").production and not cfg.environment("prod-like").production
