@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from runbook.core.errors import UsageError
@@ -67,11 +70,29 @@ def render_report(journal: Journal, incident: str, fmt: str) -> str:
     """
     if fmt not in ("md", "markdown", "html"):
         raise UsageError(f"Unknown report format {fmt!r}: use md, html or json.")
-    report = collect(journal, incident)
-    if fmt == "html":
-        from runbook.reports.html import render_html
+    with _no_cycle_collection():
+        report = collect(journal, incident)
+        if fmt == "html":
+            from runbook.reports.html import render_html
 
-        return render_html(report)
-    from runbook.reports.markdown import render_markdown
+            return render_html(report)
+        from runbook.reports.markdown import render_markdown
 
-    return render_markdown(report)
+        return render_markdown(report)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a report is built.
+
+    A big incident allocates hundreds of thousands of small objects (events, rows) and no cycles;
+    the collector would walk them again and again (a third of an HTML export of 100,000 events).
+    Whatever cycles exist are collected as usual once the report is done.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
