@@ -22,6 +22,55 @@ def rb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("RUNBOOK_PLAYBOOKS", raising=False)
     monkeypatch.chdir(tmp_path)
     yield home
+    for sup in supervisors(home):  # a test that left an incident running detached: stop it
+        sup.kill()
+
+
+def supervisors(home: Path) -> list:
+    """The live ``runbook supervise`` processes of this runbook home."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "supervise" in (p.info["cmdline"] or []) and p.environ().get("RUNBOOK_HOME") == str(home):
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def supervisor_of(client_pid: int, timeout: float = 20.0):
+    """The supervisor a ``runbook run``/``resume`` client started (its child until the client dies)."""
+    import time
+
+    import psutil
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            kids = [c for c in psutil.Process(client_pid).children() if "supervise" in c.cmdline()]
+        except psutil.Error:
+            kids = []
+        if kids:
+            return kids[0]
+        time.sleep(0.02)
+    raise AssertionError(f"no supervisor started by pid {client_pid}")
+
+
+def kill_run(proc: subprocess.Popen, sig: int = 9) -> tuple:
+    """Kill a headless run entirely, its supervisor (the engine) and its client; their output."""
+    import psutil
+
+    sup = supervisor_of(proc.pid)
+    sup.send_signal(sig)
+    proc.send_signal(sig)
+    out = proc.communicate()
+    try:
+        sup.wait(timeout=20)
+    except psutil.Error:
+        pass  # already reaped by its parent
+    return out
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:

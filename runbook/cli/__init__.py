@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from runbook.cli import drill, incidents, playbooks, records  # noqa: F401 - each registers its commands
+from runbook.cli import drill, incidents, playbooks, records, supervise  # noqa: F401 - each registers its commands
 from runbook.cli.context import fail
 from runbook.cli.pipes import ReaderMayLeave
 from runbook.cli.root import cli

@@ -38,6 +38,7 @@ class EventType(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     TAKE_OVER = "take_over"
+    WAITING = "waiting"  # a question came up while nobody was attached to the incident's supervisor
     REOPENED = "reopened"
     INCIDENT_CLOSED = "incident_closed"
     DRILL_RESULT = "drill_result"
@@ -195,7 +196,12 @@ class Resumed(TypedDict):
     stale_lock: str | None
 
 
-TakeOver = TypedDict("TakeOver", {"from": str, "from_pid": int, "since": str})
+TakeOver = TypedDict("TakeOver", {"from": str, "from_pid": int, "since": str, "to": NotRequired[str]})
+
+
+class Waiting(TypedDict):
+    ask: str  # what the engine waits for: before_step, confirm, manual, failure, interrupted
+    last_driver: str  # who drove the incident last
 
 
 class Reopened(TypedDict):

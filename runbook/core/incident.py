@@ -291,7 +291,7 @@ def _handover(st: IncidentState, ev: Event) -> None:
         st.status = IncidentStatus.PAUSED
     elif kind in (EventType.RESUMED, EventType.TAKE_OVER):
         st.status = IncidentStatus.OPEN
-        st.driver = ev.actor
+        st.driver = str(ev.payload.get("to") or ev.actor)  # an attach take-over names the new driver
         if ev.actor not in st.operators:
             st.operators.append(ev.actor)
     elif kind == EventType.REOPENED:

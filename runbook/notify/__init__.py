@@ -92,11 +92,22 @@ def cli_hook(obj: Any, environment: Environment | None, engine: Any = None) -> O
 
 
 def _at_exit(outbox: Outbox) -> None:
-    if outbox.closed:
-        return
-    try:
-        line = outbox.flush(outbox.settings.flush_seconds)
-        sys.stderr.write(f"slack: {line}\n")
+    line = flush_and_close(outbox)
+    if line is not None:
+        sys.stderr.write(f"{line}\n")
         sys.stderr.flush()
-    except Exception:  # noqa: BLE001, S110 - exiting anyway; the queue is in the journal
-        pass
+
+
+def flush_and_close(outbox: Outbox | None) -> str | None:
+    """Wait up to ``flush_seconds`` for delivery, stop the sender and say how it went (``slack: …``).
+
+    A supervisor calls it when its run ends, so the attached client can print the line.
+    """
+    if outbox is None or outbox.closed:
+        return None
+    try:
+        line = f"slack: {outbox.flush(outbox.settings.flush_seconds)}"
+        outbox.close()
+    except Exception:  # noqa: BLE001 - exiting anyway; the queue is in the journal
+        return None
+    return line

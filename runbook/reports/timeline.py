@@ -73,7 +73,10 @@ _DESCRIBE: dict[EventType, Callable[[dict[str, Any]], str]] = {
     EventType.NOTE: lambda p: f"note: {p.get('text')}",
     EventType.PAUSED: lambda p: f"paused: {p.get('reason')}",
     EventType.RESUMED: lambda p: "resumed" + (f" (stale lock of {p.get('stale_lock')})" if p.get("stale_lock") else ""),
-    EventType.TAKE_OVER: lambda p: f"taken over from {p.get('from')} (pid {p.get('from_pid')})",
+    EventType.TAKE_OVER: lambda p: f"taken over from {p.get('from')} (pid {p.get('from_pid')})"
+    + (f" by {p.get('to')}" if p.get("to") else ""),
+    EventType.WAITING: lambda p: f"waiting for a person ({p.get('ask')}): nobody attached; last driven by "
+    f"{p.get('last_driver')}",
     EventType.REOPENED: lambda p: f"reopened (was {p.get('was')})",
     EventType.INCIDENT_CLOSED: _closed,
 }

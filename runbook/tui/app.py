@@ -3,8 +3,9 @@
 * :func:`run_app` — ``runbook``: the home screen.
 * :func:`run_incident_app` — ``runbook run PLAYBOOK`` on a terminal: the start form when a
   parameter is missing or invalid, else straight to the run screen.
-* :func:`resume_incident_app` — ``runbook resume INCIDENT``: resume it, or follow it read-only
-  when another live operator holds it (with a take-over key).
+* :func:`resume_incident_app` — ``runbook resume INCIDENT`` / ``runbook attach INCIDENT``: attach
+  to its supervisor (or resume it in a new one), or follow it read-only when another operator
+  drives it (with a take-over key).
 
 Screens are imported lazily: the home screen must paint nearly as fast as an empty Textual app.
 :class:`TuiContext` and :func:`state_home` live in :mod:`runbook.tui.context`, the screen that opens an
@@ -108,5 +109,5 @@ def run_incident_app(obj: Any, loaded: Any, given: dict[str, Any], env: Any, mod
 
 
 def resume_incident_app(obj: Any, incident: str, env: Any, take_over: bool) -> None:
-    """``runbook resume INCIDENT`` on a terminal."""
+    """``runbook resume INCIDENT`` and ``runbook attach INCIDENT`` on a terminal."""
     _run(RunbookApp(obj, start=lambda app: run_screen_for_incident(obj, incident, env, take_over)))

@@ -1,7 +1,8 @@
-"""A step's commands never outlive the runbook process unseen, and an interrupted step never runs twice.
+"""A step survives its terminal, never outlives its supervisor unseen, and never runs twice.
 
-Real processes, real signals: the headless ``runbook`` is killed while a step's shell runs a
-``sleep`` in the background (a grandchild, which a death signal on the direct child would miss).
+Real processes, real signals: the headless client is killed (the step goes on), or the incident's
+supervisor is killed while a step's shell runs a ``sleep`` in the background (a grandchild, which
+a death signal on the direct child would miss).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import psutil
 
 from runbook.core import incident as S
 from runbook.core.procs import pid_alive
-from tests.conftest import runbook, write_playbook
+from tests.conftest import kill_run, runbook, supervisor_of, write_playbook
 from tests.e2e.test_kill_resume import events, start, wait_for
 
 # The step writes "start <sh pid>", runs sleep in the background (its pid to a file), and waits;
@@ -52,7 +53,7 @@ def _started_step(home: Path, pb: Path, sleeper: Path) -> tuple[subprocess.Popen
     return proc, incident, int(sleeper.read_text())
 
 
-def test_killed_runbook_takes_its_step_commands_with_it(rb_home: Path, tmp_path: Path) -> None:
+def test_a_killed_supervisor_takes_its_step_commands_with_it(rb_home: Path, tmp_path: Path) -> None:
     pb, flag, runs, sleeper = _playbook(tmp_path)
     for sig_index, sig in enumerate((signal.SIGKILL, signal.SIGHUP, signal.SIGTERM)):
         sleeper.unlink(missing_ok=True)
@@ -60,8 +61,14 @@ def test_killed_runbook_takes_its_step_commands_with_it(rb_home: Path, tmp_path:
         journaled = [e for e in events(rb_home, incident) if e.type == "process_started"]
         assert journaled and journaled[0].payload["program"] == "sh" and journaled[0].step == "work"
         assert journaled[0].payload["started"] is not None
-        proc.send_signal(sig)
-        proc.wait()
+        supervisor = supervisor_of(proc.pid)
+        if sig == signal.SIGHUP:  # a supervisor ignores hang-ups (it has no terminal): kill it for real
+            supervisor.send_signal(sig)
+            assert supervisor.is_running() and pid_alive(sleep_pid)
+            sig = signal.SIGKILL
+        supervisor.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "stopped before the incident ended" in err, err
         # The reaper stops the whole group: the shell and the sleep it left in the background.
         wait_for(lambda pid=sleep_pid: not pid_alive(pid), timeout=10)
         wait_for(lambda pid=journaled[0].payload["pid"]: not pid_alive(pid), timeout=10)
@@ -71,6 +78,41 @@ def test_killed_runbook_takes_its_step_commands_with_it(rb_home: Path, tmp_path:
         assert r.returncode == 0, r.stderr
         flag.unlink()
         assert runs.read_text().count("end") == runs.read_text().count("start") - 1 - sig_index
+        assert runbook(rb_home, "verify", incident).returncode == 0
+
+
+def test_a_killed_client_changes_nothing(rb_home: Path, tmp_path: Path) -> None:
+    """SIGKILL, SIGHUP (the SSH connection dropped) or SIGTERM of the client: the step runs on, once."""
+    runs = tmp_path / "runs"
+    pb = write_playbook(
+        tmp_path / "pbs",
+        f"""
+id: ontheside
+title: On the side
+tier: maintenance
+steps:
+  - id: work
+    shell: [sh, -c, 'echo "start $$" >> "$0"; sleep 1.5; echo "end $$" >> "$0"; echo finished', "{runs}"]
+    effect: mutating
+  - id: after
+    shell: [echo, after]
+    effect: read-only
+""",
+    )
+    for n, sig in enumerate((signal.SIGKILL, signal.SIGHUP, signal.SIGTERM), 1):
+        proc = start(rb_home, "run", str(pb), "--headless", "--yes")
+        assert proc.stdout is not None
+        incident = proc.stdout.readline().split()[1]
+        wait_for(lambda n=n: runs.exists() and runs.read_text().count("start") == n)
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+        r = runbook(rb_home, "attach", incident, "--headless")
+        assert r.returncode == 0, r.stderr
+        # What happened before the attach, then the rest, live: the step's end and the incident's.
+        assert "▶ work" in r.stdout and "✓ work" in r.stdout and "incident completed" in r.stdout
+        assert runs.read_text().count("start") == n and runs.read_text().count("end") == n
+        st = S.fold(incident, events(rb_home, incident))
+        assert st.status == "completed" and st.steps["work"].attempts == 1
         assert runbook(rb_home, "verify", incident).returncode == 0
 
 
@@ -84,9 +126,8 @@ def test_a_step_still_running_is_never_retried_beside_itself(rb_home: Path, tmp_
     pb, flag, runs, sleeper = _playbook(tmp_path)
     proc, incident, sleep_pid = _started_step(rb_home, pb, sleeper)
     # The worst case: the reaper dies too (say the OOM killer took both), and the step goes on.
-    _reaper_of(proc.pid).kill()
-    proc.kill()
-    proc.wait()
+    _reaper_of(supervisor_of(proc.pid).pid).kill()
+    kill_run(proc)
     assert pid_alive(sleep_pid)
 
     flag.touch()  # a retry, if one ran, would finish at once and leave its "start" line
@@ -128,18 +169,26 @@ def test_a_reused_pid_is_not_mistaken_for_the_step() -> None:
     assert still_running([record]) == []
 
 
-def test_ctrl_c_pauses_and_stops_the_command(rb_home: Path, tmp_path: Path) -> None:
+def test_ctrl_c_detaches_and_cancelling_is_a_separate_choice(rb_home: Path, tmp_path: Path) -> None:
     pb, flag, runs, sleeper = _playbook(tmp_path)
     proc, incident, sleep_pid = _started_step(rb_home, pb, sleeper)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "paused by Ctrl-C" in err and "'work' was stopped before it ended" in err and "Traceback" not in err
+    assert f"Detached from incident {incident}" in err and f"runbook attach {incident}" in err
+    assert "Traceback" not in err and pid_alive(sleep_pid)  # the step goes on
+
+    r = runbook(rb_home, "attach", incident, "--cancel", "wrok")
+    assert r.returncode == 2 and "Nothing was stopped" in r.stderr and "'work' is running" in r.stderr
+    assert pid_alive(sleep_pid)
+    r = runbook(rb_home, "attach", incident, "--cancel", "work")
+    assert r.returncode == 0, r.stderr
     wait_for(lambda: not pid_alive(sleep_pid), timeout=10)
-    kinds = [e.type for e in events(rb_home, incident)]
-    assert kinds[-1] == "paused" and "step_failed" not in kinds and "incident_closed" not in kinds
-    r = runbook(rb_home, "resume", incident, "--headless", "--yes")
-    assert r.returncode == 3 and "interrupted" in r.stderr  # a person decides about the cut step
+    # Journaled as a failure by the operator; the step's on_failure (stop, by default) decides the rest.
+    wait_for(lambda: any(e.type == "incident_closed" for e in events(rb_home, incident)))
+    failed = [e.payload["error"] for e in events(rb_home, incident) if e.type == "step_failed"]
+    assert failed == ["it was stopped by the operator."]
+    assert runs.read_text().count("start") == 1
 
 
 def test_a_closed_stdout_never_stops_the_run(rb_home: Path, tmp_path: Path) -> None:
@@ -158,24 +207,21 @@ def test_a_closed_stdout_never_stops_the_run(rb_home: Path, tmp_path: Path) -> N
 
 
 def test_take_over_never_runs_a_second_copy_beside_the_first(rb_home: Path, tmp_path: Path) -> None:
-    """Operator A's step runs; B takes over: B's retry waits until A's copy is stopped, and A is told."""
+    """Operator A's step runs; B takes over: B drives the same run (no retry, no second copy), A is told at once."""
     pb, flag, runs, sleeper = _playbook(tmp_path)
     proc, incident, sleep_pid = _started_step(rb_home, pb, sleeper)
-    flag.touch()  # B's retry, when it runs, finishes at once
-    r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--take-over", "--retry-interrupted")
-    assert r.returncode == 3 and "still running" in r.stderr, r.stderr
-    assert runs.read_text().count("start") == 1 and pid_alive(sleep_pid) and proc.poll() is None
-
-    r = runbook(rb_home, "resume", incident, "--headless", "--yes", "--stop-interrupted", "--retry-interrupted")
-    assert r.returncode == 0, r.stderr
-    assert not pid_alive(sleep_pid) and runs.read_text().count("start") == 2
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1 and "taken over by" in err  # A wrote nothing after losing the incident
+    b = start(rb_home, "resume", incident, "--headless", "--yes", "--take-over", "--retry-interrupted")
+    wait_for(lambda: any(e.type == "take_over" for e in events(rb_home, incident)))
+    _, err = proc.communicate(timeout=1.0)  # told within a second, not at its next write
+    assert proc.returncode == 1 and "taken over by" in err
+    assert runs.read_text().count("start") == 1 and pid_alive(sleep_pid)
+    psutil.Process(sleep_pid).kill()  # the step's work ends; its shell writes "end"
+    out, err = b.communicate(timeout=30)
+    assert b.returncode == 0, err
+    assert "incident completed" in out
+    assert runs.read_text().count("start") == 1 and runs.read_text().count("end") == 1
     evs = events(rb_home, incident)
     assert [e.payload["from_pid"] for e in evs if e.type == "take_over"] == [proc.pid]
-    order = [(e.type, e.payload.get("choice") or e.payload.get("attempt")) for e in evs
-             if e.type in ("interrupted_resolved", "step_started", "step_finished", "step_failed")]
-    assert order == [("step_started", 1), ("interrupted_resolved", "terminate"), ("interrupted_resolved", "retry"),
-                     ("step_started", 2), ("step_finished", None)]
+    order = [(e.type, e.payload.get("attempt")) for e in evs if e.type in ("step_started", "step_finished")]
+    assert order == [("step_started", 1), ("step_finished", None)]
     assert runbook(rb_home, "verify", incident).returncode == 0
-

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from runbook.journal.store import Journal
 from runbook.sandbox.slack import SlackServer
-from tests.conftest import cli_env, write_playbook
+from tests.conftest import cli_env, kill_run, write_playbook
 from tests.notify.conftest import TOKEN, TOKEN_ENV, assert_delivered_once, posts, wait_until
 
 DRIVER = Path(__file__).with_name("driver.py")
@@ -110,8 +110,7 @@ def test_kill_9_with_queued_messages_then_resume_delivers_all_once(rb_home: Path
             wait_until(lambda: len(_queued(rb_home)) >= 5, timeout=10)
             wait_until(lambda: server.stats()["requests"] > 0, timeout=3)  # it tried; Slack was down
         finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            kill_run(proc, signal.SIGKILL)  # the supervisor (the engine and its outbox) and the client
         queued_before = _queued(rb_home)
         assert posts(server) == []
         assert {q["kind"] for q in queued_before} >= {"parent", "reply", "update"}

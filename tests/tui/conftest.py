@@ -132,6 +132,10 @@ def tui_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     yield home
     time.tzset()
+    from tests.conftest import supervisors
+
+    for sup in supervisors(home):  # an incident a test left running detached
+        sup.kill()
 
 
 @pytest.fixture

@@ -160,3 +160,24 @@ def make_interrupted(journal: Any, playbook: Path) -> str:
         step="restore",
     )
     return inc
+
+
+def supervise_in_process(monkeypatch: Any, ctx: Any) -> None:
+    """Snapshots freeze the clock and ids in this process: run the incident's supervisor here too.
+
+    The same supervisor code (engine, relay, socket server, the wire protocol) runs in a thread of
+    the test process instead of a detached process, so the monkeypatched clock applies to it.
+    """
+    import threading
+
+    import runbook.supervisor.client as client
+    from runbook.cli.supervise import build, serve_until_done
+
+    def start(spec: dict[str, Any], home: Path, config: str | None, actor: str | None = None) -> dict[str, Any]:
+        engine, relay, server = build(ctx, spec)
+        threading.Thread(target=serve_until_done, args=(ctx, engine, relay, server), kwargs={"detached": False},
+                         daemon=True).start()
+        return {"ok": True, "incident": engine.state.id}
+
+    monkeypatch.setattr(client, "start_supervisor", start)
+

@@ -17,6 +17,7 @@ from runbook.engine.frontend import Ask
 from runbook.tui.app import RunbookApp, run_screen_for_incident, run_screen_for_new
 from runbook.tui.screens.dialogs import ConfirmScreen, InterruptedScreen, LeaveScreen, ReasonScreen
 from runbook.tui.screens.run import RunScreen
+from tests.conftest import supervisor_of
 from tests.tui.conftest import (
     events_of,
     keys_handled,
@@ -202,8 +203,8 @@ def _interrupted_incident(home: Path, tmp_path: Path, journal, *, leave_running:
         lambda evs: any(e.type == EventType.STEP_STARTED and e.step == "nap" for e in evs),
         what="the nap step to start",
     )
-    # The step's own process runs (`sleep 60`, after it printed `started-nap`).
-    runner = psutil.Process(proc.pid)
+    # The step's own process runs (`sleep 60`, after it printed `started-nap`) under the supervisor.
+    runner = supervisor_of(proc.pid)
     wait_for(
         lambda: [" ".join(c.cmdline()) for c in runner.children(recursive=True)],
         lambda cmds: any("sleep 60" in c for c in cmds),
@@ -213,6 +214,7 @@ def _interrupted_incident(home: Path, tmp_path: Path, journal, *, leave_running:
     if leave_running:
         for reaper in [c for c in runner.children() if c.cmdline()[1:3] == ["-I", "-S"]]:
             reaper.kill()
+    runner.kill()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stdout.close()

@@ -37,6 +37,7 @@ def sctx(tui_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     journal = Journal(tui_home / "journal.sqlite3", actor="oncall@testhost")
     ctx = TuiContext(load_config(local=with_sandbox()), journal, home=tui_home, dirs=[pbs])
     ctx.pbs = pbs  # type: ignore[attr-defined]
+    snapdata.supervise_in_process(monkeypatch, ctx)
     yield ctx
     journal.close()
 

@@ -162,12 +162,12 @@ class RunScreen(RunAnswers, Screen[None]):
         self.refresh_bindings()
 
     def on_unmount(self) -> None:
-        # The app is going away: every question is answered QUIT (the incident pauses); a step
-        # still running is stopped (journaled as failed by the operator) so nothing hangs.
+        # The app is going away (closed terminal, dropped connection): this client lets go and
+        # the incident goes on in its supervisor; a question waits there for whoever attaches.
         self.stop_following.set()
+        if self.engine is not None:
+            self.engine.detach()
         self.frontend.close()
-        if self.engine is not None and self.running_step is not None and self.driving:
-            self.engine.cancel_current()
         sys.setswitchinterval(self._switch_interval)
 
     # -- workers (run_engine) ----------------------------------------------------------------------

@@ -1,12 +1,15 @@
-"""The run screen's two workers: driving the engine, and following an incident read-only.
+"""The run screen's two workers: driving the incident, and following it read-only.
 
-Both run in worker threads and never touch a widget: the engine reports through the screen's
-:class:`~runbook.tui.frontend.TuiFrontend` (drained on a timer), and the end, or a change of who
-holds a followed incident, comes back to the screen as a message.
+Both run in worker threads and never touch a widget. The engine itself runs in the incident's
+supervisor (:mod:`runbook.supervisor`): the driving worker is its client, relaying events to the
+screen's :class:`~runbook.tui.frontend.TuiFrontend` (drained on a timer) and the operator's
+answers back. The end, or a change of who holds a followed incident, comes back as a message.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
@@ -46,9 +49,9 @@ class LockChanged(Message):
         self.holder = holder
 
 
-def _engine(screen: RunScreen) -> Any:
-    """Start the local stores the playbook needs, build the engine, wire notifications."""
-    from runbook.engine.runner import Engine
+def _client(screen: RunScreen) -> Any:
+    """Start the local stores the playbook needs and make this screen a client of a supervisor."""
+    from runbook.supervisor.client import SupervisedEngine
     from runbook.tui.context import state_home
 
     local = getattr(screen.ctx.config, "local", {}).get(screen.env.name)
@@ -56,40 +59,66 @@ def _engine(screen: RunScreen) -> Any:
         # Start the local stores this playbook needs (in this worker, never the UI thread).
         local.ensure(screen.loaded.playbook if screen.loaded is not None else None)
         screen.env = screen.ctx.config.environment(screen.env.name)
-    engine = Engine(screen.ctx.journal, screen.frontend, home=state_home(screen.ctx), environment=screen.env)
+    engine = SupervisedEngine(screen.frontend, screen.ctx.journal, state_home(screen.ctx))
     screen.engine = engine
-    try:
-        from runbook.notify import cli_hook
-
-        cli_hook(screen.ctx, screen.env, engine)
-    except Exception as exc:  # noqa: BLE001 - notifications must never stop the incident
-        screen.app.call_from_thread(screen.notify, f"Slack notifications are off: {exc}", severity="warning")
     return engine
 
 
-def _open_or_resume(screen: RunScreen, engine: Any, take_over: bool) -> None:
-    """Open the new incident, or replay the journal's history to the screen and resume it."""
+def _open_or_attach(screen: RunScreen, engine: Any, take_over: bool) -> None:
+    """Open the new incident in a supervisor, or replay the journal's history and attach to it.
+
+    An incident whose supervisor is alive is attached to (driving it, or taking it over); one
+    without is resumed in a new supervisor. Either way the engine runs outside this terminal.
+    """
+    from runbook.journal.store import default_actor
+    from runbook.supervisor.client import start_supervisor, supervisor_alive
+
+    config = getattr(screen.ctx, "config_path", None)
+    driver = f"{default_actor()} (pid {os.getpid()})"
     if screen.loaded is not None and screen.incident is None:
-        screen.incident = engine.open(screen.loaded, screen.given, mode=screen.mode).id
+        spec = {"action": "open", "playbook": str(Path(screen.loaded.path).resolve()), "params": screen.given,
+                "env": screen.env.name, "mode": screen.mode, "driver": driver}
+        screen.incident = str(start_supervisor(spec, engine.home, config, screen.ctx.journal.actor)["incident"])
+        engine.attach(screen.incident, interactive=True, since_n=-1)
         return
     assert screen.incident is not None
     history = screen.ctx.journal.events(screen.incident)
-    screen.model.history_n = max(screen.model.history_n, history[-1].n if history else -1)
+    last = history[-1].n if history else -1
+    screen.model.history_n = max(screen.model.history_n, last)
     for ev in history:
         screen.frontend.emit(Journaled(screen.incident, ev))
-    engine.resume(screen.incident, take_over=take_over)
+    if not supervisor_alive(engine.home, screen.incident):
+        secrets = _secrets(screen, history)
+        resume = {"action": "resume", "incident": screen.incident, "takeover": take_over, "secrets": secrets,
+                  "driver": driver}
+        start_supervisor(resume, engine.home, config, screen.ctx.journal.actor)
+        take_over = False
+    engine.attach(screen.incident, interactive=True, take_over=take_over, since_n=last)
+
+
+def _secrets(screen: RunScreen, history: list[Any]) -> dict[str, Any]:
+    """Secret parameters are asked here, before the supervisor starts (it has nobody to ask yet)."""
+    from runbook.core import incident as S
+    from runbook.engine import opening
+
+    st = S.fold(screen.incident or "", history)
+    if not st.secret_params:
+        return {}
+    given = {n: os.environ[f"RUNBOOK_PARAM_{n.upper()}"] for n in st.secret_params
+             if os.environ.get(f"RUNBOOK_PARAM_{n.upper()}")}
+    return opening.collect_secrets(screen.frontend, st, opening.journaled_playbook(st), given)
 
 
 def drive(screen: RunScreen, take_over: bool) -> EngineEnded:
-    """Run the engine until the incident ends or pauses (blocks the calling worker thread)."""
+    """Drive the incident until it ends, pauses or is taken over (blocks the calling worker thread)."""
     from runbook.core.errors import RunbookError
-    from runbook.journal.store import LockedError
+    from runbook.supervisor.client import DrivenElsewhere
 
     try:
-        engine = _engine(screen)
-        _open_or_resume(screen, engine, take_over)
+        engine = _client(screen)
+        _open_or_attach(screen, engine, take_over)
         outcome = engine.run()
-    except LockedError as exc:
+    except DrivenElsewhere as exc:
         return EngineEnded(LOCKED, str(exc))
     except RunbookError as exc:
         return EngineEnded(ERROR, str(exc))
