@@ -7,15 +7,17 @@ a death signal on the direct child would miss).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
 
 from runbook.core import incident as S
 from runbook.core.procs import pid_alive
-from tests.conftest import kill_run, runbook, supervisor_of, write_playbook
+from tests.conftest import cli_env, kill_run, runbook, supervisor_of, write_playbook
 from tests.e2e.test_kill_resume import events, start, wait_for
 
 # The step writes "start <sh pid>", runs sleep in the background (its pid to a file), and waits;
@@ -100,11 +102,15 @@ steps:
 """,
     )
     for n, sig in enumerate((signal.SIGKILL, signal.SIGHUP, signal.SIGTERM), 1):
-        proc = start(rb_home, "run", str(pb), "--headless", "--yes")
+        # The client leads its own session, as a login shell's job does: the signal goes to the whole
+        # process group, as a terminal hang-up would send it.
+        proc = subprocess.Popen([sys.executable, "-m", "runbook", "run", str(pb), "--headless", "--yes"],
+                                env=cli_env(rb_home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=rb_home.parent, start_new_session=True)
         assert proc.stdout is not None
         incident = proc.stdout.readline().split()[1]
         wait_for(lambda n=n: runs.exists() and runs.read_text().count("start") == n)
-        proc.send_signal(sig)
+        os.killpg(proc.pid, sig)
         proc.wait(timeout=10)
         r = runbook(rb_home, "attach", incident, "--headless")
         assert r.returncode == 0, r.stderr
