@@ -22,7 +22,8 @@ def drill(obj: CliContext, playbook: str, keep: bool, show_output: bool) -> None
 
     loaded = load_playbook(obj, playbook)
     report = run_drill(
-        obj.journal, loaded, home=home(), keep=keep, quiet=not show_output, echo=lambda m: click.echo(m, err=True)
+        obj.journal, loaded, home=home(), keep=keep, quiet=not show_output, echo=lambda m: click.echo(m, err=True),
+        config=obj.config_path,
     )
     click.echo(f"incident: {report.incident}")
     out = table(f"Drill of {report.playbook}", ("step", "result", "time"), no_wrap=True)

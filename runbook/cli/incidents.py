@@ -237,8 +237,8 @@ def attach(obj: CliContext, incident: str, watch: bool, take_over: bool, headles
 
     incident = obj.journal.find_incident(incident)
     if not supervisor_alive(home(), incident):
-        raise UsageError(f"Incident {incident} is not running (no live supervisor): "
-                         f"see `runbook timeline {incident}` or resume it with `runbook resume {incident}`.")
+        _ended(obj, incident, cancel)
+        return
     if cancel is not None:
         _cancel(obj, incident, cancel, take_over)
         return
@@ -255,6 +255,26 @@ def attach(obj: CliContext, incident: str, watch: bool, take_over: bool, headles
             return
     run_attached(obj, incident, HeadlessAnswers(), role="watch" if watch else "drive", take_over=take_over,
                  since_n=-1)
+
+
+def _ended(obj: CliContext, incident: str, cancel: str | None) -> None:
+    """Attach to an incident nobody runs: what happened, then how it stands (exit code = outcome)."""
+    from runbook.core import incident as S
+    from runbook.engine.frontend import Journaled
+    from runbook.headless import HeadlessAnswers, HeadlessFrontend
+
+    if cancel is not None:
+        raise UsageError(f"Nothing was stopped: incident {incident} is not running.")
+    printer = HeadlessFrontend(HeadlessAnswers())
+    events = obj.journal.events(incident)
+    for ev in events:
+        printer.emit(Journaled(incident, ev))
+    st = S.fold(incident, events)
+    if st.status == S.IncidentStatus.COMPLETED:
+        return
+    if st.status == S.IncidentStatus.FAILED:
+        fail(f"Incident {incident} failed; see `runbook timeline {incident}`.", 1)
+    fail(f"Incident {incident} is not running ({st.status.value}): resume it with `runbook resume {incident}`.", 3)
 
 
 def _cancel(obj: CliContext, incident: str, step: str, take_over: bool) -> None:

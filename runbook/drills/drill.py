@@ -5,7 +5,8 @@
    ``break`` steps (drop a table, delete a tenant, fail a job…) — journaled as their own incident;
 3. fingerprint the stores listed in ``scenario.restores`` as they were *before* the break;
 4. run the playbook headless in drill mode, auto-confirming (typed confirmations are answered
-   with the expected value and journaled as automatic);
+   with the expected value and journaled as automatic), in its own supervisor like any incident:
+   the recovery survives the drill's terminal (``runbook attach`` shows it to its end);
 5. run the scenario's ``verify`` steps and compare fingerprints: the data must be back exactly;
 6. journal a ``drill_result`` (RTO achieved vs target scaled to the sandbox, RPO achieved, per-step
    durations, verdict), tear the sandbox down unless ``--keep``.
@@ -109,6 +110,22 @@ def _run(
     return S.fold(st.id, journal.events(st.id))
 
 
+def _run_supervised(journal: Journal, loaded: Loaded, params: dict[str, Any], home: Path, quiet: bool,
+                    config: str | None) -> S.IncidentState:
+    """The recovery itself runs detached, in a supervisor, exactly as ``runbook run`` would run it."""
+    from runbook.supervisor.client import SupervisedEngine, start_supervisor
+
+    answers = HeadlessAnswers(auto=True, quiet_output=quiet)
+    spec = {"action": "open", "playbook": str(loaded.path.resolve()), "params": params, "env": "sandbox",
+            "mode": "drill", "answers": dataclasses.asdict(answers),
+            "driver": f"{journal.actor} (drill, pid {os.getpid()})"}
+    incident = str(start_supervisor(spec, home, config, journal.actor)["incident"])
+    client = SupervisedEngine(HeadlessFrontend(answers), journal, home)
+    client.attach(incident)
+    client.run()
+    return S.fold(incident, journal.events(incident))
+
+
 class Drill:
     """One drill's phases, usable one by one (the fault suite kills the recovery in between).
 
@@ -117,7 +134,8 @@ class Drill:
     the verify steps and compares fingerprints, ``teardown`` stops and removes the sandbox.
     """
 
-    def __init__(self, journal: Journal, loaded: Loaded, *, home: Path, quiet: bool = True, echo: Any = print) -> None:
+    def __init__(self, journal: Journal, loaded: Loaded, *, home: Path, quiet: bool = True, echo: Any = print,
+                 config: str | None = None) -> None:
         pb = loaded.playbook
         if pb is None:
             raise UsageError(f"The playbook is not valid: {loaded.errors[0]}")
@@ -131,6 +149,7 @@ class Drill:
         self.home = home
         self.quiet = quiet
         self.echo = echo
+        self.config = config
         self.params = dict(self.sc.params)
         self.dir = home / "drills" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{pb.id}"
         self.sandbox_dir = self.dir / "sandbox"
@@ -217,7 +236,7 @@ class Drill:
         return {k: render(v, lookup) for k, v in self.params.items()}
 
     def recover(self) -> S.IncidentState:
-        return _run(self.journal, self.loaded, self.run_params(), self.env(), self.home, self.quiet, self.services)
+        return _run_supervised(self.journal, self.loaded, self.run_params(), self.home, self.quiet, self.config)
 
     def check(self) -> list[str]:
         """Verify steps and fingerprints: an empty list when the data came back exactly."""
@@ -252,10 +271,11 @@ class Drill:
 
 
 def run_drill(
-    journal: Journal, loaded: Loaded, *, home: Path, keep: bool = False, quiet: bool = True, echo: Any = print
+    journal: Journal, loaded: Loaded, *, home: Path, keep: bool = False, quiet: bool = True, echo: Any = print,
+    config: str | None = None,
 ) -> DrillReport:
     """Run one drill end to end (see the module docstring). Never touches the user's own sandbox."""
-    drill = Drill(journal, loaded, home=home, quiet=quiet, echo=echo)
+    drill = Drill(journal, loaded, home=home, quiet=quiet, echo=echo, config=config)
     pb, sc = drill.pb, drill.sc
     with drill:
         try:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from runbook.core import incident as S
 from runbook.drills.drill import run_drill
 from runbook.journal.store import Journal
 from runbook.playbook.validate import load
-from tests.conftest import REPO, cli_env, runbook, write_playbook
+from tests.conftest import REPO, cli_env, kill_run, runbook, write_playbook
 
 PLAYBOOKS = REPO / "playbooks"
 SEED000 = (
@@ -240,8 +239,7 @@ def test_emulator_stopped_mid_step_fails_clearly_and_a_retry_succeeds(rb_home: P
         proc = _start(rb_home, "run", str(pb), "--headless", "--yes")
         lines = _wait_for_line(proc, "1,000 messages pulled")
         incident = lines[0].split()[-1]
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+        kill_run(proc)  # the supervisor (the engine) and its client
         box.pubsub().stop()
         blocked = runbook(rb_home, "resume", incident, "--headless", "--yes", timeout=120)
         assert blocked.returncode == 3, blocked.stderr
@@ -277,22 +275,26 @@ def test_emulator_stopped_mid_step_fails_clearly_and_a_retry_succeeds(rb_home: P
 
 
 def _modules_after_run(home: Path, playbook: Path) -> tuple[int, list[str]]:
-    """Run ``runbook run PLAYBOOK --headless --yes`` in a fresh interpreter; its sys.modules at the end."""
+    """Run PLAYBOOK (``--yes``) in a fresh interpreter as its supervisor, which runs the steps; its
+    sys.modules at the end (on stderr: a supervisor lets go of its standard output)."""
     code = (
         "import sys, json\n"
-        f"sys.argv = ['runbook', 'run', {str(playbook)!r}, '--headless', '--yes']\n"
+        "sys.argv = ['runbook', 'supervise']\n"
         "from runbook.cli import cli\n"
         "try:\n"
         "    cli.main(standalone_mode=False)\n"
         "    code = 0\n"
         "except SystemExit as exc:\n"
         "    code = exc.code or 0\n"
-        "print('MODULES ' + json.dumps({'code': code, 'modules': sorted(sys.modules)}))\n"
+        "sys.stderr.write('MODULES ' + json.dumps({'code': code, 'modules': sorted(sys.modules)}) + '\\n')\n"
     )
+    spec = {"action": "open", "playbook": str(playbook), "params": {}, "env": None, "mode": "live",
+            "answers": {"yes": True}, "detached": True}
     done = subprocess.run(
-        [sys.executable, "-c", code], env=cli_env(home), capture_output=True, text=True, timeout=180, cwd=home.parent
+        [sys.executable, "-c", code], env=cli_env(home), capture_output=True, text=True, timeout=180, cwd=home.parent,
+        input=json.dumps(spec),
     )
-    line = next(ln for ln in reversed(done.stdout.splitlines()) if ln.startswith("MODULES "))
+    line = next(ln for ln in reversed(done.stderr.splitlines()) if ln.startswith("MODULES "))
     data = json.loads(line[len("MODULES ") :])
     return data["code"], data["modules"]
 

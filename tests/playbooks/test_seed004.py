@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from runbook.journal.store import Journal
-from tests.conftest import cli_env, runbook
+from tests.conftest import cli_env, runbook, supervisor_of, supervisors
 
 pytestmark = pytest.mark.skipif(
     shutil.which("pg_dump") is None or shutil.which("rsync") is None, reason="needs PostgreSQL and rsync"
@@ -54,6 +54,8 @@ def rb_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     try:
         yield home
     finally:
+        for sup in supervisors(home):  # an incident left running detached
+            sup.kill()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -190,7 +192,8 @@ def test_restore_stops_before_anything_destructive_when_the_dump_is_corrupted(
 BIG_ROWS = 1_500_000
 
 
-def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: Path, sandbox: dict[str, Any]) -> None:
+def _big_dump(rb_home: Path, sandbox: dict[str, Any]) -> Path:
+    """A database with a 1.5M-row table (pg_restore takes seconds) and its dump; the temp dir."""
     with connect(sandbox) as conn:
         conn.execute(
             f"CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS payload "
@@ -206,25 +209,16 @@ def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: P
     )
     r = run_pb(rb_home, str(dump), "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
+    return tmp_path
 
+
+def _restore_loading_big(rb_home: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Journal]:
+    """``runbook run db-restore-full`` in a session of its own, returned once pg_restore loads ``big``."""
     out = (tmp_path / "run.out").open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runbook",
-            "run",
-            "db-restore-full",
-            "--headless",
-            "--yes",
-            "--confirm",
-            "restore=varlor",
-        ],
-        env=cli_env(rb_home),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        cwd=rb_home.parent,
-        start_new_session=True,
+        [sys.executable, "-m", "runbook", "run", "db-restore-full", "--headless", "--yes", "--confirm",
+         "restore=varlor"],
+        env=cli_env(rb_home), stdout=out, stderr=subprocess.STDOUT, cwd=rb_home.parent, start_new_session=True,
     )
     journal = Journal(rb_home / "journal.sqlite3")
     incident = None
@@ -243,15 +237,44 @@ def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: P
             time.sleep(0.05)
         else:
             pytest.fail("pg_restore of the big table never started")
-        time.sleep(0.05)  # pg_restore is loading `big` now (the log line is flushed within 0.25 s)
-        assert proc.poll() is None, "the restore finished before the kill: make the table bigger"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
         out.close()
     assert incident is not None
+    return proc, incident, journal
+
+
+def test_a_dropped_terminal_during_pg_restore_changes_nothing(rb_home: Path, sandbox: dict[str, Any]) -> None:
+    """SIGHUP, SIGTERM or SIGKILL to the client's whole session while pg_restore loads: the restore
+    completes in the supervisor, the journal says done, `attach` shows the end, the data verifies."""
+    import random
+
+    tmp_path = _big_dump(rb_home, sandbox)
+    rng = random.Random(4)
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGKILL):
+        proc, incident, journal = _restore_loading_big(rb_home, tmp_path)
+        time.sleep(rng.uniform(0.0, 0.5))
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+        r = runbook(rb_home, "attach", incident, "--headless", timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "✓ restore" in r.stdout and "incident completed" in r.stdout
+        assert started_steps(rb_home, incident).count("restore") == 1
+        assert [e.step for e in journal.events(incident) if e.type == "step_finished"].count("restore") == 1
+        assert scalar(sandbox, "SELECT count(*) FROM big") == BIG_ROWS
+        assert scalar(sandbox, "SELECT count(*) FROM datasets") == 600
+        assert journal.verify(incident)[1] is None
+        journal.close()
+
+
+def test_kill_during_pg_restore_then_retry_after_the_operators_choice(rb_home: Path, sandbox: dict[str, Any]) -> None:
+    tmp_path = _big_dump(rb_home, sandbox)
+    proc, incident, journal = _restore_loading_big(rb_home, tmp_path)
+    supervisor = supervisor_of(proc.pid)
+    time.sleep(0.05)  # pg_restore is loading `big` now (the log line is flushed within 0.25 s)
+    assert proc.poll() is None, "the restore finished before the kill: make the table bigger"
+    supervisor.kill()  # the engine's process: its reaper takes pg_restore with it
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
     assert not [e for e in journal.events(incident) if e.type == "step_finished" and e.step == "restore"]
 
     # Resumed without a decision: exit 3, naming the interrupted step; nothing is re-run.

@@ -410,3 +410,57 @@ async def test_quit_while_a_step_runs_asks_then_stops_it(ctx, tmp_path: Path) ->
     assert [e.step for e in failed] == ["nap"] and "stopped by the operator" in failed[0].payload["error"]
     assert not marker.exists()
     assert ctx.journal.lock_info(inc) is None
+
+
+TICKER = """\
+id: ticker
+title: Ticks for a while
+tier: maintenance
+not_drillable: a test playbook
+steps:
+  - id: tick
+    title: Tick
+    shell: [sh, -c, 'i=0; while [ $i -lt 60 ]; do echo tick-$i; i=$((i+1)); sleep 0.15; done']
+    effect: read-only
+"""
+
+
+async def test_home_shows_a_detached_incident_and_enter_attaches_to_its_live_output(
+    ctx, tui_home: Path, tmp_path: Path
+) -> None:
+    from runbook.tui.screens.home import HomeScreen
+    from tests.conftest import runbook
+    from tests.tui.test_screens import option_texts
+
+    pbs = Path(os.environ["RUNBOOK_PLAYBOOKS"])
+    (pbs / "ticker.yaml").write_text(TICKER)
+    started = runbook(tui_home, "run", "ticker", "--headless", "--detach")
+    assert started.returncode == 0, started.stderr
+    inc = started.stdout.split()[1]
+    wait_for(lambda: ctx.journal.events(inc), lambda evs: any(e.type == EventType.STEP_STARTED for e in evs),
+             what="the tick step to start")
+    app = RunbookApp(ctx)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, HomeScreen) and app.screen.data is not None,
+                         what="home data")
+        row = next(t for t in option_texts(app.screen) if inc in t)
+        assert "running" in row and "detached, step tick running" in row
+        app.screen.query_one("#home-list").highlighted = next(
+            i for i, t in enumerate(option_texts(app.screen)) if inc in t)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any(isinstance(s, RunScreen) for s in app.screen_stack), what="run screen")
+        scr = run_screen(app)
+        assert not scr.read_only
+
+        def last_tick() -> int:
+            ticks = [line for line in scr.query_one("#output").lines if line.startswith("tick-")]
+            return int(ticks[-1].split("-")[1]) if ticks else -1
+
+        await wait_until(pilot, lambda: last_tick() >= 0, what="the recent output")
+        first = last_tick()
+        await wait_until(pilot, lambda: last_tick() >= first + 3, what="live output after the attach")
+    # The app is gone (its terminal closed): the incident goes on and completes by itself.
+    r = runbook(tui_home, "attach", inc, "--headless", timeout=60)
+    assert r.returncode == 0 and "incident completed" in r.stdout, r.stderr
+    ticks = [e for e in ctx.journal.events(inc) if e.type == EventType.STEP_FINISHED]
+    assert ticks and ticks[0].payload["lines"] == 60

@@ -136,36 +136,54 @@ def cached_summaries(paths: list[Path], cache: Path | None) -> list[Any]:
     return out
 
 
-def open_incidents(journal: Any) -> list[dict[str, Any]]:
-    """The incidents an operator may resume or follow: not closed, not drills (one row each)."""
+def open_incidents(journal: Any, home: Path | None = None) -> list[dict[str, Any]]:
+    """The incidents an operator may resume, attach to or follow: not closed, not drills (one row each).
+
+    An incident running detached says so: whether someone drives it, and what it waits for.
+    """
     incidents = list(journal.incidents())
     if not incidents:
         return []  # the home screen paints without the incident fold
     from runbook.core.incident import CLOSED, StepStatus, fold
+    from runbook.supervisor.client import supervisor_state
 
     rows: list[dict[str, Any]] = []
     for inc in incidents:
         st = fold(inc, journal.events(inc))
         if st.status in CLOSED or st.mode == "" or st.drill:
             continue
+        detached = supervisor_state(home, inc) if home is not None else None
         lock = journal.lock_info(inc)
-        alive = lock is not None and lock.alive() and not journal.holds(inc)
+        alive = detached is not None or (lock is not None and lock.alive() and not journal.holds(inc))
         # Nobody alive drives it and a step never finished: say so (the run screen asks what to do).
         shown = StepStatus.INTERRUPTED.value if not alive and st.interrupted() else st.status.value
+        held = f"{lock.holder} (pid {lock.pid})" if alive and lock is not None and detached is None else None
         rows.append(
             {
                 "id": inc,
                 "playbook": st.playbook_id,
                 "title": st.title,
-                "status": shown,
+                "status": "running" if detached is not None else shown,
                 "env": st.env,
                 "mode": st.mode,
                 "operator": st.operator,
                 "opened": st.opened,
-                "held_by": f"{lock.holder} (pid {lock.pid})" if alive and lock is not None else None,
+                "held_by": held if detached is None else detached.get("driver"),
+                "detached": _detached_words(detached) if detached is not None else None,
             }
         )
     return rows
+
+
+def _detached_words(state: dict[str, Any]) -> str:
+    """``driven by …`` / ``waits: confirm restore`` / ``step restore running, nobody attached``."""
+    if state.get("driver"):
+        return f"driven by {state['driver']}"
+    waiting = state.get("waiting")
+    if waiting:
+        return f"waits for you: {waiting.get('ask', '').replace('_', ' ')} {waiting.get('step') or ''}".rstrip()
+    running = state.get("running")
+    return f"step {running} running, nobody attached" if running else "running, nobody attached"
 
 
 def _drill_status(ctx: Any, data: HomeData) -> None:
@@ -195,7 +213,9 @@ def load_home_data(ctx: Any, *, with_sandbox: bool = True) -> HomeData:
     except Exception as exc:  # noqa: BLE001
         data.error = f"Playbooks could not be read: {exc}"
     _drill_status(ctx, data)
-    data.incidents = open_incidents(ctx.journal)
+    from runbook.tui.context import state_home
+
+    data.incidents = open_incidents(ctx.journal, state_home(ctx))
     config = ctx.config
     data.env = str(getattr(config, "default_env", "") or "sandbox")
     declared = getattr(config, "environments", {}).get(data.env)

@@ -56,6 +56,8 @@ def incident_options(incidents: list[dict[str, Any]], width: int) -> list[Option
     flex = width - (2 + id_w + 2 + STATUS_WIDTH + 2 + where_w + 2)
     for i in incidents:
         held = f" · held by {i['held_by']} (read-only)" if i["held_by"] else " · free to resume"
+        if i.get("detached"):
+            held = f" · detached, {i['detached']}"
         line = Text.assemble(
             "  ",
             (cell(i["id"], id_w), "bold"),
@@ -148,6 +150,9 @@ def detail_markup(data: HomeData, option_id: str) -> str:
     if i is None:
         return ""
     held = f"held by {escape(i['held_by'])}: Enter follows it read-only" if i["held_by"] else "Enter resumes it"
+    if i.get("detached"):
+        enter = "Enter follows it read-only" if i["held_by"] else "Enter attaches to it"
+        held = f"running detached, {escape(i['detached'])}: {enter}"
     return (
         f"[b]{escape(i['title'] or i['playbook'])}[/] — {escape(i['mode'].upper())} on {escape(i['env'])}, "
         f"opened {i['opened'][:19].replace('T', ' ')}Z by {escape(i['operator'])}\n[dim]{held}[/]"
