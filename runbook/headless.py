@@ -18,7 +18,7 @@ from rich.markup import escape
 from runbook.core.durations import format_duration
 from runbook.core.errors import NeedsHuman
 from runbook.core.events import Event, EventType
-from runbook.engine.decisions import describe_running
+from runbook.core.procs import describe_running
 from runbook.engine.frontend import Ask, Choice, Decision, EngineEvent, Journaled, OutputLine, Request
 
 

@@ -173,3 +173,9 @@ def free_port(host: str = LOCALHOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def describe_running(running: list[dict[str, Any]]) -> str:
+    """``sh, pid 123 (2 processes)`` for each command still alive (records from :func:`still_running`)."""
+    return "; ".join(f"{r['program']}, pid {r['pid']} ({len(r['alive'])} process{'es' if len(r['alive']) != 1 else ''})"
+                     for r in running)

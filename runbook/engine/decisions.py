@@ -16,7 +16,7 @@ from typing import Any
 from runbook.core import incident as S
 from runbook.core.errors import NeedsHuman, UsageError
 from runbook.core.events import EventType
-from runbook.core.procs import still_running, stop_group, wait_gone
+from runbook.core.procs import describe_running, still_running, stop_group, wait_gone
 from runbook.core.text import capitalized, sentence
 from runbook.engine.calls import Call
 from runbook.engine.frontend import Ask, Choice, Decision, Frontend, Request, StepChanged
@@ -186,7 +186,6 @@ class Decisions:
         else:
             raise NeedsHuman(f"Step {step.id!r} was interrupted and needs a decision.")
 
-
     def _end_leftovers(self, step: Step, ss: S.StepState, extra: dict[str, Any]) -> None:
         """A command the step started may outlive its process: nothing is decided while it runs.
 
@@ -217,12 +216,6 @@ class Decisions:
         if left:
             raise NeedsHuman(f"Step {step.id!r} left processes that could not be stopped (pid "
                              f"{', '.join(map(str, left))}): stop them by hand, then resume.")
-
-
-def describe_running(running: list[dict[str, Any]]) -> str:
-    """``sh, pid 123 (2 processes)`` for each command still alive."""
-    return "; ".join(f"{r['program']}, pid {r['pid']} ({len(r['alive'])} process{'es' if len(r['alive']) != 1 else ''})"
-                     for r in running)
 
 
 def _typed_text(typed: str | None) -> str:

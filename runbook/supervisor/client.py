@@ -25,7 +25,6 @@ from runbook.core.text import sentence
 from runbook.engine.frontend import Frontend, Journaled, OutputLine, StepChanged
 from runbook.engine.outcome import Outcome, RunStatus
 from runbook.journal.store import Journal, default_actor
-from runbook.playbook import params as P
 from runbook.supervisor import protocol as W
 
 
@@ -166,7 +165,7 @@ class SupervisedEngine:
             if ev.n <= after_n:
                 self.frontend.emit(Journaled(self.incident, ev))
         for line in self.welcome.get("tail") or []:
-            self.frontend.emit(OutputLine(self.incident, str(self.welcome.get("running") or ""), line))
+            self.frontend.emit(OutputLine(self.incident, str(self.welcome.get("tail_step") or ""), line))
 
     def detach(self) -> None:
         """Let go of the incident (it goes on); a thread reading from the supervisor wakes and ends."""
@@ -202,6 +201,8 @@ class SupervisedEngine:
 
     def add_note(self, text: str) -> None:
         """Journal a note (checked here first, as the engine would: a bad one is refused with a sentence)."""
+        from runbook.playbook import params as P  # pydantic: only when a note is written
+
         text = P.check_text("note", text.strip(), allow_newlines=True)
         if not text:
             raise UsageError("A note cannot be empty.")

@@ -128,6 +128,7 @@ class Relay:
         self.clients: list[Connection] = []
         self.last_n = -1
         self.running: str | None = None
+        self.tail_step: str | None = None  # whose output the tail holds (the running or the last step)
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.pending: _Pending | None = None
         self.outcome: Outcome | None = None
@@ -151,7 +152,7 @@ class Relay:
                     self._broadcast(W.encode("event", event=W.event_to_wire(event.event)))
             elif isinstance(event, StepChanged):
                 if event.status == "running":
-                    self.running = event.step
+                    self.running = self.tail_step = event.step
                     self.tail.clear()
                 elif self.running == event.step:
                     self.running = None
@@ -222,12 +223,18 @@ class Relay:
         return None
 
     def detach(self, conn: Connection) -> None:
+        """A client went away; if it drove and a question was open, the question now waits (journaled)."""
         with self._cond:
             if conn in self.clients:
                 self.clients.remove(conn)
+            left_waiting = None
             if self.driver is conn:
                 self.driver = None
+                if self.pending is not None and self.pending.decision is None:
+                    left_waiting = self.pending.request
             conn.close(flush=False)
+        if left_waiting is not None and self.journal_waiting is not None:
+            self.journal_waiting(left_waiting, conn.label)
 
     def answer(self, conn: Connection, number: int, decision: Decision) -> None:
         """A driver answered question ``number`` (a stale or foreign answer is ignored)."""
@@ -272,5 +279,5 @@ class Relay:
     def _welcome(self, conn: Connection) -> bytes:
         driver = self.driver.label if self.driver is not None else None
         return W.encode("welcome", v=W.VERSION, role=conn.role, driver=driver, after_n=self.last_n,
-                        running=self.running, tail=list(self.tail), waiting=self.waiting_for(),
-                        outcome=None)
+                        running=self.running, tail=list(self.tail), tail_step=self.tail_step,
+                        waiting=self.waiting_for(), outcome=None)

@@ -10,16 +10,18 @@ import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.core.errors import RunbookError
 from runbook.core.events import EventType
 from runbook.core.timestamps import utc_now
 from runbook.engine.frontend import Request
-from runbook.engine.runner import Engine
 from runbook.headless import HeadlessAnswers
 from runbook.supervisor import protocol as W
 from runbook.supervisor.relay import Connection, Relay
+
+if TYPE_CHECKING:
+    from runbook.engine.runner import Engine
 
 HELLO_TIMEOUT = 5.0  # a peer that connects and says nothing is dropped
 

@@ -260,3 +260,34 @@ def test_detach_returns_at_once_and_attach_streams_to_the_end(rb_home: Path, tmp
     assert "incident completed" in r.stdout and "second-line" in r.stdout
     r = runbook(rb_home, "attach", incident, "--headless")  # it ended: what happened, and exit 0
     assert r.returncode == 0 and "incident completed" in r.stdout, r.stderr
+
+
+def test_a_driver_leaving_an_open_question_leaves_it_waiting(rb_home: Path, tmp_path: Path) -> None:
+    pb = _two_steps(tmp_path)
+    journal = Journal(rb_home / "journal.sqlite3")
+    try:
+        spec = {"action": "open", "playbook": str(pb), "params": {}, "env": "sandbox", "mode": "live"}
+        incident = str(start_supervisor(spec, rb_home, None)["incident"])
+        never = threading.Event()
+
+        class Away(Scripted):
+            def decide(self, request: Request) -> Decision:
+                self.asked.append((request.ask.value, request.step))
+                never.wait(30)  # the operator looks at the question and the connection drops
+                return Decision(Choice.QUIT)
+
+        alice = Away({})
+        client = SupervisedEngine(alice, journal, rb_home)
+        client.attach(incident, interactive=True)
+        threading.Thread(target=client.run, daemon=True).start()
+        wait_for(lambda: alice.asked == [("before_step", "first")])
+        assert not [e for e in journal.events(incident) if e.type == "waiting"]
+        client.detach()
+        wait_for(lambda: any(e.type == "waiting" for e in journal.events(incident)))
+        waiting = [e for e in journal.events(incident) if e.type == "waiting"]
+        assert waiting[0].step == "first" and f"pid {os.getpid()}" in waiting[0].payload["last_driver"]
+        never.set()  # its late answer goes nowhere: the question still waits
+        time.sleep(0.3)
+        assert not [e for e in journal.events(incident) if e.type in ("paused", "step_started")]
+    finally:
+        journal.close()

@@ -184,6 +184,11 @@ class RunScreen(RunAnswers, Screen[None]):
 
     # -- events from the engine ----------------------------------------------------------------
 
+    def flush_now(self) -> None:
+        """Paint what the front end has queued without waiting for the timer (after an attach)."""
+        if self.is_mounted:
+            self._flush()
+
     def _flush(self) -> None:
         events, output, count = self.frontend.drain()
         changed = False

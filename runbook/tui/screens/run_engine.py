@@ -50,15 +50,10 @@ class LockChanged(Message):
 
 
 def _client(screen: RunScreen) -> Any:
-    """Start the local stores the playbook needs and make this screen a client of a supervisor."""
+    """Make this screen a client of a supervisor (which starts the local stores a run needs)."""
     from runbook.supervisor.client import SupervisedEngine
     from runbook.tui.context import state_home
 
-    local = getattr(screen.ctx.config, "local", {}).get(screen.env.name)
-    if local is not None:
-        # Start the local stores this playbook needs (in this worker, never the UI thread).
-        local.ensure(screen.loaded.playbook if screen.loaded is not None else None)
-        screen.env = screen.ctx.config.environment(screen.env.name)
     engine = SupervisedEngine(screen.frontend, screen.ctx.journal, state_home(screen.ctx))
     screen.engine = engine
     return engine
@@ -117,6 +112,7 @@ def drive(screen: RunScreen, take_over: bool) -> EngineEnded:
     try:
         engine = _client(screen)
         _open_or_attach(screen, engine, take_over)
+        screen.app.call_from_thread(screen.flush_now)  # history and recent output at once, not at the next tick
         outcome = engine.run()
     except DrivenElsewhere as exc:
         return EngineEnded(LOCKED, str(exc))

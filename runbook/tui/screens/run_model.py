@@ -22,6 +22,32 @@ TIMELINE_TAIL = 50
 
 
 @dataclass
+class StepOutline:
+    """What the run screen shows of a step it does not run itself."""
+
+    id: str
+    title: str | None
+    phase: str | None
+    description: str | None
+    kind: str  # action | shell | manual
+
+    @property
+    def label(self) -> str:
+        return self.title or self.id
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> StepOutline:
+        kind = "action" if raw.get("run") else "shell" if raw.get("shell") is not None else "manual"
+        text = {k: str(raw[k]) if raw.get(k) is not None else None for k in ("title", "phase", "description")}
+        return cls(str(raw["id"]), kind=kind, **text)
+
+
+@dataclass
+class Outline:
+    steps: list[StepOutline]
+
+
+@dataclass
 class Applied:
     """What one event changed that the screen must show.
 
@@ -94,25 +120,25 @@ class RunModel:
         return [(s.id, s.label, s.phase) for s in playbook.steps]
 
     def playbook_from_journal(self) -> Any:
-        """The playbook as journaled when the incident opened (None if unknown or already set).
+        """The playbook's steps as journaled when the incident opened (None if unknown or already set).
 
         A resumed or followed incident runs the playbook it was opened with, whatever the file
-        says now: the step list comes from the journal's copy.
+        says now: the step list comes from the journal's copy. Only its outline is read (ids,
+        titles, phases, descriptions): validating it again would import every action's spec, and
+        the engine, which runs it, validated it when the incident opened.
         """
         if self.steps_meta or not self.state.playbook_text:
             return None
+        from runbook.playbook import yamlload
+
         try:
-            from pathlib import Path
-
-            from runbook.playbook import yamlload
-            from runbook.playbook.validate import validate_raw
-
-            loaded = validate_raw(
-                yamlload.loads(self.state.playbook_text), Path(self.state.playbook_path or "playbook.yaml")
-            )
+            raw = yamlload.loads(self.state.playbook_text)
         except Exception:  # noqa: BLE001 - the list stays as the journal shows it
             return None
-        return loaded.playbook
+        steps = raw.get("steps") if isinstance(raw, dict) else None
+        if not isinstance(steps, list):
+            return None
+        return Outline([StepOutline.of(s) for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)])
 
     def display_status(self) -> dict[str, str]:
         """Every step's status as shown (interrupted, needs-confirmation included)."""

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
-from runbook.engine.decisions import describe_running
+from runbook.core.procs import describe_running
 from runbook.engine.frontend import Choice, Decision, Request
 from runbook.tui.screens.dialogs.reason import ReasonScreen
 from runbook.tui.screens.dialogs.wording import when
