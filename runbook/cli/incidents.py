@@ -147,7 +147,7 @@ def run(
     if detach:
         click.echo(f"It runs detached: follow it with `runbook attach {incident}`.", err=True)
         return
-    run_attached(obj, incident, answers)
+    run_attached(obj, incident, answers, since_n=-1)  # all of it, even if it started before the attach
 
 
 @cli.command()

@@ -72,8 +72,9 @@ def build(obj: Any, spec: dict[str, Any]) -> tuple[Any, Any, Any]:
 @pass_ctx
 def supervise(obj: CliContext) -> None:
     """Internal: run one incident's engine for attached clients (started by run, resume and drill)."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose; a stray SIGHUP changes nothing
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the clients
+    # No terminal to lose: a stray SIGHUP changes nothing. A handler, not SIG_IGN, because an
+    # ignored signal stays ignored in every step command started from here.
+    signal.signal(signal.SIGHUP, lambda *_: None)
     try:
         spec = json.loads(sys.stdin.buffer.read() or b"{}")
         engine, relay, server = build(obj, spec)

@@ -121,7 +121,7 @@ def _run_supervised(journal: Journal, loaded: Loaded, params: dict[str, Any], ho
             "driver": f"{journal.actor} (drill, pid {os.getpid()})"}
     incident = str(start_supervisor(spec, home, config, journal.actor)["incident"])
     client = SupervisedEngine(HeadlessFrontend(answers), journal, home)
-    client.attach(incident)
+    client.attach(incident, since_n=-1)
     client.run()
     return S.fold(incident, journal.events(incident))
 

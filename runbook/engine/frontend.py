@@ -57,6 +57,7 @@ class Request:
     confirm: str = "none"  # none | yes | typed
     expected: str | None = None  # for typed confirmations: what must be typed
     shown_expected: str | None = None  # ``expected`` as a screen may show it (a secret's value masked)
+    expected_sha256: str | None = None  # set instead of ``expected`` where a secret target crosses a socket
     error: str | None = None  # FAILURE: why
     attempt: int = 0
     choices: tuple[Choice, ...] = ()
@@ -68,7 +69,20 @@ class Request:
         return self.shown_expected if self.shown_expected is not None else (self.expected or "")
 
     def expected_is_secret(self) -> bool:
-        return self.shown_expected is not None and self.shown_expected != self.expected
+        return self.expected_sha256 is not None or (
+            self.shown_expected is not None and self.shown_expected != self.expected)
+
+    def matches(self, typed: str | None) -> bool:
+        """Whether ``typed`` is what a typed confirmation asks for (the engine checks it again)."""
+        if typed is None:
+            return False
+        if self.expected is not None:
+            return typed == self.expected
+        if self.expected_sha256 is not None:
+            import hashlib
+
+            return hashlib.sha256(typed.encode("utf-8")).hexdigest() == self.expected_sha256
+        return False
 
 
 @dataclass

@@ -48,8 +48,11 @@ class Recorder:
             )
             for ev in events:
                 S.apply(self.state, ev)
-        for ev in events:
-            self.frontend.emit(Journaled(self.state.id, ev))
-            if ev.step is not None and ev.kind in STEP_EVENTS:
-                self.frontend.emit(StepChanged(self.state.id, ev.step, self.state.step(ev.step).status))
+            # Still under the lock: events from two threads (the engine's, a note, a take-over)
+            # reach the front end in journal order. A front end's emit never appends (it queues,
+            # prints or relays), so this cannot deadlock.
+            for ev in events:
+                self.frontend.emit(Journaled(self.state.id, ev))
+                if ev.step is not None and ev.kind in STEP_EVENTS:
+                    self.frontend.emit(StepChanged(self.state.id, ev.step, self.state.step(ev.step).status))
         return events

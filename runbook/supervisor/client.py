@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from runbook.engine.frontend import Frontend, Journaled, OutputLine, StepChanged
 from runbook.engine.outcome import Outcome, RunStatus
 from runbook.journal.store import Journal, default_actor
 from runbook.supervisor import protocol as W
+
+START_TIMEOUT = 300.0  # opening may start local stores first (a cold sandbox takes a while)
 
 
 class DrivenElsewhere(RunbookError):
@@ -73,36 +76,42 @@ def start_supervisor(spec: dict[str, Any], home: Path, config: str | None, actor
     argv = [sys.executable, "-m", "runbook"] + (["--config", config] if config else []) + ["supervise"]
     log = W.socket_dir(home) / "supervisor.log"
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    # Secret parameters reach it in the spec; a long-lived process and its steps never get them
+    # from the environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_PARAM_")}
+    env["RUNBOOK_HOME"] = str(home)
     try:
-        env = {**os.environ, "RUNBOOK_HOME": str(home)}
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fd, env=env,
                                 start_new_session=True, close_fds=True)
     finally:
         os.close(fd)
+    threading.Thread(target=proc.wait, name="reap-supervisor", daemon=True).start()  # no zombie
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(json.dumps(spec).encode("utf-8"))
         proc.stdin.close()
     except BrokenPipeError:
         pass
-    line = proc.stdout.readline()
-    proc.stdout.close()
+    reply = _reply(proc.stdout, log)
+    if not reply.get("ok"):
+        error = DrivenElsewhere if reply.get("locked") else RunbookError
+        raise error(str(reply.get("error")), exit_code=int(reply.get("code") or 1))
+    return reply
+
+
+def _reply(stdout: Any, log: Path) -> dict[str, Any]:
+    """The supervisor's one-line answer (within START_TIMEOUT), or a sentence saying it never came."""
+    ready, _, _ = select.select([stdout], [], [], START_TIMEOUT)
+    line = stdout.readline() if ready else b""
+    stdout.close()
     try:
         reply = json.loads(line) if line else None
     except ValueError:
         reply = None
     if not isinstance(reply, dict):
-        proc.wait(timeout=10)
-        raise RunbookError(f"The incident's supervisor did not start (exit {proc.returncode}); see {log}.")
-    if not reply.get("ok"):
-        proc.wait(timeout=10)
-        error = DrivenElsewhere if reply.get("locked") else RunbookError
-        raise error(str(reply.get("error")), exit_code=int(reply.get("code") or 1))
-    _REAPED.append(proc)  # keeps the Popen so its exit status is collected (no zombie)
+        why = "did not answer in time" if not ready else "stopped before it answered"
+        raise RunbookError(f"The incident's supervisor {why}; see {log}.")
     return reply
-
-
-_REAPED: list[subprocess.Popen[bytes]] = []
 
 
 class SupervisedEngine:

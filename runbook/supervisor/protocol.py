@@ -18,6 +18,7 @@ runbook home (``run/``, 0700), are 0600, and a peer of another uid is refused (`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -66,7 +67,11 @@ def decode(line: bytes) -> dict[str, Any]:
 
 
 def request_to_wire(request: Request) -> dict[str, Any]:
+    """A question as plain data; a typed confirmation of a secret target travels as its sha256 only."""
     data = asdict(request)
+    if request.expected is not None and request.expected_is_secret():
+        data["expected"] = None
+        data["expected_sha256"] = hashlib.sha256(request.expected.encode("utf-8")).hexdigest()
     data["ask"] = request.ask.value
     data["choices"] = [c.value for c in request.choices]
     return data

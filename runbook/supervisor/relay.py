@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from runbook.core.errors import NeedsHuman
 from runbook.engine.frontend import Decision, EngineEvent, Journaled, OutputLine, Request, StepChanged
 from runbook.engine.outcome import Outcome
 from runbook.headless import HeadlessAnswers, HeadlessFrontend
@@ -40,8 +41,9 @@ class Connection:
 
     def __init__(self, sock: socket.socket, hello: dict[str, Any]) -> None:
         self.sock = sock
-        self.who = str(hello.get("who") or "someone")
-        self.pid = int(hello.get("pid") or 0)
+        self.who = str(hello.get("who") or "someone")[:200]
+        pid = hello.get("pid")
+        self.pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else 0
         self.interactive = bool(hello.get("interactive"))
         self.role = "watch"
         self.since = ""
@@ -135,6 +137,7 @@ class Relay:
         self.journal_waiting: Callable[[Request, str], None] | None = None
         self.on_take_over: Callable[[Connection, Connection], None] | None = None
         self._finished: list[Connection] = []
+        self.serving = False  # set once clients can attach (until then nobody could answer)
         self._ids = itertools.count(1)
         self._cond = threading.Condition(threading.RLock())
 
@@ -147,7 +150,7 @@ class Relay:
                 if self.clients:
                     self._broadcast(W.encode("output", step=event.step, line=event.line), droppable=True)
             elif isinstance(event, Journaled):
-                self.last_n = event.event.n
+                self.last_n = max(self.last_n, event.event.n)
                 if self.clients:
                     self._broadcast(W.encode("event", event=W.event_to_wire(event.event)))
             elif isinstance(event, StepChanged):
@@ -168,6 +171,10 @@ class Relay:
         return self._ask_a_person(request)
 
     def _ask_a_person(self, request: Request) -> Decision:
+        if not self.serving:
+            # Opening or resuming, before any client can attach (a secret nobody gave): say so.
+            raise NeedsHuman(f"Incident {request.incident} needs an answer before it can run "
+                             f"({request.title or request.ask.value}); give it on the command line and resume.")
         with self._cond:
             pending = self.pending = _Pending(next(self._ids), request)
             if self.driver is not None and self.driver.interactive:
@@ -200,6 +207,11 @@ class Relay:
         driver answers for itself; a headless driver without flags keeps the ones in force.
         """
         with self._cond:
+            if self.outcome is not None:  # it ended while this client connected: say how, and let go
+                conn.send(self._welcome(conn))
+                conn.send(self._outcome_message(self.outcome, []))
+                conn.close()
+                return None
             old = self.driver
             if role == "drive" and old is not None and not take_over:
                 return f"is being driven by {old.label} since {old.since}"
@@ -222,6 +234,10 @@ class Relay:
                 self.on_take_over(old, conn)
         return None
 
+    def drives(self, conn: Connection) -> bool:
+        with self._cond:
+            return conn is self.driver
+
     def detach(self, conn: Connection) -> None:
         """A client went away; if it drove and a question was open, the question now waits (journaled)."""
         with self._cond:
@@ -239,16 +255,17 @@ class Relay:
     def answer(self, conn: Connection, number: int, decision: Decision) -> None:
         """A driver answered question ``number`` (a stale or foreign answer is ignored)."""
         with self._cond:
-            if conn is self.driver and self.pending is not None and self.pending.id == number:
-                self.pending.decision = decision
+            pending = self.pending
+            if (conn is self.driver and pending is not None and pending.id == number
+                    and decision.choice in pending.request.choices):
+                pending.decision = decision
                 self._cond.notify_all()
 
     def finish(self, outcome: Outcome, notices: list[str] | None = None) -> None:
         """The engine ended: tell every client how (with ``notices``, e.g. the Slack line), then let them go."""
         with self._cond:
             self.outcome = outcome
-            message = W.encode("outcome", status=outcome.status.value, message=outcome.message,
-                               code=outcome.exit_code, notices=notices or [])
+            message = self._outcome_message(outcome, notices or [])
             for conn in self.clients:
                 conn.send(message)
                 conn.close()
@@ -272,6 +289,11 @@ class Relay:
     def _broadcast(self, data: bytes, *, droppable: bool = False) -> None:
         for conn in self.clients:
             conn.send(data, droppable=droppable)
+
+    @staticmethod
+    def _outcome_message(outcome: Outcome, notices: list[str]) -> bytes:
+        return W.encode("outcome", status=outcome.status.value, message=outcome.message, code=outcome.exit_code,
+                        notices=notices)
 
     def _request_message(self, pending: _Pending) -> bytes:
         return W.encode("request", id=pending.id, request=W.request_to_wire(pending.request))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +27,31 @@ if TYPE_CHECKING:
 HELLO_TIMEOUT = 5.0  # a peer that connects and says nothing is dropped
 
 
+_CHOICES = {"interrupted": (None, "retry", "done", "skip"), "failed": (None, "retry")}
+
+
 def answers_from_wire(data: Any) -> HeadlessAnswers | None:
+    """A headless command line's answers, each field checked (a wrong one is dropped, never run)."""
     if not isinstance(data, dict):
         return None
-    known = set(HeadlessAnswers.__dataclass_fields__)
-    return HeadlessAnswers(**{k: v for k, v in data.items() if k in known})
+    out = HeadlessAnswers()
+    for name, default in vars(HeadlessAnswers()).items():
+        value = data.get(name, default)
+        if name in _CHOICES:
+            ok = value in _CHOICES[name]
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, dict):
+            ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        else:
+            ok = value is None or isinstance(value, str)
+        if ok:
+            setattr(out, name, value)
+    return out
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
 class Server:
@@ -50,6 +71,7 @@ class Server:
         self.attached = threading.Event()  # someone attached at least once
         self._sock = W.listen(path)
         self._closed = False
+        relay.serving = True
         relay.journal_waiting = self._journal_waiting
         relay.on_take_over = self._journal_take_over
         threading.Thread(target=self._accept, name="accept", daemon=True).start()
@@ -89,6 +111,17 @@ class Server:
             threading.Thread(target=self._serve, args=(sock,), name="client", daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
+        """One client's whole connection; nothing it sends can take the supervisor down."""
+        try:
+            self._serve_checked(sock)
+        except Exception:  # noqa: BLE001 - a broken client is dropped; the log says why
+            traceback.print_exc()
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _serve_checked(self, sock: socket.socket) -> None:
         try:
             if W.peer_uid(sock) != os.getuid():
                 sock.sendall(W.encode("refused", message="Only the user who runs this incident may attach to it."))
@@ -98,7 +131,7 @@ class Server:
             messages = W.LineReader(sock).messages()
             hello = next(messages, None)
             sock.settimeout(None)
-        except (OSError, W.ProtocolError):
+        except (OSError, W.ProtocolError, RecursionError):
             sock.close()
             return
         refusal = _bad_hello(hello)
@@ -121,21 +154,26 @@ class Server:
                                f"`runbook attach {self.incident} --watch`, or take it over with --take-over."))
             conn.close()
             return
-        self.attached.set()
+        if role == "drive":
+            self.attached.set()
         try:
             for message in messages:
                 self._handle(conn, message)
-        except W.ProtocolError:
+        except (W.ProtocolError, RecursionError):
             pass
         finally:
             self.relay.detach(conn)
 
     def _handle(self, conn: Connection, message: dict[str, Any]) -> None:
-        if conn.role != "drive":
-            return  # watchers only watch
+        if not self.relay.drives(conn):
+            return  # watchers only watch, and a driver taken over no longer drives
         kind = message.get("t")
         if kind == "decision":
-            self.relay.answer(conn, int(message.get("id") or 0), W.decision_from_wire(message))
+            try:
+                decision = W.decision_from_wire(message)
+            except W.ProtocolError:
+                return
+            self.relay.answer(conn, _number(message.get("id")), decision)
         elif kind == "cancel":
             if message.get("step") and message.get("step") == self.relay.running:
                 self.engine.cancel_current()

@@ -291,3 +291,92 @@ def test_a_driver_leaving_an_open_question_leaves_it_waiting(rb_home: Path, tmp_
         assert not [e for e in journal.events(incident) if e.type in ("paused", "step_started")]
     finally:
         journal.close()
+
+
+def test_hostile_clients_never_take_the_supervisor_down(rb_home: Path, tmp_path: Path) -> None:
+    """Wrong types, an answer nobody was offered, bad standing answers, a nesting bomb: all ignored."""
+    pb = _two_steps(tmp_path)
+    spec = {"action": "open", "playbook": str(pb), "params": {}, "env": "sandbox", "mode": "live", "detached": True}
+    incident = str(start_supervisor(spec, rb_home, None)["incident"])
+    path = W.socket_path(rb_home, incident)
+    wait_for(lambda: (supervisor_state(rb_home, incident) or {}).get("waiting") is not None)
+    hostile = [
+        W.encode("hello", v=1, role="watch", who=["x"], pid="not a pid")
+        + W.encode("decision", id=1, choice="run")  # a watcher's
+        + b"[" * 100_000 + b"\n",
+        b"\xff\xfe not json\n",
+        W.encode("hello", v=1, role="drive", who="mallory", pid=True, interactive=True)
+        + W.encode("decision", id="abc", choice="run")
+        + W.encode("decision", id=1, choice="confirm", typed=7)  # not offered before a step
+        + W.encode("decision", id=True, choice="stop")
+        + W.encode("decision", id=1, choice="no such choice")
+        + W.encode("cancel", step=["x"]) + W.encode("note", text={"a": 1}),
+    ]
+    for data in hostile:
+        sock = W.connect(path)
+        try:
+            sock.sendall(data)
+            time.sleep(0.3)
+        finally:
+            sock.close()
+    state = supervisor_state(rb_home, incident)
+    assert state is not None and state["waiting"]["ask"] == "before_step"  # alive, still waiting
+    kinds = [e.type for e in events(rb_home, incident)]
+    assert "step_started" not in kinds and "incident_closed" not in kinds and "paused" not in kinds
+    # A headless driver whose flags arrive mangled: each bad field is dropped, never acted on.
+    sock = W.connect(path)
+    sock.sendall(W.encode("hello", v=1, role="drive", who="x", pid=1,
+                          answers={"interrupted": "rm -rf", "yes": "yes", "confirms": {"a": 1}, "auto": 1}))
+    for message in W.LineReader(sock).messages():
+        if message["t"] == "outcome":
+            assert message["status"] == "completed"  # two read-only steps: the defaults run them
+            break
+    sock.close()
+    log = (rb_home / "run" / "supervisor.log").read_text()
+    assert "Traceback" not in log, log[-2000:]
+
+
+def test_a_secret_target_never_crosses_the_socket(rb_home: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "hunter2-Zq9"
+    pb = write_playbook(
+        tmp_path / "pbs",
+        """
+id: secrettarget
+title: Secret target
+tier: maintenance
+params:
+  token: {type: string, secret: true, required: true}
+steps:
+  - id: use
+    shell: [sh, -c, 'test -n "$0"', "{{ params.token }}"]
+    effect: destructive
+    confirm: {typed: "{{ params.token }}"}
+""",
+    )
+    monkeypatch.setenv("RUNBOOK_PARAM_TOKEN", secret)
+    journal = Journal(rb_home / "journal.sqlite3")
+    try:
+        spec = {"action": "open", "playbook": str(pb), "params": {"token": secret}, "env": "sandbox",
+                "mode": "live"}
+        incident = str(start_supervisor(spec, rb_home, None)["incident"])
+        sup = supervisors(rb_home)[0]
+        assert not [k for k in sup.environ() if k.startswith("RUNBOOK_PARAM_")]  # the spec carried it
+        seen: list[Request] = []
+
+        class Confirming(Scripted):
+            def decide(self, request: Request) -> Decision:
+                seen.append(request)
+                if request.ask.value == "confirm":
+                    assert request.matches(secret) and not request.matches(secret.upper())
+                    return Decision(Choice.CONFIRM, typed=secret)
+                return Decision(Choice.RUN)
+
+        client = SupervisedEngine(Confirming({}), journal, rb_home)
+        client.attach(incident, interactive=True)
+        assert client.run().status == "completed"
+        confirm = next(r for r in seen if r.ask.value == "confirm")
+        assert confirm.expected is None and confirm.expected_sha256 and secret not in repr(seen)
+        assert confirm.expected_is_secret()
+    finally:
+        journal.close()

@@ -110,7 +110,7 @@ class RunAnswers:
         def done(decision: Decision | None) -> None:
             if decision is None or not self._ask(Ask.CONFIRM):
                 return
-            if decision.choice == Choice.CONFIRM and req.confirm == "typed" and decision.typed != req.expected:
+            if decision.choice == Choice.CONFIRM and req.confirm == "typed" and not req.matches(decision.typed):
                 self._refused_typed.add(req.step or "")
             self._answer(decision)
 

@@ -86,7 +86,7 @@ class ConfirmScreen(ModalScreen[Decision | None]):
         return True
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        ok = event.value == (self.request.expected or "")
+        ok = self.request.matches(event.value)
         self.query_one("#confirm-ok", Button).disabled = not ok
         self.query_one("#confirm-note", Label).update("matches — press Enter to confirm" if ok else self.attempt_note)
 
