@@ -12,7 +12,32 @@ _PATTERNS = [
     re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s]+)(@)"),  # scheme://user:password@host
     re.compile(r"(?i)([A-Za-z_]*(?:password|passwd)\s*[=:]\s*)(\S+)"),  # PGPASSWORD=…, password: …
     re.compile(r"\b(xox[abprs]-)[A-Za-z0-9-]{8,}"),
+    re.compile(r"(?i)(authorization:\s*(?:basic|bearer|digest)\s+)(\S+)"),  # curl -v, HTTP traces
 ]
+BASE64_CORE_MIN = 6  # a shorter stable run of base64 would mask innocent text
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """The forms a secret takes in output besides itself: URL-encoded, JSON-escaped, and the part
+    of its base64 (standard or URL-safe) that stays the same wherever it sits in the encoded
+    bytes, e.g. inside ``base64(user:secret)`` of an HTTP Basic header. Case variants are matched
+    by the redactor itself (case-insensitively).
+    """
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    raw = secret.encode("utf-8")
+    forms = {quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+    for shift in range(3):  # the secret starting at each byte offset of a 3-byte group
+        encoded = base64.b64encode(b"\0" * shift + raw).decode("ascii").rstrip("=")
+        start = (shift * 4 + 2) // 3  # chars that also encode the bytes before the secret
+        end = len(encoded) - (1 if (shift + len(raw)) % 3 else 0)  # a char shared with what follows
+        core = encoded[start:end]
+        if len(core) >= BASE64_CORE_MIN:
+            forms |= {core, core.replace("+", "-").replace("/", "_")}
+    forms.discard(secret)
+    return forms
 
 
 _VERBATIM = {"playbook_text"}
@@ -23,6 +48,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: list[str] = []
+        self._forms: set[str] = set()  # every secret and its encoded forms
         self._re: re.Pattern[str] | None = None
         for s in secrets:
             self.add(s)
@@ -34,9 +60,11 @@ class Redactor:
         if len(secret) < 3 or secret in self._secrets:
             return
         self._secrets.append(secret)
-        # Longest first so a secret that contains another is masked whole.
-        ordered = sorted(self._secrets, key=len, reverse=True)
-        self._re = re.compile("|".join(re.escape(s) for s in ordered))
+        self._forms.add(secret)
+        self._forms |= encoded_forms(secret)
+        # Longest first so a secret that contains another is masked whole; any case (`tr a-z A-Z`).
+        ordered = sorted(self._forms, key=len, reverse=True)
+        self._re = re.compile("|".join(re.escape(s) for s in ordered), re.IGNORECASE)
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -47,7 +75,7 @@ class Redactor:
         if not patterns:
             return value
         lowered = value.lower()
-        if "://" in value or "passw" in lowered or "xox" in value:
+        if "://" in value or "passw" in lowered or "xox" in value or "authorization" in lowered:
             for pat in _PATTERNS:
                 value = pat.sub(
                     lambda m: m.group(1) + MASK + (m.group(3) if m.lastindex and m.lastindex >= 3 else ""), value

@@ -118,3 +118,36 @@ steps:
     assert victim.exists()
     failed = [e for e in journal.events(st.id) if e.type == "step_failed"]
     assert "nothing to type" in failed[0].payload["error"]
+
+
+def test_encoded_forms_of_a_secret_are_masked_too() -> None:
+    """#13: base64 (of the value and of user:value, standard and URL-safe, at any offset), URL
+    encoding, JSON escaping and other cases of a secret are masked like the secret itself."""
+    import base64
+    import json
+    from urllib.parse import quote, quote_plus
+
+    from runbook.core.redact import MASK, Redactor
+
+    secret = "s3cr3t-Pa55/word+x"
+    red = Redactor([secret])
+    b64 = base64.b64encode
+    leaks = {
+        "base64": b64(secret.encode()).decode(),
+        "base64 of user:value": b64(b"admin:" + secret.encode()).decode(),
+        "base64 inside more": b64(b"prefix " + secret.encode() + b" suffix").decode(),
+        "url-safe base64": base64.urlsafe_b64encode(b"u:" + secret.encode()).decode(),
+        "curl -v Basic header": "> Authorization: Basic " + b64(b"svc:" + secret.encode()).decode(),
+        "url-encoded": "GET /login?p=" + quote(secret, safe=""),
+        "form-encoded": "p=" + quote_plus(secret),
+        "json": json.dumps({"password_field": secret}),
+        "upper case": secret.upper(),
+        "lower case": secret.lower(),
+    }
+    for name, text in leaks.items():
+        out = red.text(text)
+        assert MASK in out, name
+        for form in (secret, secret.upper(), b64(secret.encode()).decode().rstrip("="), quote(secret, safe="")):
+            assert form not in out, (name, out)
+    plain = "restored 1200 rows into public.orders in 0.4 s (dGVzdA==)"
+    assert red.text(plain) == plain  # nothing else is touched
