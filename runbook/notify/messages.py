@@ -124,7 +124,8 @@ def parent_message(info: IncidentInfo, *, via: str = "api") -> tuple[str, list[d
             f"follow-ups are separate messages tagged `{e(info.incident)}`."
         )
     blocks.append(context_block(f"runbook · {note}"))
-    text = f"{info.prefix()}{info.title or info.playbook} — {info.env}, {info.mode} — {status} ({info.incident})"
+    # The fallback text is mrkdwn too (notifications, clients without blocks): escaped like the blocks.
+    text = e(f"{info.prefix()}{info.title or info.playbook} — {info.env}, {info.mode} — {status} ({info.incident})")
     return text, blocks
 
 
@@ -137,12 +138,15 @@ def reply_message(
     blocks = [section_block(f"{emoji} {mrkdwn_escape(head)}")]
     if detail:
         blocks.append(section_block(mrkdwn_escape(detail)))
-    text = head + (f"\n{detail}" if detail else "")
+    # The fallback text is mrkdwn too: `<!channel>` from step output must not ping anybody.
+    text = mrkdwn_escape(head + (f"\n{detail}" if detail else ""))
     return text, blocks
 
 
 def fit_message(text: str, blocks: list[dict[str, Any]] | None) -> list[tuple[str, list[dict[str, Any]] | None]]:
     """Split or truncate a message so each part is within Slack's limits.
+
+    ``text`` is mrkdwn, already escaped (every message's fallback text is).
 
     Sections over 3,000 characters are split into several sections; more than 50 blocks are
     cut to 49 plus a note; text over 40,000 characters is split into up to five messages, the
@@ -194,7 +198,7 @@ def fit_message(text: str, blocks: list[dict[str, Any]] | None) -> list[tuple[st
         parts.append((chunk + note, (out_blocks if i == 1 else None)))
     if out_blocks is not None:
         # Blocks repeat the text: keep them within limits by showing an excerpt on part 1.
-        excerpt = [section_block(mrkdwn_escape(_clip(text, MAX_SECTION, f"… (continued in {n} parts)")))]
+        excerpt = [section_block(_clip(text, MAX_SECTION, f"… (continued in {n} parts)"))]  # text is escaped
         parts[0] = (parts[0][0], excerpt)
     return parts
 

@@ -154,8 +154,8 @@ class Outbox(Delivery):
             head = f"{info.prefix()}{tag}"
             if self.settings.via == "webhook" and not same:
                 head += f"(for {dest}) "
-            body = head + text
-            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn_escape(body)}}]
+            body = mrkdwn_escape(head + text)  # the fallback text is mrkdwn too, like the block
+            blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": body}}]
             ids = self._enqueue(
                 incident,
                 dest,

@@ -151,3 +151,17 @@ def test_encoded_forms_of_a_secret_are_masked_too() -> None:
             assert form not in out, (name, out)
     plain = "restored 1200 rows into public.orders in 0.4 s (dGVzdA==)"
     assert red.text(plain) == plain  # nothing else is touched
+
+
+def test_slack_fallback_text_is_escaped_like_the_blocks() -> None:
+    """#13 item 12: `<!channel>`, `<@U…>` and `<url|x>` from step output never ping or link."""
+    from runbook.notify.messages import IncidentInfo, fit_message, parent_message, reply_message
+
+    info = IncidentInfo(incident="20261203-000000-abcd", playbook="p<!here>", title="T <!channel>", env="prod",
+                        mode="live")
+    hostile = "done <!channel> <@U123ABC> <https://evil.example|click> & more"
+    for text, _blocks in [reply_message(info, "✅", "step <!everyone>", hostile), parent_message(info)]:
+        for part, _ in fit_message(text, None):
+            assert "<" not in part and ">" not in part, part
+    text, _ = reply_message(info, "✅", "ok", hostile)
+    assert "&lt;!channel&gt;" in text and "&amp; more" in text and "&amp;lt;" not in text
