@@ -22,7 +22,7 @@ CASES = sorted((Path(__file__).parent / "cases").glob("*.yaml"))
 
 
 def test_corpus_is_big_enough() -> None:
-    assert len(CASES) >= 50
+    assert len(CASES) >= 80
 
 
 def expand(text: str, values: dict[str, str]) -> str:
